@@ -1,0 +1,116 @@
+"""Shared benchmark helpers: machine description, peak FLOP/s estimate, timing, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+import jax
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+# Dense FP32 peak per device. CPU: cores x clock x FLOPs/cycle; AMD Zen 2-4 and Intel AVX2
+# cores issue two 256-bit FMAs per cycle = 32 FP32 FLOPs/cycle. GPUs: vendor FP32 (non-tensor)
+# figures, the fair ceiling for the FP32 convolutions these models run.
+GPU_PEAK_FP32 = {"H100": 67e12, "H200": 67e12, "A100": 19.5e12, "V100": 15.7e12}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _cpu_mhz() -> float:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("cpu MHz"):
+                    return float(line.split(":", 1)[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def machine() -> dict:
+    """Backend, device kind and count, CPU model, cores; the machine named in result files."""
+    dev = jax.devices()[0]
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": dev.device_kind,
+        "num_devices": jax.device_count(),
+        "cpu": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "cpu_mhz": round(_cpu_mhz()),
+        "jax": jax.__version__,
+    }
+
+
+def peak_flops() -> float:
+    """Estimated dense FP32 peak FLOP/s of all local devices (see GPU_PEAK_FP32)."""
+    if jax.default_backend() == "cpu":
+        return (os.cpu_count() or 1) * _cpu_mhz() * 1e6 * 32
+    kind = jax.devices()[0].device_kind
+    for name, peak in GPU_PEAK_FP32.items():
+        if name in kind:
+            return peak * jax.local_device_count()
+    return float("nan")
+
+
+def compiled_flops(jitted, *args) -> float:
+    """FLOPs of one call of ``jitted(*args)`` from XLA's cost analysis (nan if unavailable)."""
+    try:
+        cost = jitted.lower(*args).compile().cost_analysis()
+        if isinstance(cost, list):
+            cost = cost[0]
+        return float(cost.get("flops", float("nan")))
+    except Exception:  # cost analysis is best-effort on some backends
+        return float("nan")
+
+
+def time_calls(fn, warmup: int, iters: int) -> float:
+    """Seconds per call of ``fn()`` (which returns something to block on), median of 3 runs."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    runs = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            out = fn()
+        jax.block_until_ready(out)
+        runs.append((time.perf_counter() - t0) / iters)
+    return sorted(runs)[1]
+
+
+def slug(info: dict) -> str:
+    """A short file-name tag for the machine, e.g. ``cpu-2core`` or ``gpu-H100x1``."""
+    if info["backend"] == "cpu":
+        return f"cpu-{info['cpu_cores']}core"
+    return f"{info['backend']}-{info['device_kind'].replace(' ', '_')}x{info['num_devices']}"
+
+
+def write_result(name: str, info: dict, rows: list[dict], table: str) -> str:
+    """Writes ``results/<name>_<machine>.json`` and ``.md``; returns the JSON path."""
+    os.makedirs(RESULTS, exist_ok=True)
+    base = os.path.join(RESULTS, f"{name}_{slug(info)}")
+    with open(base + ".json", "w") as f:
+        json.dump({"machine": info, "rows": rows}, f, indent=2)
+    with open(base + ".md", "w") as f:
+        f.write(f"# {name}\n\nMachine: {json.dumps(info)}\n\n{table}\n")
+    return base + ".json"
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    """Rows of dicts as a GitHub markdown table over ``columns``."""
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Training throughput: G-iterations/s, images/s, model FLOPs per iteration, fraction of peak.
+
+One iteration = n_dis D steps + 1 G step at the config's batch sizes (SNGAN: D 64 / G 128,
+n_dis 5; BigGAN: 64 / 64, n_dis 5; default: 64 / 64, n_dis 1). images/s counts real images shown
+to D: iterations/s x n_dis x D batch. FLOPs come from XLA's cost analysis of the compiled
+iteration; the peak is the dense FP32 estimate of benchmarks/common.py.
+Data are random images of the config's shape kept on the device (the loop's own layout), so
+the figure is the step's speed, independent of a data set download.
+
+    python benchmarks/train_throughput.py [--configs default,sngan_cifar10,biggan_cifar10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from jaxgan_lth import models, train  # noqa: E402
+from jaxgan_lth.sparsity import masks as masks_lib  # noqa: E402
+
+
+def setup(config_name: str, num_classes: int = 10, n_images: int = 5000):
+    """Compiled iteration, state, masks and synthetic data for one config."""
+    config = importlib.import_module(f"configs.{config_name}").get_config()
+    r, c = config.data.resolution, config.data.channels
+    ncls = num_classes if config.model.conditional else 0
+    kwargs = {k: v for k, v in config.model.items() if k != "name"}
+    pair = models.get_model(config.model.name, resolution=r, channels=c, num_classes=ncls,
+                            **kwargs)
+    fns = train.make_step_fns(config, pair.generator, pair.discriminator,
+                              image_shape=(r, r, c), num_classes=ncls)
+    key = jax.random.key(0)
+    data = {"images": jax.random.uniform(key, (n_images, r, r, c), minval=-1.0, maxval=1.0),
+            "labels": jax.random.randint(key, (n_images,), 0, max(ncls, 1))}
+    state = jax.jit(fns.init)(key)
+    masks = {n: masks_lib.ones_like(state[n]["params"]) for n in ("g", "d")}
+    return config, fns, state, masks, data
+
+
+def run(config_name: str, iters: int) -> dict:
+    config, fns, state, masks, data = setup(config_name)
+    step = jax.jit(fns.iteration)
+    flops = common.compiled_flops(step, state, masks, data, fns.hparams)
+    holder = {"state": state}
+
+    def call():
+        holder["state"], m = step(holder["state"], masks, data, fns.hparams)
+        return m
+
+    sec = common.time_calls(call, warmup=2, iters=iters)
+    tc = config.train
+    return {
+        "config": config_name,
+        "model": config.model.name,
+        "d_batch": tc.d_batch_size,
+        "g_batch": tc.g_batch_size,
+        "n_dis": tc.n_dis,
+        "G_it_per_s": 1.0 / sec,
+        "images_per_s": tc.n_dis * tc.d_batch_size / sec,
+        "GFLOP_per_it": flops / 1e9,
+        "TFLOP_per_s": flops / sec / 1e12,
+        "frac_of_peak": flops / sec / common.peak_flops(),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", default="default,sngan_cifar10,biggan_cifar10")
+    p.add_argument("--iters", type=int, default=0, help="timed iterations (0 = auto)")
+    args = p.parse_args()
+    info = common.machine()
+    rows = []
+    for name in args.configs.split(","):
+        iters = args.iters or (20 if info["backend"] == "cpu" and name != "default" else 100)
+        if info["backend"] == "cpu" and name != "default" and not args.iters:
+            iters = 3
+        rows.append(run(name, iters))
+        print(rows[-1], flush=True)
+    cols = ["config", "model", "d_batch", "g_batch", "n_dis", "G_it_per_s", "images_per_s",
+            "GFLOP_per_it", "TFLOP_per_s", "frac_of_peak"]
+    table = common.markdown_table(rows, cols)
+    print(table)
+    print("peak FP32 estimate (FLOP/s):", f"{common.peak_flops():.3g}")
+    print("wrote", common.write_result("train_throughput", info, rows, table))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Default configuration: the CPU run on real Fashion-MNIST (10% of the train split).
+
+Small DCGAN-sized networks at 28x28 grayscale that train usefully on 2 CPU cores.
+Run:  python -m jaxgan_lth.main --config=configs/default.py --workdir=/tmp/jaxgan_default
+Override any key on the command line, e.g. `--config.train.num_steps=500`.
+"""
+
+import ml_collections
+
+
+def get_config():
+    """Returns the default `ml_collections.ConfigDict` (every key is documented inline)."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    # Stages run by `python -m jaxgan_lth.main`, comma-separated, in order:
+    #   "train"       dense GAN training (DIR/train)
+    #   "imp,ticket"  lottery tickets: IMP rounds with rewinding, then train the ticket
+    config.stages = "imp,ticket"
+
+    # ---- data ----------------------------------------------------------------------------------
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "fashion_mnist"  # tfds name (fashion_mnist, cifar10, cifar100) or "folder"
+    config.data.folder = ""  # image folder (JPEG/PNG) when name == "folder"
+    config.data.split = "train"  # split the limited training subset is drawn from
+    config.data.heldout_split = "test"  # held-out reals (D-overfitting diagnostic)
+    config.data.resolution = 28  # images resized to [resolution, resolution]
+    config.data.channels = 1  # 1 = grayscale, 3 = RGB
+    config.data.subset_fraction = 0.1  # fraction of the split in (0, 1]; 0 = use subset_count
+    config.data.subset_count = 0  # number of images (> 0 overrides nothing: set fraction to 0)
+    config.data.subset_selection = "first"  # "first" (lottery-ticket code) or "random"
+    config.data.subset_seed = 0  # seed of "random" selection
+    config.data.tfds_data_dir = ""  # tfds data_dir; "" = tfds default (~/tensorflow_datasets)
+    config.data.random_flip = False  # random horizontal flips of real images (BigGAN recipe)
+
+    # ---- models --------------------------------------------------------------------------------
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "dcgan"  # registry name: dcgan, sngan, biggan
+    config.model.latent_dim = 64
+    config.model.g_channels = 64
+    config.model.d_channels = 64
+    config.model.conditional = False  # class-conditional G and D (needs labels)
+
+    # ---- training ------------------------------------------------------------------------------
+    config.train = ml_collections.ConfigDict()
+    config.train.num_steps = 2000  # generator iterations
+    config.train.n_dis = 1  # D steps per G step
+    config.train.g_batch_size = 64
+    config.train.d_batch_size = 64
+    config.train.loss = "hinge"  # "hinge" or "nonsaturating"
+    config.train.g_lr = 2e-4
+    config.train.d_lr = 2e-4
+    config.train.g_betas = (0.5, 0.999)  # Adam (beta1, beta2) of G
+    config.train.d_betas = (0.5, 0.999)  # Adam (beta1, beta2) of D
+    config.train.adam_eps = 1e-8
+    config.train.lr_decay = False  # linear decay of both learning rates to 0 at num_steps
+    config.train.ema_decay = 0.999  # EMA generator decay per G step; 0 disables
+    config.train.ema_start = 0  # G step from which the EMA is updated (copied before)
+
+    # ---- sparsity: which weights are prunable and how IMP prunes them ----------------------
+    config.sparsity = ml_collections.ConfigDict()
+    config.sparsity.prune = "g"  # "g" (released code), "d" or "gd"
+    config.sparsity.method = "global"  # "global" or "layerwise" magnitude pruning per round
+    config.sparsity.g_ratio = 0.2  # fraction of the remaining prunable G weights pruned per round
+    config.sparsity.d_ratio = 0.2  # same for D
+    # regexes over '/'-joined parameter paths; default: conv kernels of G and D
+    config.sparsity.prunable = (r".*conv[^/]*/(layer_instance/)?kernel$",)
+
+    # ---- stage "imp": iterative magnitude pruning with rewinding -----------------------------
+    config.imp = ml_collections.ConfigDict()
+    config.imp.rounds = 3  # IMP rounds R: masks m_0 (dense) .. m_R (density 0.8^R)
+    config.imp.num_steps = 800  # G iterations per round
+    config.imp.rewind_step = 0  # 0 = rewind to theta_0; k > 0 = late rewinding to round 0 step k
+    config.imp.reset_d = True  # reset D to its initial weights every round (else keep trained D)
+
+    # ---- stage "ticket": train the found ticket from the rewound weights ----------------------
+    config.ticket = ml_collections.ConfigDict()
+    config.ticket.round = -1  # mask m_r to train; -1 = the last (m_R)
+    config.ticket.target_sparsity = 0.0  # > 0: the round whose sparsity is nearest this
+    config.ticket.mask_workdir = ""  # take the mask from another workdir (mask transfer)
+    # "imp" (the ticket), baselines: "random_like" (same per-layer densities), "random_global",
+    # "omp" (one-shot magnitude from round 0's trained weights), "dense"
+    config.ticket.mask_type = "imp"
+    config.ticket.num_steps = 2000
+
+    # ---- logging and checkpoints ---------------------------------------------------------------
+    config.log_every = 50  # G steps between scalar logs / progress lines
+    config.sample_every = 500  # G steps between sample grids (DIR/samples/*.png)
+    config.num_samples = 64  # images in a sample grid (fixed noise)
+    config.checkpoint_every = 500  # G steps between checkpoints
+    config.keep_checkpoints = 2  # latest checkpoints kept (step 0 is always kept)
+    return config

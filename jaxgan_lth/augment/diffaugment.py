@@ -1,0 +1,496 @@
+"""DiffAugment: differentiable, per-sample image augmentation for D's inputs (NHWC, JAX).
+
+Differentiable Augmentation (Zhao, Liu, Lin, Zhu, Han, "Differentiable Augmentation for
+Data-Efficient GAN Training", NeurIPS 2020, arXiv:2006.10738) applies the same random transform
+`T` to every image the discriminator sees -- reals and fakes, in the D step and in the G step -- so
+that `D(T(x))` replaces `D(x)` everywhere and gradients flow through `T` into the generator.
+
+The maths follow the reference implementation `DiffAugment_pytorch.py` /
+`DiffAugment-biggan-cifar/DiffAugment_pytorch.py` / `DiffAugment_tf.py` of
+mit-han-lab/data-efficient-gans (summarised in `seed_repos.md` section 2.1), re-derived here for
+NHWC arrays:
+
+* `color` = brightness, then saturation, then contrast:
+    * brightness: `x + b`, `b ~ U[-0.5, 0.5)` per sample;
+    * saturation: `(x - m) * s + m`, `m` the per-pixel mean over channels, `s ~ U[0, 2)`;
+    * contrast: `(x - m) * c + m`, `m` the per-sample mean over (H, W, C), `c ~ U[0.5, 1.5)`.
+* `translation`: integer shift per sample, each axis independently uniform in
+  `[-floor(ratio * size), floor(ratio * size)]` (inclusive), `ratio = 1/8` (+-4 px at 32x32,
+  +-3 px at 28x28); uncovered pixels are filled with 0 (mid-grey for images in [-1, 1]).
+* `cutout`: one rectangle of `floor(ratio * size)` pixels per axis (`ratio = 1/2`: 16x16 at 32x32)
+  zeroed per sample, its centre drawn uniformly, clipped at the image border.
+
+Every random op is split into a *draw* function (`sample_*`, the only place a PRNG key is used) and
+a *deterministic* function taking the draws (`brightness`, `saturation`, `contrast`, `translate`,
+`cutout`), so that tests and analyses can fix the draws. All functions are shape-static (masks and
+gathers, no data-dependent shapes), `jax.jit`-friendly and differentiable w.r.t. the images.
+
+Conventions (read before comparing with the PyTorch code):
+
+* Layout is NHWC, `x` float `[B, H, W, C]`, values nominally in [-1, 1] (nothing clips: brightness
+  and contrast can leave that range, exactly as in the reference).
+* Translation sign: `translate(x, shift_h, shift_w)` moves the pixel at `(i, j)` to
+  `(i + shift_h, j + shift_w)`, i.e. `out[b, i, j] = x[b, i - shift_h[b], j - shift_w[b]]` and 0
+  where that index leaves the image. The reference gathers `out[i, j] = x[i + t_h, j + t_w]`, so its
+  draw `t` equals `-shift` here; because the draw is symmetric (uniform on `[-s, s]`) the two
+  augmentation distributions are identical.
+* Rounding of the sizes: the BigGAN-CIFAR/TF/repository-root copies compute `size * 1 // 8` and
+  `size // 2` (floor), which is what `translation_max_shift` / `cutout_size` do; the
+  StyleGAN2-PyTorch copy rounds half up (`int(size * ratio + 0.5)`). They agree at 32 and 256 px,
+  but at 28 px the max shift is 3 here (floor) and 4 there.
+* Grayscale (`C == 1`): the per-pixel channel mean equals the pixel, so saturation is exactly the
+  identity (as in the reference); the draw is still consumed so the key usage does not depend on C.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+#: Policy names accepted by `parse_policy`, mapped to their ops, applied in this order.
+POLICY_OPS: dict[str, tuple[str, ...]] = {
+    "color": ("brightness", "saturation", "contrast"),
+    "translation": ("translation",),
+    "cutout": ("cutout",),
+}
+
+#: Default translation ratio (max shift = floor(ratio * size)), as in the reference.
+TRANSLATION_RATIO = 0.125
+#: Default cutout ratio (square side = floor(ratio * size)), as in the reference.
+CUTOUT_RATIO = 0.5
+
+
+# ------------------------------------------------------------------------------------------------
+# Policy parsing
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_policy(policy: str) -> tuple[str, ...]:
+    """Splits a comma-separated DiffAugment policy into its validated names.
+
+    Args:
+        policy: Comma-separated combination of `color`, `translation`, `cutout` (any order,
+            repetitions allowed and applied repeatedly, surrounding whitespace ignored, empty items
+            such as a trailing comma skipped). `""` (or only whitespace) is the identity policy.
+
+    Returns:
+        The policy names in order, e.g. `("translation", "cutout")`; `()` for the identity.
+
+    Raises:
+        TypeError: If `policy` is not a string.
+        ValueError: If a name is not one of the accepted names (the message names it and lists the
+            accepted ones).
+    """
+    if not isinstance(policy, str):
+        raise TypeError(f"DiffAugment policy must be a str, got {type(policy).__name__}.")
+    names = []
+    for item in policy.split(","):
+        name = item.strip()
+        if not name:
+            continue
+        if name not in POLICY_OPS:
+            raise ValueError(
+                f"Unknown DiffAugment policy name {name!r} in {policy!r}; "
+                f"accepted names: {', '.join(POLICY_OPS)} (comma-separated, '' = identity)."
+            )
+        names.append(name)
+    return tuple(names)
+
+
+def policy_ops(policy: str) -> tuple[str, ...]:
+    """Expands a policy into the elementary ops `diff_augment` applies, in order.
+
+    Args:
+        policy: A policy string as accepted by `parse_policy`.
+
+    Returns:
+        Op names among `brightness`, `saturation`, `contrast`, `translation`, `cutout`; e.g.
+        `"color,cutout"` gives `("brightness", "saturation", "contrast", "cutout")`.
+
+    Raises:
+        TypeError, ValueError: As `parse_policy`.
+    """
+    return tuple(op for name in parse_policy(policy) for op in POLICY_OPS[name])
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_images(x: Array) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"DiffAugment expects NHWC images [B, H, W, C], got shape {x.shape}.")
+
+
+def _per_sample(v: Array, x: Array) -> Array:
+    """Reshapes a per-sample vector [B] to [B, 1, 1, 1] in x's dtype."""
+    return jnp.asarray(v, x.dtype).reshape((x.shape[0], 1, 1, 1))
+
+
+def translation_max_shift(size: int, ratio: float = TRANSLATION_RATIO) -> int:
+    """Largest absolute translation (pixels) along an axis: `floor(ratio * size)`.
+
+    Args:
+        size: Image height or width in pixels.
+        ratio: Fraction of the size, `1/8` in the reference.
+
+    Returns:
+        The max shift `s`; shifts are drawn uniformly from the integers in `[-s, s]`.
+    """
+    return int(math.floor(size * ratio + 1e-9))
+
+
+def cutout_size(height: int, width: int, ratio: float = CUTOUT_RATIO) -> tuple[int, int]:
+    """Cutout rectangle size `(floor(ratio * H), floor(ratio * W))` (16x16 at 32x32 for 1/2).
+
+    Args:
+        height: Image height H.
+        width: Image width W.
+        ratio: Fraction of each side, `1/2` in the reference.
+
+    Returns:
+        `(size_h, size_w)` in pixels.
+    """
+    return int(math.floor(height * ratio + 1e-9)), int(math.floor(width * ratio + 1e-9))
+
+
+# ------------------------------------------------------------------------------------------------
+# Draws (the only functions that consume PRNG keys)
+# ------------------------------------------------------------------------------------------------
+
+
+def sample_brightness(key: Array, batch_size: int) -> Array:
+    """Draws per-sample brightness offsets `b ~ U[-0.5, 0.5)`.
+
+    Args:
+        key: JAX PRNG key.
+        batch_size: B.
+
+    Returns:
+        float32 `[B]`.
+    """
+    return jax.random.uniform(key, (batch_size,), jnp.float32) - 0.5
+
+
+def sample_saturation(key: Array, batch_size: int) -> Array:
+    """Draws per-sample saturation factors `s ~ U[0, 2)`.
+
+    Args:
+        key: JAX PRNG key.
+        batch_size: B.
+
+    Returns:
+        float32 `[B]`.
+    """
+    return jax.random.uniform(key, (batch_size,), jnp.float32) * 2.0
+
+
+def sample_contrast(key: Array, batch_size: int) -> Array:
+    """Draws per-sample contrast factors `c ~ U[0.5, 1.5)`.
+
+    Args:
+        key: JAX PRNG key.
+        batch_size: B.
+
+    Returns:
+        float32 `[B]`.
+    """
+    return jax.random.uniform(key, (batch_size,), jnp.float32) + 0.5
+
+
+def sample_translation(
+    key: Array, batch_size: int, height: int, width: int, ratio: float = TRANSLATION_RATIO
+) -> tuple[Array, Array]:
+    """Draws per-sample integer shifts, independently per axis, uniform on `[-s, s]` inclusive.
+
+    `s = translation_max_shift(size, ratio)` (4 at 32 px for ratio 1/8). The sign convention of the
+    returned shifts is the one of `translate` (positive moves content down / right).
+
+    Args:
+        key: JAX PRNG key.
+        batch_size: B.
+        height: H.
+        width: W.
+        ratio: Max shift as a fraction of the size.
+
+    Returns:
+        `(shift_h, shift_w)`, each int32 `[B]`.
+    """
+    key_h, key_w = jax.random.split(key)
+    s_h = translation_max_shift(height, ratio)
+    s_w = translation_max_shift(width, ratio)
+    shift_h = jax.random.randint(key_h, (batch_size,), -s_h, s_h + 1, jnp.int32)
+    shift_w = jax.random.randint(key_w, (batch_size,), -s_w, s_w + 1, jnp.int32)
+    return shift_h, shift_w
+
+
+def sample_cutout(
+    key: Array, batch_size: int, height: int, width: int, ratio: float = CUTOUT_RATIO
+) -> tuple[Array, Array]:
+    """Draws per-sample cutout centres with the reference's offset convention.
+
+    Along an axis of `size` pixels and cutout side `k`, the centre is uniform on the integers in
+    `[0, size + (1 - k % 2))`, i.e. `0..size` (inclusive) for an even side (`0..32` for 16 at 32 px)
+    and `0..size-1` for an odd side; see `cutout` for how a centre maps to rows/columns.
+
+    Args:
+        key: JAX PRNG key.
+        batch_size: B.
+        height: H.
+        width: W.
+        ratio: Cutout side as a fraction of the size.
+
+    Returns:
+        `(center_h, center_w)`, each int32 `[B]`.
+    """
+    key_h, key_w = jax.random.split(key)
+    k_h, k_w = cutout_size(height, width, ratio)
+    center_h = jax.random.randint(key_h, (batch_size,), 0, height + (1 - k_h % 2), jnp.int32)
+    center_w = jax.random.randint(key_w, (batch_size,), 0, width + (1 - k_w % 2), jnp.int32)
+    return center_h, center_w
+
+
+# ------------------------------------------------------------------------------------------------
+# Deterministic ops (draws given)
+# ------------------------------------------------------------------------------------------------
+
+
+def brightness(x: Array, b: Array) -> Array:
+    """Adds a per-sample brightness offset: `x + b[:, None, None, None]`.
+
+    Args:
+        x: Images `[B, H, W, C]`.
+        b: Offsets `[B]` (DiffAugment draws them in `[-0.5, 0.5)`).
+
+    Returns:
+        Images `[B, H, W, C]`, dtype of `x`.
+    """
+    _check_images(x)
+    return x + _per_sample(b, x)
+
+
+def saturation(x: Array, s: Array) -> Array:
+    """Scales each pixel's deviation from its channel mean: `(x - m) * s + m`.
+
+    `m = mean(x, axis=C)` per pixel. For grayscale (`C == 1`), `m == x` and this is exactly the
+    identity.
+
+    Args:
+        x: Images `[B, H, W, C]`.
+        s: Factors `[B]` (DiffAugment draws them in `[0, 2)`).
+
+    Returns:
+        Images `[B, H, W, C]`, dtype of `x`.
+    """
+    _check_images(x)
+    m = jnp.mean(x, axis=3, keepdims=True)
+    return (x - m) * _per_sample(s, x) + m
+
+
+def contrast(x: Array, c: Array) -> Array:
+    """Scales each sample's deviation from its image mean: `(x - m) * c + m`.
+
+    `m = mean(x, axis=(H, W, C))` per sample.
+
+    Args:
+        x: Images `[B, H, W, C]`.
+        c: Factors `[B]` (DiffAugment draws them in `[0.5, 1.5)`).
+
+    Returns:
+        Images `[B, H, W, C]`, dtype of `x`.
+    """
+    _check_images(x)
+    m = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+    return (x - m) * _per_sample(c, x) + m
+
+
+def _shift_axis(x: Array, shift: Array, axis: int) -> Array:
+    """out[..., i, ...] = x[..., i - shift[b], ...] along `axis`, 0 where that leaves the image."""
+    size = x.shape[axis]
+    src = jnp.arange(size, dtype=jnp.int32)[None, :] - shift.astype(jnp.int32)[:, None]  # [B, size]
+    valid = (src >= 0) & (src < size)
+    src = jnp.clip(src, 0, size - 1)
+    bshape = [x.shape[0], 1, 1, 1]
+    bshape[axis] = size
+    gathered = jnp.take_along_axis(x, src.reshape(bshape), axis=axis, mode="clip")
+    return jnp.where(valid.reshape(bshape), gathered, jnp.zeros((), x.dtype))
+
+
+def translate(x: Array, shift_h: Array, shift_w: Array) -> Array:
+    """Translates each image by an integer number of pixels with zero fill.
+
+    Sign convention: the pixel at `(i, j)` moves to `(i + shift_h[b], j + shift_w[b])`, i.e.
+    `out[b, i, j, :] = x[b, i - shift_h[b], j - shift_w[b], :]`, and `out` is 0 where that source
+    index is outside the image. (The reference's gather offset is `-shift`; see the module
+    docstring.) Implemented as two per-axis gathers with masks: static shapes, differentiable w.r.t.
+    `x` (the gradient is the inverse shift of the cotangent).
+
+    Args:
+        x: Images `[B, H, W, C]`.
+        shift_h: Integer row shifts `[B]` (positive = down).
+        shift_w: Integer column shifts `[B]` (positive = right).
+
+    Returns:
+        Images `[B, H, W, C]`, dtype of `x`.
+    """
+    _check_images(x)
+    x = _shift_axis(x, jnp.asarray(shift_h), axis=1)
+    return _shift_axis(x, jnp.asarray(shift_w), axis=2)
+
+
+def cutout_mask(
+    center_h: Array, center_w: Array, height: int, width: int, size: int | tuple[int, int]
+) -> Array:
+    """Boolean keep-mask of `cutout`: False inside each sample's (clipped) rectangle.
+
+    Rows `[center_h - size_h // 2, center_h - size_h // 2 + size_h)` intersected with `[0, H)`, and
+    likewise for columns, are cut. This equals the reference, which clamps the rectangle's indices
+    into the image before zeroing them.
+
+    Args:
+        center_h: Integer centres `[B]`.
+        center_w: Integer centres `[B]`.
+        height: H.
+        width: W.
+        size: Rectangle side, an int (square) or `(size_h, size_w)`.
+
+    Returns:
+        bool `[B, H, W]`, True where the pixel is kept.
+    """
+    size_h, size_w = (size, size) if isinstance(size, int) else tuple(size)
+    top = jnp.asarray(center_h, jnp.int32)[:, None] - size_h // 2  # [B, 1]
+    left = jnp.asarray(center_w, jnp.int32)[:, None] - size_w // 2
+    rows = jnp.arange(height, dtype=jnp.int32)[None, :]
+    cols = jnp.arange(width, dtype=jnp.int32)[None, :]
+    cut_rows = (rows >= top) & (rows < top + size_h)  # [B, H]
+    cut_cols = (cols >= left) & (cols < left + size_w)  # [B, W]
+    return ~(cut_rows[:, :, None] & cut_cols[:, None, :])
+
+
+def cutout(x: Array, center_h: Array, center_w: Array, size: int | tuple[int, int]) -> Array:
+    """Zeroes one rectangle per image (all channels), clipped at the image border.
+
+    See `cutout_mask` for the exact rows/columns. At 32x32 with `size=16` and centre `(16, 16)` the
+    cut is `[8:24, 8:24]`; centre `(0, 32)` cuts `[0:8, 24:32]`.
+
+    Args:
+        x: Images `[B, H, W, C]`.
+        center_h: Integer centres `[B]` (DiffAugment draws them with `sample_cutout`).
+        center_w: Integer centres `[B]`.
+        size: Rectangle side (static), an int or `(size_h, size_w)`.
+
+    Returns:
+        Images `[B, H, W, C]`, dtype of `x`; gradient w.r.t. `x` is the cotangent times the mask.
+    """
+    _check_images(x)
+    keep = cutout_mask(center_h, center_w, x.shape[1], x.shape[2], size)
+    return jnp.where(keep[..., None], x, jnp.zeros((), x.dtype))
+
+
+# ------------------------------------------------------------------------------------------------
+# Random ops and the policy driver
+# ------------------------------------------------------------------------------------------------
+
+
+def random_brightness(key: Array, x: Array) -> Array:
+    """`brightness(x, sample_brightness(key, B))`."""
+    return brightness(x, sample_brightness(key, x.shape[0]))
+
+
+def random_saturation(key: Array, x: Array) -> Array:
+    """`saturation(x, sample_saturation(key, B))` (identity for C == 1)."""
+    return saturation(x, sample_saturation(key, x.shape[0]))
+
+
+def random_contrast(key: Array, x: Array) -> Array:
+    """`contrast(x, sample_contrast(key, B))`."""
+    return contrast(x, sample_contrast(key, x.shape[0]))
+
+
+def random_translation(key: Array, x: Array, ratio: float = TRANSLATION_RATIO) -> Array:
+    """`translate(x, *sample_translation(key, B, H, W, ratio))`."""
+    b, h, w, _ = x.shape
+    return translate(x, *sample_translation(key, b, h, w, ratio))
+
+
+def random_cutout(key: Array, x: Array, ratio: float = CUTOUT_RATIO) -> Array:
+    """`cutout(x, *sample_cutout(key, B, H, W, ratio), cutout_size(H, W, ratio))`."""
+    b, h, w, _ = x.shape
+    return cutout(x, *sample_cutout(key, b, h, w, ratio), cutout_size(h, w, ratio))
+
+
+def diff_augment(
+    key: Array,
+    x: Array,
+    policy: str,
+    *,
+    translation_ratio: float = TRANSLATION_RATIO,
+    cutout_ratio: float = CUTOUT_RATIO,
+) -> Array:
+    """Applies a DiffAugment policy to a batch of NHWC images, with per-sample random draws.
+
+    The ops of `policy_ops(policy)` are applied in order; op number `k` uses
+    `jax.random.split(key, n_ops)[k]` (no key is consumed for the identity policy). Call it
+    separately (with different keys) on reals and on fakes, in both the D and the G step.
+
+    Args:
+        key: JAX PRNG key.
+        x: Images float `[B, H, W, C]` (NHWC), nominally in [-1, 1].
+        policy: Static policy string, e.g. `"color,translation,cutout"`; `""` is the identity.
+        translation_ratio: Static max shift as a fraction of H and W (1/8).
+        cutout_ratio: Static cutout side as a fraction of H and W (1/2).
+
+    Returns:
+        Augmented images `[B, H, W, C]`, same dtype; differentiable w.r.t. `x`.
+
+    Raises:
+        TypeError, ValueError: Bad policy (see `parse_policy`); ValueError if `x` is not 4-D.
+    """
+    ops = policy_ops(policy)
+    _check_images(x)
+    if not ops:
+        return x
+    fns: dict[str, Callable[[Array, Array], Array]] = {
+        "brightness": random_brightness,
+        "saturation": random_saturation,
+        "contrast": random_contrast,
+        "translation": lambda k, v: random_translation(k, v, translation_ratio),
+        "cutout": lambda k, v: random_cutout(k, v, cutout_ratio),
+    }
+    keys = jax.random.split(key, len(ops))
+    for k, op in zip(keys, ops):
+        x = fns[op](k, x)
+    return x
+
+
+__all__ = [
+    "CUTOUT_RATIO",
+    "POLICY_OPS",
+    "TRANSLATION_RATIO",
+    "brightness",
+    "contrast",
+    "cutout",
+    "cutout_mask",
+    "cutout_size",
+    "diff_augment",
+    "parse_policy",
+    "policy_ops",
+    "random_brightness",
+    "random_contrast",
+    "random_cutout",
+    "random_saturation",
+    "random_translation",
+    "sample_brightness",
+    "sample_contrast",
+    "sample_cutout",
+    "sample_saturation",
+    "sample_translation",
+    "saturation",
+    "translate",
+]

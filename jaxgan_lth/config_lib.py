@@ -1,0 +1,112 @@
+"""Config checks: value validation and the ``DIR/config.json`` guard against silent changes.
+
+Unknown keys given on the command line (``--config.train.nonexistent=1``) are rejected by
+``ml_collections.config_flags`` (the config is locked); this module checks the *values*.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+_CHOICES = {
+    ("train", "loss"): ("hinge", "nonsaturating"),
+    ("data", "subset_selection"): ("first", "random"),
+    ("data", "channels"): (1, 3),
+}
+_POSITIVE_INT = [
+    ("train", "num_steps"), ("train", "n_dis"), ("train", "g_batch_size"),
+    ("train", "d_batch_size"), ("log_every",), ("sample_every",), ("checkpoint_every",),
+    ("keep_checkpoints",), ("num_samples",),
+]
+
+# Keys that may change between a run and its resumption without invalidating checkpoints.
+RESUMABLE_CHANGES = (
+    "train.num_steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+)
+
+
+def _get(config, path):
+    node = config
+    for key in path:
+        node = node[key]
+    return node
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks value ranges and choices of a run config.
+
+    Raises:
+      ValueError: naming the key, the bad value and what is accepted.
+    """
+    for path, choices in _CHOICES.items():
+        value = _get(config, path)
+        if value not in choices:
+            raise ValueError(
+                f"config.{'.'.join(path)} = {value!r} is not accepted; choose one of {choices}."
+            )
+    for path in _POSITIVE_INT:
+        value = _get(config, path)
+        if int(value) < 1:
+            raise ValueError(f"config.{'.'.join(path)} = {value!r} must be a positive integer.")
+    for name in ("g_lr", "d_lr"):
+        if config.train[name] <= 0:
+            raise ValueError(f"config.train.{name} = {config.train[name]} must be > 0.")
+    for name in ("g_betas", "d_betas"):
+        betas = tuple(config.train[name])
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(
+                f"config.train.{name} = {betas} must be two Adam betas in [0, 1)."
+            )
+    if not 0.0 <= config.train.ema_decay < 1.0:
+        raise ValueError(f"config.train.ema_decay = {config.train.ema_decay} must be in [0, 1).")
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict:
+    """The config as a JSON-compatible dict (tuples become lists)."""
+    return json.loads(config.to_json_best_effort())
+
+
+def write_or_check(
+    config: ml_collections.ConfigDict, workdir: str, allow_changes: bool = False
+) -> None:
+    """Writes ``workdir/config.json``; if one exists, checks that the new config matches it.
+
+    A re-run of the same command resumes; a different config in the same workdir would mix two
+    experiments, so it is refused unless only keys in :data:`RESUMABLE_CHANGES` differ (or
+    ``allow_changes``). The file is then rewritten with the new values.
+
+    Raises:
+      ValueError: naming every differing key with its old and new value.
+    """
+    path = os.path.join(workdir, "config.json")
+    new = to_dict(config)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        a, b = _flatten(old), _flatten(new)
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        bad = [k for k in diff if k not in RESUMABLE_CHANGES]
+        if bad and not allow_changes:
+            details = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in bad)
+            raise ValueError(
+                f"{workdir} holds a run with a different config ({details}). Use a new "
+                "--workdir, or pass --allow_config_change to resume with the new values."
+            )
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(new, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)

@@ -1,0 +1,23 @@
+"""Limited-data training sets: tfds sets (Fashion-MNIST offline from Debian), image folders.
+
+Public API:
+  TrainingSet           frozen dataclass: images float32 [N, H, W, C] in [-1, 1], labels, ...
+  load_training_set     `config.data` -> TrainingSet (subset chosen and recorded in a workdir)
+  load_split            `config.data`, split -> (images, labels, num_classes) of a whole split
+  select_subset         indices of a "first"/"random" limited-data subset
+  TFDS_LOADERS          registry of named tfds sets (name -> loader)
+  DatasetUnavailableError  a named set is neither prepared locally nor downloadable
+"""
+
+from jaxgan_lth.data.datasets import TrainingSet, load_split, load_training_set
+from jaxgan_lth.data.subset import select_subset
+from jaxgan_lth.data.tfds_sets import TFDS_LOADERS, DatasetUnavailableError
+
+__all__ = [
+    "TrainingSet",
+    "load_training_set",
+    "load_split",
+    "select_subset",
+    "TFDS_LOADERS",
+    "DatasetUnavailableError",
+]

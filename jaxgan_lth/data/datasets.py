@@ -1,0 +1,201 @@
+"""Training sets from `config.data`: whole splits and limited-data subsets in host memory.
+
+Keys read from `config.data` (see configs/default.py): name, folder, split, resolution,
+channels, subset_fraction, subset_count, subset_selection, subset_seed, tfds_data_dir.
+(``random_flip`` and ``heldout_split`` are used by the training loop, not here.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from jaxgan_lth.data import images as images_lib
+from jaxgan_lth.data import subset as subset_lib
+from jaxgan_lth.data.tfds_sets import TFDS_LOADERS
+
+#: `data.name` value that reads an image folder instead of a tfds set.
+FOLDER = "folder"
+
+#: The single split an image folder has.
+FOLDER_SPLIT = "train"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainingSet:
+    """The images a GAN is trained on.
+
+    Attributes:
+        images: float32 [N, H, W, C] in [-1, 1] (x / 127.5 - 1 of uint8 x), NHWC,
+            H = W = data.resolution, C = data.channels.
+        labels: int32 [N] class labels; all zeros for image folders.
+        num_classes: number of classes of the data set; 0 for image folders.
+        indices: int64 [N] positions of these images in the full split (tfds's deterministic
+            order, or sorted file names for folders); ``images[i]`` is split image
+            ``indices[i]``.
+        name: data set name: the tfds name, or the folder's base name for image folders.
+
+    Instances compare by identity (``eq=False``): element-wise array comparison has no single
+    truth value.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    indices: np.ndarray
+    name: str
+
+
+def _get(data_config, key: str, default):
+    """``data_config.key`` (ConfigDict or any attribute object), `default` when absent."""
+    return getattr(data_config, key, default)
+
+
+def _check_name(name) -> None:
+    accepted = sorted(TFDS_LOADERS) + [FOLDER]
+    if name not in accepted:
+        raise ValueError(f"unknown data set data.name={name!r}; accepted: {accepted}.")
+
+
+def _subset_params(data_config) -> dict:
+    return dict(
+        fraction=_get(data_config, "subset_fraction", 0.0),
+        count=_get(data_config, "subset_count", 0),
+        selection=_get(data_config, "subset_selection", "first"),
+        seed=_get(data_config, "subset_seed", 0),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """A split before decoding/resizing: its size, labels and a reader for chosen images."""
+
+    num_examples: int
+    labels: np.ndarray  # int32 [N]
+    num_classes: int
+    read: Callable[[np.ndarray | None], np.ndarray]  # indices (None = all) -> float32 NHWC
+
+
+def _open_split(data_config, split: str) -> _Source:
+    """Validates the config and opens `split`; images are converted only when read."""
+    name = _get(data_config, "name", None)
+    _check_name(name)
+    resolution = _get(data_config, "resolution", None)
+    channels = _get(data_config, "channels", None)
+    images_lib.check_image_format(resolution, channels)
+
+    if name == FOLDER:
+        if split != FOLDER_SPLIT:
+            raise ValueError(
+                f"image folders have a single split, {FOLDER_SPLIT!r} (the whole folder); "
+                f"got split {split!r}."
+            )
+        paths = images_lib.list_image_files(_get(data_config, "folder", ""))
+
+        def read_files(indices):
+            chosen = paths if indices is None else [paths[i] for i in indices]
+            return images_lib.to_float(images_lib.load_image_files(chosen, resolution, channels))
+
+        return _Source(len(paths), np.zeros(len(paths), np.int32), 0, read_files)
+
+    data_dir = _get(data_config, "tfds_data_dir", "") or None
+    raw, labels, num_classes = TFDS_LOADERS[name](split, data_dir)
+
+    def read_arrays(indices):
+        chosen = raw if indices is None else raw[indices]
+        return images_lib.to_float(images_lib.convert_images(chosen, resolution, channels))
+
+    return _Source(raw.shape[0], labels.astype(np.int32), int(num_classes), read_arrays)
+
+
+def load_split(data_config, split: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Loads a whole split at the configured resolution and channels.
+
+    Args:
+        data_config: `config.data` (reads name, folder, resolution, channels, tfds_data_dir).
+        split: tfds split name ("train", "test", or tfds slicing syntax such as "train[:10%]").
+            Image folders have a single split, "train" (the whole folder).
+
+    Returns:
+        (images, labels, num_classes): images float32 [N, H, W, C] in [-1, 1] with
+        H = W = data.resolution and C = data.channels (Lanczos resize, Pillow luma / channel
+        repeat, see `jaxgan_lth.data.images`); labels int32 [N] (zeros for folders);
+        num_classes (0 for folders).
+
+    Raises:
+        ValueError: unknown data.name (accepted names listed), channels not in {1, 3},
+            resolution < 8, unreadable image (file named), a split other than "train" for a
+            folder, or an unknown tfds split.
+        FileNotFoundError: image folder missing or without JPEG/PNG files; incomplete
+            Fashion-MNIST source directory.
+        DatasetUnavailableError: a tfds set that is neither prepared nor downloadable.
+        ImportError: a module tfds needs to prepare a set is missing.
+    """
+    source = _open_split(data_config, split)
+    return source.read(None), source.labels, source.num_classes
+
+
+def load_training_set(data_config, workdir: str | None = None) -> TrainingSet:
+    """Loads the (limited) training set: a subset of `data.split` chosen by the subset keys.
+
+    Subset rules (see `jaxgan_lth.data.subset.select_subset`): data.subset_fraction in (0, 1]
+    takes k = int(N * fraction) images, data.subset_count > 0 takes that many, both 0 the whole
+    split; data.subset_selection "first" takes the first k (lottery-ticket code), "random" a
+    seeded draw without replacement with data.subset_seed (DiffAugment).
+
+    With `workdir`, the chosen indices and the parameters that produced them are saved to
+    ``{workdir}/subset_indices.json``; if that file exists, its indices are reused, so IMP
+    rounds, evaluation and resumes all train on the same images.
+
+    Only the chosen images are decoded (folders) or resized/converted (tfds sets), so a 10%
+    subset costs about a tenth of a whole-split load after the tfds read.
+
+    Args:
+        data_config: `config.data`.
+        workdir: run directory for the indices record; None = do not save or reuse.
+
+    Returns:
+        `TrainingSet` with float32 [k, H, W, C] images in [-1, 1], int32 labels, int64 indices.
+
+    Raises:
+        ValueError: every error of `load_split`; fraction outside (0, 1], negative count, both
+            fraction and count set, unknown selection, count larger than the split (both numbers
+            named); a saved record whose parameters differ from the config (differing keys
+            named; the file is not overwritten).
+        FileNotFoundError, DatasetUnavailableError: as `load_split`.
+    """
+    name = _get(data_config, "name", None)
+    _check_name(name)
+    images_lib.check_image_format(
+        _get(data_config, "resolution", None), _get(data_config, "channels", None)
+    )
+    params = _subset_params(data_config)
+    subset_lib.check_subset_params(**params)  # Fail before loading a large split.
+    split = _get(data_config, "split", "train")
+    folder = _get(data_config, "folder", "") if name == FOLDER else ""
+
+    source = _open_split(data_config, split)
+
+    def compute() -> np.ndarray:
+        return subset_lib.select_subset(source.num_examples, **params)
+
+    if workdir is None:
+        indices = compute()
+    else:
+        record = subset_lib.subset_record(
+            name=name, split=split, folder=folder, num_examples=source.num_examples, **params
+        )
+        indices = subset_lib.load_or_save_indices(workdir, record, compute)
+
+    display_name = os.path.basename(os.path.normpath(folder)) if name == FOLDER else name
+    return TrainingSet(
+        # Only the chosen images are decoded (folders) or resized/converted (tfds).
+        images=source.read(indices),
+        labels=source.labels[indices],
+        num_classes=source.num_classes,
+        indices=indices,
+        name=display_name,
+    )

@@ -1,0 +1,45 @@
+"""Command-line entry point: ``python -m jaxgan_lth.main --config=configs/X.py --workdir=DIR``.
+
+Kept short on purpose (Flax examples convention): flags -> :func:`train.train_and_evaluate`.
+Override config values with ``--config.<section>.<key>=value``; unknown keys are rejected.
+Re-running the same command after an interruption resumes from the latest checkpoint.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, logs and summaries.")
+flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Resume a workdir whose config.json differs from --config (default: refuse).",
+)
+config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file with get_config().", lock_config=True
+)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    import tensorflow as tf  # clu's writers import TF; keep it off the accelerators.
+
+    tf.config.set_visible_devices([], "GPU")
+    import jax
+
+    from jaxgan_lth import config_lib, train
+
+    logging.info("JAX devices: %s", jax.devices())
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    if FLAGS.allow_config_change:
+        config_lib.write_or_check(FLAGS.config, FLAGS.workdir, allow_changes=True)
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,140 @@
+"""Common generator / discriminator logic (label checks, AdvAug hooks, projection head).
+
+AdvAug hooks (seed_repos.md section 1.3): the generator passes the output of its first layer
+through ``self.perturb("g_first", h)``; the discriminator passes its pooled features through
+``self.perturb("d_features", h)`` between :meth:`features` and :meth:`head`. ``perturb`` is skipped
+during ``init`` so the initial variables hold only ``params`` and ``batch_stats``. During ``apply``
+it is a no-op unless a ``perturbations`` collection is passed, e.g.
+``D.apply({"params": p, "batch_stats": s, "perturbations": {"d_features": delta}}, x, ...)``,
+which adds ``delta`` (``[B, F]``) and lets ``jax.grad`` differentiate w.r.t. it.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from jaxgan_lth.models.layers import call_layer
+
+Array = jax.Array
+
+G_PERTURB = "g_first"
+D_PERTURB = "d_features"
+
+
+def check_labels(model: nn.Module, y: Optional[Array], batch: int) -> Optional[Array]:
+    """Validates the labels of a (possibly) conditional model.
+
+    Args:
+        model: a module with a ``num_classes`` attribute (0 = unconditional).
+        y: int labels ``[B]`` or None.
+        batch: B.
+
+    Returns:
+        ``y`` as int32 ``[B]`` for conditional models; None for unconditional ones (their labels
+        are ignored).
+
+    Raises:
+        ValueError: conditional model without labels, or labels of the wrong shape.
+    """
+    if not model.num_classes:
+        return None
+    if y is None:
+        raise ValueError(
+            f"{type(model).__name__} is class-conditional (num_classes={model.num_classes}): "
+            "pass int labels y of shape [B]"
+        )
+    y = jnp.asarray(y)
+    if y.shape != (batch,):
+        raise ValueError(f"labels y must have shape [{batch}], got {y.shape}")
+    return y.astype(jnp.int32)
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Base class: features -> ``perturb('d_features')`` -> linear (+ projection) head.
+
+    Subclasses define the fields ``num_classes`` (0 = unconditional) and in ``setup`` the modules
+    ``linear_out`` (``F -> 1``) and, when conditional, ``embed_proj`` (``[num_classes, F]``), and
+    implement ``_trunk(x, train) -> [B, H', W', F]``. Features are ``sum_{H', W'} relu(trunk)``
+    (global SUM pooling, as the SNGAN/BigGAN references).
+
+    Spectral-norm statistics of the head: :meth:`head` never writes them (``update_stats=False``),
+    so PGD can call it repeatedly. To keep the head's power iteration running during training (as
+    torch does on every forward), :meth:`features` with ``train=True`` advances the head layers'
+    ``u``/``sigma`` by one power-iteration step (a dummy call whose output is discarded; it has no
+    effect on the returned features or their gradients).
+    """
+
+    def _trunk(self, x: Array, train: bool) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def feature_dim(self) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _refresh_head_stats(self, train: bool) -> None:
+        dummy = jnp.zeros((1, self.feature_dim), jnp.float32)
+        if isinstance(self.linear_out, nn.SpectralNorm):
+            call_layer(self.linear_out, dummy, update_stats=train)
+        if self.num_classes and isinstance(self.embed_proj, nn.SpectralNorm):
+            call_layer(self.embed_proj, jnp.zeros((1,), jnp.int32), update_stats=train)
+
+    def features(self, x: Array, y: Optional[Array] = None, train: bool = True) -> Array:
+        """Pooled penultimate features.
+
+        Args:
+            x: images ``[B, H, W, C]`` in [-1, 1].
+            y: int32 labels ``[B]`` (unused here; accepted for a uniform signature).
+            train: update spectral-norm statistics (needs ``mutable=['batch_stats']``).
+
+        Returns:
+            ``[B, F]`` float32 features, ``F = self.feature_dim`` (non-negative: sums of ReLUs).
+        """
+        del y
+        h = self._trunk(x, train)
+        h = jnp.sum(nn.relu(h), axis=(1, 2))
+        if train or self.is_initializing():
+            self._refresh_head_stats(train)
+        return h
+
+    def head(self, h: Array, y: Optional[Array] = None) -> Array:
+        """Final linear layer (+ projection ``<embed_proj(y), h>`` when conditional).
+
+        Never updates spectral-norm statistics, so it is safe to call repeatedly without
+        ``mutable``.
+
+        Args:
+            h: features ``[B, F]``.
+            y: int32 labels ``[B]``; required iff ``num_classes > 0``.
+
+        Returns:
+            logits ``[B]`` (unbounded).
+
+        Raises:
+            ValueError: conditional model called without labels.
+        """
+        y = check_labels(self, y, h.shape[0])
+        out = call_layer(self.linear_out, h, update_stats=False)[:, 0]
+        if self.num_classes:
+            emb = call_layer(self.embed_proj, y, update_stats=False)
+            out = out + jnp.sum(emb * h, axis=-1)
+        return out
+
+    def __call__(self, x: Array, y: Optional[Array] = None, train: bool = True) -> Array:
+        """Logits ``head(perturb('d_features', features(x, y, train)), y)``.
+
+        Args:
+            x: images ``[B, H, W, C]`` in [-1, 1].
+            y: int32 labels ``[B]``; required iff ``num_classes > 0``.
+            train: update spectral-norm statistics (apply with ``mutable=['batch_stats']``).
+
+        Returns:
+            logits ``[B]``.
+        """
+        h = self.features(x, y, train)
+        if not self.is_initializing():
+            h = self.perturb(D_PERTURB, h)
+        return self.head(h, y)

@@ -1,0 +1,39 @@
+"""Install jaxgan_lth: `pip install -e .[test]` (CPU) or `pip install -e .[cuda]` (NVIDIA GPU)."""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "jax>=0.10.2",
+    "flax>=0.12.8",
+    "optax>=0.2.8",
+    "orbax-checkpoint>=0.12.8",
+    "chex>=0.1.92",
+    "clu>=0.0.12",
+    "ml_collections>=1.1.0",
+    "tensorflow-datasets>=4.9.10",
+    # clu.metric_writers / periodic_actions and tfds' file readers import TensorFlow.
+    "tensorflow-cpu>=2.21",
+    "tensorboard",  # clu's TensorBoard summary writer
+    "numpy",
+    "scipy",
+    "Pillow",
+    "absl-py",
+    # tfds 4.9.10 imports it in download_and_prepare without declaring it (tfds#11212).
+    "importlib_resources",
+]
+
+setup(
+    name="jaxgan_lth",
+    version="0.1.0",
+    description=(
+        "Data-efficient GAN training in JAX/Flax: lottery tickets (IMP with rewinding), "
+        "DiffAugment, AdvAug, FID/KID."
+    ),
+    packages=find_packages(include=["jaxgan_lth", "jaxgan_lth.*"]),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "test": ["pytest>=8"],
+        "cuda": ["jax[cuda12]>=0.10.2"],
+    },
+)

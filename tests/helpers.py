@@ -1,0 +1,47 @@
+"""Shared test helpers: tiny configs and tiny image folders (no network, a few seconds)."""
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from configs import default
+
+
+def make_image_folder(path, n=16, size=16, channels=3, seed=0):
+    """Writes ``n`` random PNGs of ``size`` x ``size`` into ``path`` and returns the path."""
+    os.makedirs(path, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        shape = (size, size, 3) if channels == 3 else (size, size)
+        arr = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        Image.fromarray(arr).save(os.path.join(path, f"{i:03d}.png"))
+    return str(path)
+
+
+def tiny_config(folder, *, num_steps=4, resolution=28, channels=1):
+    """The default config shrunk to a few-second CPU run on an image folder."""
+    config = default.get_config()
+    config.stages = "train"
+    config.imp.num_steps = num_steps
+    config.ticket.num_steps = num_steps
+    config.data.name = "folder"
+    config.data.folder = str(folder)
+    config.data.resolution = resolution
+    config.data.channels = channels
+    config.data.subset_fraction = 0.0
+    config.data.subset_count = 0
+    config.model.latent_dim = 8
+    config.model.g_channels = 8
+    config.model.d_channels = 8
+    config.train.num_steps = num_steps
+    config.train.n_dis = 2
+    config.train.g_batch_size = 8
+    config.train.d_batch_size = 4
+    config.train.ema_decay = 0.9
+    config.log_every = 1
+    config.sample_every = 2
+    config.checkpoint_every = 2
+    config.keep_checkpoints = 1
+    config.num_samples = 4
+    return config
