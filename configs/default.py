@@ -8,6 +8,32 @@ Override any key on the command line, e.g. `--config.train.num_steps=500`.
 import ml_collections
 
 
+def diffaug_config(policy: str = "") -> ml_collections.ConfigDict:
+    """DiffAugment (Zhao et al., NeurIPS 2020) section: a comma-separated policy of
+    "color", "translation" (ratio 1/8, zero fill), "cutout" (ratio 1/2); "" = off."""
+    return ml_collections.ConfigDict({"policy": policy})
+
+
+def advaug_config(mode: str = "none") -> ml_collections.ConfigDict:
+    """AdvAug (Chen et al., NeurIPS 2021, Eq. 5, App. A1) section; defaults from the paper."""
+    c = ml_collections.ConfigDict()
+    c.mode = mode  # "none", "pgd" (AdvAug) or "noise" (feature-noise baseline, paper Table 6)
+    # whose updates are augmented: "d" perturbs D's pooled features (reals and fakes) in the D
+    # step, "g" perturbs G's first-layer output in the G step (the paper's two feature points)
+    c.networks = "gd"
+    c.num_steps = 1  # PGD steps (PGD-1 in the paper)
+    c.step_size = 0.01  # PGD step size (gamma of the released code)
+    c.radius = 0.0  # L-infinity radius of the projection; 0 = no projection (released code)
+    c.random_start = False  # start PGD uniformly inside the radius (needs radius > 0)
+    c.lam = 0.5  # weight of the adversarial loss: (1 - lam) * clean + lam * adversarial
+    # "paper": delta maximises the loss of the player being updated; "reference_code": the
+    # released code's signs (delta raises D's output on every branch), seed_repos.md 1.3
+    c.direction = "paper"
+    c.noise_scale = 0.1  # mode "noise": scale of the noise
+    c.noise_kind = "uniform"  # mode "noise": "uniform" (scale * U[0,1), released code) or "gaussian"
+    return c
+
+
 def get_config():
     """Returns the default `ml_collections.ConfigDict` (every key is documented inline)."""
     config = ml_collections.ConfigDict()
@@ -56,6 +82,10 @@ def get_config():
     config.train.ema_decay = 0.999  # EMA generator decay per G step; 0 disables
     config.train.ema_start = 0  # G step from which the EMA is updated (copied before)
 
+    # ---- augmentation of plain training and IMP rounds (the ticket has its own below) --------
+    config.diffaug = diffaug_config(policy="")
+    config.advaug = advaug_config(mode="none")
+
     # ---- sparsity: which weights are prunable and how IMP prunes them ----------------------
     config.sparsity = ml_collections.ConfigDict()
     config.sparsity.prune = "g"  # "g" (released code), "d" or "gd"
@@ -81,6 +111,9 @@ def get_config():
     # "omp" (one-shot magnitude from round 0's trained weights), "dense"
     config.ticket.mask_type = "imp"
     config.ticket.num_steps = 2000
+    # stage 2 "trains the ticket toughly": data-level DiffAugment + feature-level AdvAug
+    config.ticket.diffaug = diffaug_config(policy="translation,cutout")
+    config.ticket.advaug = advaug_config(mode="pgd")
 
     # ---- logging and checkpoints ---------------------------------------------------------------
     config.log_every = 50  # G steps between scalar logs / progress lines

@@ -5,6 +5,7 @@ Override config values with ``--config.<section>.<key>=value``; unknown keys are
 Re-running the same command after an interruption resumes from the latest checkpoint.
 """
 
+import logging as pylogging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -24,9 +25,18 @@ config_flags.DEFINE_config_file(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+class _DropLibraryInfo(pylogging.Filter):
+    """Hides INFO lines of Orbax (several per checkpoint), keeping warnings and errors."""
+
+    def filter(self, record):
+        return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    for handler in pylogging.getLogger().handlers + pylogging.getLogger("absl").handlers:
+        handler.addFilter(_DropLibraryInfo())
     import tensorflow as tf  # clu's writers import TF; keep it off the accelerators.
 
     tf.config.set_visible_devices([], "GPU")

@@ -38,6 +38,7 @@ import optax
 from absl import logging
 
 from jaxgan_lth import checkpointing, config_lib, losses, parallel
+from jaxgan_lth.augment import advaug, diffaugment
 from jaxgan_lth import data as data_lib
 from jaxgan_lth import models as models_lib
 from jaxgan_lth.sparsity import masks as masks_lib
@@ -149,6 +150,41 @@ def make_step_fns(
     )
     loss_kind = tc.loss
     random_flip = bool(config.data.random_flip)
+    policy = config.diffaug.policy
+    diffaugment.parse_policy(policy)  # raises on unknown op names
+    ac = config.advaug
+    adv_d = ac.mode != "none" and "d" in ac.networks
+    adv_g = ac.mode != "none" and "g" in ac.networks
+    project = float(ac.radius) > 0.0
+
+    def _g_point(key):
+        z, y = _sample_latent(key, tc.g_batch_size, latent_dim, ncls)
+        variables = G.init(key, z, y, train=False)
+        _, upd = G.apply(variables, z, y, train=False, mutable=["perturbations"])
+        return upd["perturbations"][models_lib.G_PERTURB]
+
+    # Shape [B, ...] of G's first-layer output (the AdvAug point), from shapes only.
+    g_point_shape = jax.eval_shape(_g_point, jax.random.key(0)).shape if adv_g else None
+
+    def augment(key, x):
+        """DiffAugment on every D input (reals and fakes, D and G steps)."""
+        return diffaugment.diff_augment(key, x, policy) if policy else x
+
+    def perturbation(key, head, features, branch, hparams):
+        """AdvAug delta for one branch: PGD (``jax.grad`` w.r.t. delta) or the noise baseline.
+
+        ``head`` maps ``features + delta`` to D's logits ``[B]``; the returned delta is a
+        gradient-stopped constant offset of the shape of ``features``.
+        """
+        if ac.mode == "noise":
+            return advaug.noise_perturbation(
+                key, features.shape, hparams["adv_noise_scale"], ac.noise_kind
+            )
+        return advaug.adversarial_delta(
+            head, features, branch, direction=ac.direction, loss=loss_kind, key=key,
+            num_steps=int(ac.num_steps), step_size=hparams["adv_step_size"],
+            radius=hparams["adv_radius"], random_start=bool(ac.random_start), project=project,
+        )
 
     def init(key):
         kg, kd, kr = jax.random.split(key, 3)
@@ -176,8 +212,7 @@ def make_step_fns(
         return G.apply(variables, z, y, train=False), g_vars["batch_stats"]
 
     def d_step(state, masks, data, key, hparams):
-        del hparams
-        k_real, k_lat = jax.random.split(key)
+        k_real, k_lat, k_aug, k_adv = jax.random.split(key, 4)
         x_real, y_real = _sample_real(k_real, data, tc.d_batch_size, random_flip)
         z, y_fake = _sample_latent(k_lat, tc.d_batch_size, latent_dim, ncls)
         x_real = parallel.shard_batch(x_real, mesh)
@@ -185,7 +220,7 @@ def make_step_fns(
         g_params = masks_lib.apply(state["g"]["params"], masks["g"])
         x_fake, g_bs = g_forward(state["g"], g_params, z, y_fake, train=True)
         x_fake = jax.lax.stop_gradient(x_fake)
-        x = jnp.concatenate([x_real, x_fake], axis=0)
+        x = augment(k_aug, jnp.concatenate([x_real, x_fake], axis=0))
         y = jnp.concatenate([y_real, y_fake], axis=0) if ncls else None
         b = tc.d_batch_size
 
@@ -194,12 +229,29 @@ def make_step_fns(
                 "params": masks_lib.apply(d_params, masks["d"]),
                 "batch_stats": state["d"]["batch_stats"],
             }
-            logits, upd = D.apply(variables, x, y, train=True, mutable=["batch_stats"])
-            loss = losses.d_loss(logits[:b], logits[b:], loss_kind)
-            return loss, (upd["batch_stats"], logits)
+            h, upd = D.apply(
+                variables, x, y, train=True, method="features", mutable=["batch_stats"]
+            )
+            variables = {"params": variables["params"], "batch_stats": upd["batch_stats"]}
 
-        grads, (d_bs, logits) = jax.grad(loss_fn, has_aux=True)(state["d"]["params"])
-        loss = losses.d_loss(logits[:b], logits[b:], loss_kind)
+            def head(feats, labels):
+                return D.apply(variables, feats, labels, method="head")
+
+            logits = head(h, y)
+            loss = clean = adv = losses.d_loss(logits[:b], logits[b:], loss_kind)
+            if adv_d:  # AdvAug on D's pooled features, reals and fakes separately
+                y_r, y_f = (y[:b], y[b:]) if ncls else (None, None)
+                kr, kf = jax.random.split(k_adv)
+                d_r = perturbation(kr, lambda f: head(f, y_r), h[:b], "d_real", hparams)
+                d_f = perturbation(kf, lambda f: head(f, y_f), h[b:], "d_fake", hparams)
+                adv_logits = head(h + jnp.concatenate([d_r, d_f], axis=0), y)
+                adv = losses.d_loss(adv_logits[:b], adv_logits[b:], loss_kind)
+                loss = advaug.combine(clean, adv, hparams["adv_lam"])
+            return loss, (upd["batch_stats"], logits, clean, adv)
+
+        (loss, (d_bs, logits, clean, adv)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["d"]["params"]
+        )
         params, opt = _masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"])
         new = dict(state)
         new["d"] = {"params": params, "batch_stats": d_bs}
@@ -211,26 +263,46 @@ def make_step_fns(
             "d_fake": jnp.mean(logits[b:]),
             "d_lr": current_lr(state["d_opt"]),
         }
+        if adv_d:
+            metrics.update(d_loss_clean=clean, d_loss_adv=adv)
         return new, metrics
 
     def g_step(state, masks, data, key, hparams):
         del data
-        z, y_fake = _sample_latent(key, tc.g_batch_size, latent_dim, ncls)
+        k_lat, k_aug, k_adv = jax.random.split(key, 3)
+        z, y_fake = _sample_latent(k_lat, tc.g_batch_size, latent_dim, ncls)
         z = parallel.shard_batch(z, mesh)
         d_vars = {
             "params": masks_lib.apply(state["d"]["params"], masks["d"]),
             "batch_stats": state["d"]["batch_stats"],
         }
 
-        def loss_fn(g_params):
-            x_fake, g_bs = g_forward(
-                state["g"], masks_lib.apply(g_params, masks["g"]), z, y_fake, train=True
-            )
-            logits = D.apply(d_vars, x_fake, y_fake, train=False)
-            return losses.g_loss(logits, loss_kind), (g_bs, logits)
+        def logits_of(g_params, delta=None):
+            """D(augment(G(z))) with ``delta`` added at G's first-layer output."""
+            variables = {"params": g_params, "batch_stats": state["g"]["batch_stats"]}
+            if delta is not None:
+                variables["perturbations"] = {models_lib.G_PERTURB: delta}
+            x_fake, upd = G.apply(variables, z, y_fake, train=True, mutable=["batch_stats"])
+            return D.apply(d_vars, augment(k_aug, x_fake), y_fake, train=False), upd
 
-        grads, (g_bs, logits) = jax.grad(loss_fn, has_aux=True)(state["g"]["params"])
-        loss = losses.g_loss(logits, loss_kind)
+        def loss_fn(g_params):
+            g_params = masks_lib.apply(g_params, masks["g"])
+            logits, upd = logits_of(g_params)
+            loss = clean = adv = losses.g_loss(logits, loss_kind)
+            if adv_g:  # AdvAug on G's first-layer output
+                zero = jnp.zeros(g_point_shape, jnp.float32)
+                frozen = jax.lax.stop_gradient(g_params)
+                delta = perturbation(
+                    k_adv, lambda d: logits_of(frozen, d)[0], zero, "g", hparams
+                )
+                adv_logits, _ = logits_of(g_params, delta)
+                adv = losses.g_loss(adv_logits, loss_kind)
+                loss = advaug.combine(clean, adv, hparams["adv_lam"])
+            return loss, (upd["batch_stats"], logits, clean, adv)
+
+        (loss, (g_bs, logits, clean, adv)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["g"]["params"]
+        )
         params, opt = _masked_update(tx_g, grads, state["g_opt"], state["g"]["params"], masks["g"])
         new = dict(state)
         new["g"] = {"params": params, "batch_stats": g_bs}
@@ -239,6 +311,8 @@ def make_step_fns(
             state["ema"], new["g"], masks["g"], hparams["ema_decay"], state["step"], tc.ema_start
         )
         metrics = {"g_loss": loss, "g_lr": current_lr(state["g_opt"])}
+        if adv_g:
+            metrics.update(g_loss_clean=clean, g_loss_adv=adv)
         return new, metrics
 
     def iteration(state, masks, data, hparams):
@@ -254,7 +328,13 @@ def make_step_fns(
     def sample(variables, z, y=None):
         return G.apply(variables, z, y, train=False)
 
-    hparams = {"ema_decay": jnp.float32(tc.ema_decay)}
+    hparams = {
+        "ema_decay": jnp.float32(tc.ema_decay),
+        "adv_step_size": jnp.float32(ac.step_size),
+        "adv_radius": jnp.float32(ac.radius),
+        "adv_lam": jnp.float32(ac.lam),
+        "adv_noise_scale": jnp.float32(ac.noise_scale),
+    }
     return StepFns(init, d_step, g_step, iteration, sample, hparams)
 
 
@@ -446,7 +526,9 @@ def run_stage(
     )
     latest = ckpt.latest_step()
     if latest is None:
-        state = init_state
+        # The compiled iteration donates its state buffers: copy so the caller's arrays
+        # (e.g. theta_0, reused by every IMP round) stay valid.
+        state = jax.tree.map(jnp.copy, init_state)
         ckpt.save(0, state, meta)
     else:
         state, _ = ckpt.restore(latest, init_state)

@@ -71,11 +71,33 @@ def to_uint8(images: Union[np.ndarray, jax.Array]) -> np.ndarray:
 
 
 def _resize_taps(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    src = np.arange(n_out, dtype=np.float64) * (n_in / n_out)
-    src = np.clip(src, 0.0, n_in - 1)
-    lo = np.floor(src).astype(np.int32)
-    hi = np.minimum(lo + 1, n_in - 1).astype(np.int32)
-    return lo, hi, (src - lo).astype(np.float32)
+    """Source taps ``(lo, hi, weight of hi)`` of the reference resize along one axis.
+
+    Mathematically the source coordinate of output ``i`` is ``i * n_in / n_out``. It is computed
+    here with the reference's float32 operations, so that the taps are bit-identical to
+    PyTorch's on CPU (checked in tests/test_inception_parity.py): ``affine_grid`` builds
+    ``torch.linspace(-1, 1, n_out)`` (two-sided, fused multiply-add), scales it by
+    ``(n_out - 1) / n_out`` and adds the translation ``1/n_in - 1/n_out``; ``grid_sample``
+    un-normalises with ``(g + 1) * (n_in / 2) - 0.5`` (fused) and clamps to ``[0, n_in - 1]``
+    (border padding). A 1e-5 pixel shift changes noise images by ~1e-2 grey levels.
+    """
+    f32 = np.float32
+    idx = np.arange(n_out)
+    if n_out > 1:
+        step = np.float64((f32(1.0) - f32(-1.0)) / f32(n_out - 1))
+        # float64 of a float32 product is exact: one rounding, like a fused multiply-add.
+        lin = np.where(idx < n_out // 2, step * idx - 1.0,
+                       1.0 - step * (n_out - 1 - idx)).astype(f32)
+    else:
+        lin = np.zeros(1, f32)
+    base = (lin * f32(n_out - 1)) / f32(n_out)
+    grid = base + (f32(1.0) / f32(n_in) - f32(1.0) / f32(n_out))
+    src = ((grid + f32(1.0)).astype(np.float64) * (n_in / 2.0) - 0.5).astype(f32)
+    src = np.clip(src, f32(0.0), f32(n_in - 1))
+    lo = np.floor(src)
+    frac = (src - lo).astype(f32)
+    lo = lo.astype(np.int32)
+    return lo, np.minimum(lo + 1, n_in - 1).astype(np.int32), frac
 
 
 def resize_bilinear_tf(images: jax.Array, size: Tuple[int, int]) -> jax.Array:
