@@ -86,6 +86,7 @@ def main() -> None:
                else inception_lib.load_inception_weights(args.weights))
     extractor = features_lib.FeatureExtractor(weights=weights, precision=args.precision)
     info = machine_info()
+    load_before = os.getloadavg()
     rng = np.random.default_rng(0)
     rows = []
     for bs in args.batch_sizes:
@@ -110,6 +111,8 @@ def main() -> None:
         "input": f"uint8 [{args.input_size}, {args.input_size}, 3] random images, resized to 299",
         "precision": args.precision,
         "weights": "random" if args.random_weights else os.path.basename(weights.path),
+        "load_average_1min_before_after": [round(load_before[0], 2),
+                                           round(os.getloadavg()[0], 2)],
         "results": rows,
     }
     tag = machine_tag(info)
@@ -127,7 +130,9 @@ def main() -> None:
         f"- Date (UTC): {result['date_utc']}",
         f"- Input: {result['input']}; precision `{args.precision}`; weights {result['weights']}",
         "- Timed: `FeatureExtractor.features` end to end (host -> device -> features on host), "
-        "after one warm-up batch per batch size", "",
+        "after one warm-up batch per batch size",
+        f"- 1-min load average before/after: {result['load_average_1min_before_after']} "
+        "(other processes on the machine share the cores)", "",
         "| batch size | images | seconds | images/s | first batch incl. compile (s) |",
         "|---:|---:|---:|---:|---:|",
     ]

@@ -275,6 +275,14 @@ def test_reader_refuses_disallowed_globals_without_running_them(tmp_path, module
     assert not sentinel.exists()
 
 
+def test_reader_refuses_build_on_whitelisted_callables():
+    # GLOBAL + BUILD would set attributes (e.g. __defaults__) on the object find_class returns.
+    payload = (b"\x80\x02" + _g("torch._utils", "_rebuild_tensor_v2")
+               + b"N}" + _u("__defaults__") + b"N" + b"s\x86b.")
+    with pytest.raises(pickle.UnpicklingError, match="refusing to set state"):
+        reader.SafeTorchUnpickler(io.BytesIO(payload)).load()
+
+
 def test_reader_reads_crafted_archive_with_numpy(tmp_path):
     storage = np.arange(6, dtype="<f4")  # a 2x3 storage read through a transposed (3, 2) view
     module = (_g("__torch__.my_model", "Net") + b")\x81" + b"}" + b"("

@@ -128,7 +128,7 @@ def resize_bilinear_tf(images: jax.Array, size: Tuple[int, int]) -> jax.Array:
 
 
 def preprocess_uint8(images_u8: jax.Array) -> jax.Array:
-    """uint8 ``[B, H, W, 1 or 3]`` -> network input ``[B, 299, 299, 3]`` float32 in [-1, 0.9921875]."""
+    """uint8 ``[B, H, W, 1 or 3]`` -> net input ``[B, 299, 299, 3]`` float32 in [-1, 0.9921875]."""
     x = images_u8.astype(jnp.float32)
     if x.shape[-1] == 1:
         x = jnp.repeat(x, 3, axis=-1)
@@ -141,7 +141,8 @@ def _precision(name: str) -> jax.lax.Precision:
         return {"highest": jax.lax.Precision.HIGHEST, "high": jax.lax.Precision.HIGH,
                 "default": jax.lax.Precision.DEFAULT}[name]
     except KeyError:
-        raise ValueError(f"precision must be 'highest', 'high' or 'default', got {name!r}") from None
+        raise ValueError(
+            f"precision must be 'highest', 'high' or 'default', got {name!r}") from None
 
 
 def _check_batch(batch: np.ndarray) -> np.ndarray:

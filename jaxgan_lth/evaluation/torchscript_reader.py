@@ -108,12 +108,38 @@ class TorchScriptObject:
         return f"<TorchScriptObject {self.type_name} attrs={sorted(self.attrs)}>"
 
 
-class _StorageType:
+class _Sealed:
+    """Base of the objects ``find_class`` hands out: a pickle BUILD on them is refused.
+
+    (BUILD on a plain function would let a crafted pickle set e.g. its ``__defaults__``.)
+    """
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError(f"refusing to set state on {type(self).__name__}")
+
+
+class _StorageType(_Sealed):
     """Marker returned for ``torch.<X>Storage`` globals: remembers the element dtype."""
+
+    __slots__ = ("name", "dtype")
 
     def __init__(self, name: str, dtype: str) -> None:
         self.name = name
         self.dtype = dtype
+
+
+class _SafeCallable(_Sealed):
+    """A fresh wrapper per ``find_class`` call around one of the numpy stand-ins."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
 
 
 def _build_intlist(values: Any) -> list:
@@ -133,7 +159,7 @@ def _rebuild_tensor_v2(
     backward_hooks: Any = None,
     metadata: Any = None,
 ) -> np.ndarray:
-    """Numpy stand-in for ``torch._utils._rebuild_tensor_v2``: a bounds-checked strided view, copied.
+    """Numpy stand-in for ``torch._utils._rebuild_tensor_v2``: a bounds-checked strided copy.
 
     Raises:
         pickle.UnpicklingError: when the arguments are malformed or the view would read outside
@@ -177,7 +203,7 @@ class SafeTorchUnpickler(pickle.Unpickler):
     Args:
         file: binary file object positioned at the start of ``data.pkl``.
         archive: the open zip archive holding the storages (None: any storage reference fails).
-        prefix: the archive's top-level folder including the trailing slash, e.g. ``"out_jit_module/"``.
+        prefix: the archive's top-level folder with the trailing slash (``"out_jit_module/"``).
         byteorder: ``"little"`` or ``"big"``, from the archive's ``byteorder`` record.
     """
 
@@ -193,11 +219,11 @@ class SafeTorchUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102 (documented on the class)
         if (module, name) in ALLOWED_GLOBALS:
             if module == "torch._utils":
-                return _rebuild_tensor_v2
+                return _SafeCallable(_rebuild_tensor_v2)
             if module == "collections":
-                return collections.OrderedDict
+                return collections.OrderedDict  # a C type: BUILD cannot modify it
             if module == "torch.jit._pickle":
-                return _build_intlist
+                return _SafeCallable(_build_intlist)
             return _StorageType(name, _STORAGE_DTYPES[name])
         if _TORCHSCRIPT_MODULE_RE.match(module) and _IDENT_RE.match(name):
             full = f"{module}.{name}"
@@ -230,7 +256,8 @@ class SafeTorchUnpickler(pickle.Unpickler):
         try:
             raw = self._archive.read(member)
         except KeyError:
-            raise pickle.UnpicklingError(f"storage '{member}' is missing from the archive") from None
+            raise pickle.UnpicklingError(
+                f"storage '{member}' is missing from the archive") from None
         dtype = np.dtype(self._order + storage_type.dtype)
         if len(raw) < numel * dtype.itemsize:
             raise pickle.UnpicklingError(
@@ -269,7 +296,8 @@ def load_archive(path: str | os.PathLike) -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(path)
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not a zip archive (legacy torch.save pickles are not supported)")
+        raise ValueError(
+            f"{path} is not a zip archive (legacy torch.save pickles are not supported)")
     with zipfile.ZipFile(path) as archive:
         prefix = _find_prefix(archive, path)
         byteorder = "little"
@@ -314,7 +342,7 @@ def flatten_module(obj: Any, prefix: str = "") -> Tuple[Dict[str, np.ndarray], D
 
 
 def read_archive_tensors(path: str | os.PathLike) -> Dict[str, np.ndarray]:
-    """Returns every tensor of a TorchScript / ``torch.save`` archive by dotted name (numpy only)."""
+    """Every tensor of a TorchScript / ``torch.save`` archive by dotted name (numpy only)."""
     return flatten_module(load_archive(path))[0]
 
 

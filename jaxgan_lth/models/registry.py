@@ -101,7 +101,11 @@ def check_choice(model: str, what: str, value: Any, allowed: Iterable[Any]) -> N
 
 def check_positive_int(model: str, what: str, value: Any) -> int:
     """Returns ``int(value)``; raises ``ValueError`` unless it is a positive integer."""
-    if isinstance(value, bool) or int(value) != value or int(value) <= 0:
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and int(value) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         raise ValueError(f"{model}: {what} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -115,7 +119,11 @@ def check_conditional(model: str, conditional: Any, num_classes: Any) -> int:
     """
     if not isinstance(conditional, bool):
         raise ValueError(f"{model}: conditional must be a bool, got {conditional!r}")
-    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 0:
+    try:
+        ok = not isinstance(num_classes, bool) and int(num_classes) == num_classes >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         raise ValueError(f"{model}: num_classes must be an integer >= 0, got {num_classes!r}")
     if conditional and num_classes < 1:
         raise ValueError(

@@ -36,7 +36,7 @@ import flax.linen as nn
 
 from jaxgan_lth.models.base import G_PERTURB, ProjectionDiscriminator
 from jaxgan_lth.models.blocks import DisBlock, DisOptBlock, GenBlock
-from jaxgan_lth.models.layers import LayerConfig, call_layer
+from jaxgan_lth.models.layers import LayerConfig
 from jaxgan_lth.models.registry import (
     ModelPair,
     check_choice,
