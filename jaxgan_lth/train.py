@@ -489,6 +489,7 @@ def run_stage(
     hparams: dict | None = None,
     writer=None,
     log_prefix: str = "",
+    evaluator=None,
 ) -> tuple[Pytree, dict]:
     """Trains from ``init_state`` (or the latest checkpoint in ``stage_dir``) to ``num_steps``.
 
@@ -506,10 +507,14 @@ def run_stage(
       hparams: traced hyper-parameters (defaults: ``setup.fns.hparams``).
       writer: a clu metric writer (default: one writing into ``stage_dir``).
       log_prefix: prefix of metric names (e.g. ``"round_1/"``).
+      evaluator: optional :class:`jaxgan_lth.evaluation.evaluator.Evaluator`: FID/KID every
+        ``eval.every`` steps and at the end (history in ``stage_dir/eval.json``, best
+        checkpoint by FID in ``stage_dir/best``), D-accuracy diagnostic at every log step.
 
     Returns:
       ``(final_state, summary)`` where summary has ``steps``, ``wall_time_s``,
-      ``steps_per_s`` and the last logged metrics.
+      ``steps_per_s``, the last logged metrics and, with an evaluator, ``final_fid``,
+      ``final_kid``, ``best_fid``, ``best_step``.
     """
     from clu import metric_writers, periodic_actions
 
@@ -539,12 +544,26 @@ def run_stage(
     z_fixed, y_fixed = fixed_noise(config, setup.generator.latent_dim, setup.num_classes)
     jit_sample = jax.jit(setup.fns.sample)
     report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
+    evals = _EvalLog(stage_dir, config.keep_checkpoints) if evaluator else None
+
+    def evaluate(step, state):
+        if evaluator is None or evals.has(step):
+            return
+        t_eval = time.time()
+        result = evaluator.evaluate(state)
+        writer.write_scalars(step, {log_prefix + k: v for k, v in result.items()})
+        logging.info("%sstep %d: FID %.3f  KID %.5f +- %.5f  (%.0f s)", log_prefix, step,
+                     result["fid"], result["kid"], result["kid_std"], time.time() - t_eval)
+        evals.add(step, result, state)
+
     t0 = time.time()
     last = {}
     for step in range(start + 1, num_steps + 1):
         state, metrics = setup.jit_iteration(state, masks, setup.data, hparams)
         if step % config.log_every == 0 or step == num_steps:
             last = _to_host(metrics)
+            if evaluator is not None and config.eval.diagnostic:
+                last.update(evaluator.diagnostic(state, masks))
             bad = [k for k, v in last.items() if not np.isfinite(v)]
             if bad:
                 raise FloatingPointError(f"{', '.join(bad)} became nan/inf at step {step}.")
@@ -565,6 +584,9 @@ def run_stage(
             writer.write_images(step, {log_prefix + "samples_ema": grid[None]})
         if step % config.checkpoint_every == 0 or step == num_steps:
             ckpt.save(step, state, meta)
+        if evaluator is not None and config.eval.every and step % config.eval.every == 0:
+            evaluate(step, state)
+    evaluate(num_steps, state)
     wall = time.time() - t0
     ckpt.close()
     writer.flush()
@@ -578,7 +600,45 @@ def run_stage(
         "steps_per_s": round(done / wall, 3) if done else None,
         "last_metrics": last,
     }
+    if evals is not None:
+        summary.update(evals.summary())
+        evals.close()
     return state, summary
+
+
+class _EvalLog:
+    """FID/KID history of a stage (``eval.json``) and its best checkpoint by FID (``best/``)."""
+
+    def __init__(self, stage_dir: str, keep: int):
+        self.path = os.path.join(stage_dir, "eval.json")
+        self.history = []
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.history = json.load(f)["history"]
+        self.best_ckpt = checkpointing.Checkpointer(os.path.join(stage_dir, "best"), keep=1)
+
+    def has(self, step: int) -> bool:
+        return any(h["step"] == step for h in self.history)
+
+    def best(self) -> dict | None:
+        return min(self.history, key=lambda h: (h["fid"], h["step"])) if self.history else None
+
+    def add(self, step: int, result: dict, state) -> None:
+        previous = self.best()
+        self.history.append({"step": int(step), **result})
+        if previous is None or result["fid"] < previous["fid"]:
+            self.best_ckpt.save(step, state, {"fid": result["fid"]})
+        write_json(self.path, {"history": self.history, "best": self.best()})
+
+    def summary(self) -> dict:
+        final = max(self.history, key=lambda h: h["step"])
+        best = self.best()
+        return {"final_fid": final["fid"], "final_kid": final["kid"],
+                "final_kid_std": final["kid_std"], "best_fid": best["fid"],
+                "best_step": best["step"]}
+
+    def close(self) -> None:
+        self.best_ckpt.close()
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -595,6 +655,15 @@ def write_json(path: str, obj: Any) -> None:
 
 
 STAGES = ("train", "imp", "ticket")
+
+
+def make_evaluator(config: ml_collections.ConfigDict, workdir: str, setup: Setup):
+    """An :class:`~jaxgan_lth.evaluation.evaluator.Evaluator` when ``eval.enabled``, else None."""
+    if not config.eval.enabled:
+        return None
+    from jaxgan_lth.evaluation.evaluator import Evaluator
+
+    return Evaluator(config, workdir, setup)
 
 
 def parse_stages(config: ml_collections.ConfigDict) -> list[str]:
@@ -643,7 +712,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             }
             _, summary = run_stage(
                 setup, os.path.join(workdir, "train"), init_state=state0, masks=masks,
-                num_steps=config.train.num_steps,
+                num_steps=config.train.num_steps, evaluator=make_evaluator(config, workdir, setup),
             )
             result["stages"]["train"] = summary
         else:

@@ -25,6 +25,7 @@ def tiny_config(folder, *, num_steps=4, resolution=28, channels=1):
     config.stages = "train"
     config.imp.num_steps = num_steps
     config.ticket.num_steps = num_steps
+    config.eval.enabled = False  # Inception runs at ~5 images/s here; one test turns it on
     config.data.name = "folder"
     config.data.folder = str(folder)
     config.data.resolution = resolution

@@ -252,3 +252,31 @@ def test_corrupt_checkpoint_gives_clear_error(tmp_path):
         ck.restore(0, state)
     with pytest.raises(checkpointing.CheckpointError, match="no checkpoint for step 3"):
         ck.restore(3, state)
+
+
+def test_evaluation_during_training_writes_fid_kid_best_and_diagnostic(tmp_path):
+    folder = helpers.make_image_folder(tmp_path / "imgs", n=12, size=20, channels=1)
+    config = helpers.tiny_config(folder, num_steps=4)
+    config.eval.enabled = True
+    config.eval.every = 2
+    config.eval.num_samples = 10
+    config.eval.batch_size = 10
+    config.eval.reference_split = "train"  # an image folder has a single split
+    config.eval.diagnostic_samples = 8
+    config.log_every = 2
+    workdir = str(tmp_path / "run")
+    summary = train.train_and_evaluate(config, workdir)["stages"]["train"]
+    with open(os.path.join(workdir, "train", "eval.json")) as f:
+        log = json.load(f)
+    assert [h["step"] for h in log["history"]] == [2, 4]
+    best = min(log["history"], key=lambda h: h["fid"])
+    assert summary["best_fid"] == best["fid"] and summary["best_step"] == best["step"]
+    assert summary["final_fid"] == log["history"][-1]["fid"] > 0
+    assert np.isfinite(summary["final_kid"])
+    ck = checkpointing.Checkpointer(os.path.join(workdir, "train", "best"))
+    assert ck.all_steps() == [best["step"]]
+    assert os.path.exists(os.path.join(workdir, "fid_stats"))
+    m = summary["last_metrics"]
+    for k in ("d_acc_train_real", "d_acc_fake"):
+        assert 0.0 <= m[k] <= 1.0
+    assert "d_acc_heldout_real" not in m  # image folders have no held-out split

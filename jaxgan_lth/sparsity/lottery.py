@@ -125,6 +125,11 @@ def _density_summary(masks, patterns, nets) -> dict:
     return out
 
 
+def _eval_fields(summary: dict) -> dict:
+    keys = ("final_fid", "final_kid", "final_kid_std", "best_fid", "best_step")
+    return {k: summary[k] for k in keys if k in summary}
+
+
 class Lottery:
     """Runs and resumes the ``imp`` and ``ticket`` stages of one workdir.
 
@@ -266,6 +271,7 @@ class Lottery:
                 setup, folder, init_state=start, masks=masks,
                 num_steps=self.config.imp.num_steps, meta={"round": r},
                 log_prefix=f"imp/round_{r:02d}/",
+                evaluator=train_lib.make_evaluator(self.config, self.workdir, setup),
             )
             if not self.config.imp.reset_d:
                 trained_d = final["d"]
@@ -275,6 +281,7 @@ class Lottery:
                    **_density_summary(masks, self.patterns, self.nets),
                    "next_round_density": {
                        n: round(pruning.density(new_masks[n], self.patterns), 6) for n in NETS},
+                   **_eval_fields(summary),
                    "last_metrics": summary["last_metrics"]}
             train_lib.write_json(result_path, row)
             if (r + 1) not in self.mask_ckpt.all_steps():
@@ -348,10 +355,12 @@ class Lottery:
         _, summary = train_lib.run_stage(
             setup, folder, init_state=start, masks=masks,
             num_steps=self.config.ticket.num_steps, meta=info, log_prefix="ticket/",
+            evaluator=train_lib.make_evaluator(self.config, self.workdir, setup),
         )
         row = {"stage": "ticket", **info, "steps": summary["steps"],
                "wall_time_s": summary["wall_time_s"],
                **_density_summary(masks, self.patterns, self.nets),
+               **_eval_fields(summary),
                "last_metrics": summary["last_metrics"]}
         train_lib.write_json(os.path.join(folder, "result.json"), row)
         return row
