@@ -1,0 +1,126 @@
+"""Evaluate a run's checkpoint: ``python -m jaxgan_lth.evaluate --workdir=DIR``.
+
+Reads ``DIR/config.json``, restores a checkpoint of one stage (default: the last stage the
+config runs; ``--stage=imp/round_01`` etc. for an IMP round), prints FID/KID of its EMA generator
+against the configured reference statistics and, with ``--save_images=FOLDER``, writes
+``--num_samples`` generated images there as PNG (``000000.png`` ...), e.g. for
+``python -m jaxgan_lth.fid FOLDER OTHER``.
+
+Flags:
+  --workdir        the run's folder (required)
+  --stage          train | ticket | imp/round_XX (default: last stage of config.stages)
+  --checkpoint     latest | best | a step number (default latest)
+  --num_samples    generated images (default: config.eval.num_samples)
+  --save_images    folder for PNGs (must be empty or absent: nothing is overwritten)
+  --no_fid         only save images
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Run folder holding config.json and checkpoints.")
+flags.DEFINE_string("stage", "", "train | ticket | imp/round_XX (default: last stage).")
+flags.DEFINE_string("checkpoint", "latest", "latest | best | a step number.")
+flags.DEFINE_integer("num_samples", 0, "Generated images (0 = config.eval.num_samples).")
+flags.DEFINE_string("save_images", "", "Write the generated images as PNG into this folder.")
+flags.DEFINE_bool("no_fid", False, "Skip FID/KID (only save images).")
+flags.mark_flag_as_required("workdir")
+
+
+def load_run_config(workdir: str):
+    """``DIR/config.json`` as a ConfigDict.
+
+    Raises:
+      FileNotFoundError: the workdir has no config.json (not a jaxgan_lth run).
+    """
+    import ml_collections
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: --workdir must be a jaxgan_lth run folder.")
+    with open(path) as f:
+        raw = json.load(f)
+    for k in ("g_betas", "d_betas"):
+        raw["train"][k] = tuple(raw["train"][k])
+    raw["sparsity"]["prunable"] = tuple(raw["sparsity"]["prunable"])
+    return ml_collections.ConfigDict(raw)
+
+
+def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
+                 num_samples: int = 0, save_images: str = "", fid: bool = True) -> dict:
+    """Restores one stage's checkpoint and evaluates it (see the module docstring).
+
+    Raises:
+      FileNotFoundError: missing config.json or stage folder.
+      ValueError: an unknown stage or checkpoint, or a non-empty ``save_images`` folder.
+    """
+    from jaxgan_lth import checkpointing, train
+    from jaxgan_lth.evaluation.evaluator import Evaluator
+    from jaxgan_lth.sparsity import lottery
+
+    config = load_run_config(workdir)
+    stages = train.parse_stages(config)
+    stage = stage or stages[-1]
+    if stage == "imp":
+        stage = f"imp/round_{max(config.imp.rounds - 1, 0):02d}"
+    if stage == "train":
+        cfg = config
+    elif stage == "ticket" or stage.startswith("imp/round_"):
+        cfg = lottery.stage_config(config, "ticket" if stage == "ticket" else "imp")
+    else:
+        raise ValueError(f"--stage={stage!r}; accepted: train, ticket, imp/round_XX.")
+    stage_dir = os.path.join(workdir, stage)
+    if not os.path.isdir(stage_dir):
+        raise FileNotFoundError(f"{stage_dir} does not exist; stages run: {stages}.")
+    if save_images and os.path.isdir(save_images) and os.listdir(save_images):
+        raise ValueError(f"--save_images={save_images!r} is not empty; give a new folder.")
+    setup = train.build(cfg, workdir)
+    target = train.initial_state(setup)
+    sub = "best" if checkpoint == "best" else "checkpoints"
+    ck = checkpointing.Checkpointer(os.path.join(stage_dir, sub))
+    if checkpoint in ("latest", "best"):
+        step = ck.latest_step()
+    elif checkpoint.isdigit():
+        step = int(checkpoint)
+    else:
+        raise ValueError(f"--checkpoint={checkpoint!r}; accepted: latest, best, a step number.")
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {ck.directory}.")
+    state, _ = ck.restore(step, target)
+    ev = Evaluator(cfg, workdir, setup)
+    n = num_samples or cfg.eval.num_samples
+    result = {"stage": stage, "step": int(step)}
+    if save_images:
+        from jaxgan_lth.evaluation.features import to_uint8
+        from PIL import Image
+
+        os.makedirs(save_images, exist_ok=True)
+        images = to_uint8(ev.generate(state["ema"], n))
+        for i, img in enumerate(images):
+            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
+                os.path.join(save_images, f"{i:06d}.png"))
+        result["saved_images"] = int(len(images))
+    if fid:
+        cfg.unlock()
+        cfg.eval.num_samples = n
+        result.update(ev.evaluate(state))
+    return result
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    result = evaluate_run(FLAGS.workdir, FLAGS.stage, FLAGS.checkpoint, FLAGS.num_samples,
+                          FLAGS.save_images, not FLAGS.no_fid)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)
