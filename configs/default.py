@@ -79,7 +79,7 @@ def get_config():
     config.train.d_betas = (0.5, 0.999)  # Adam (beta1, beta2) of D
     config.train.adam_eps = 1e-8
     config.train.lr_decay = False  # linear decay of both learning rates to 0 at num_steps
-    config.train.ema_decay = 0.999  # EMA generator decay per G step; 0 disables
+    config.train.ema_decay = 0.99  # EMA generator decay per G step (papers: 0.999 over 50k+ steps)
     config.train.ema_start = 0  # G step from which the EMA is updated (copied before)
 
     # ---- augmentation of plain training and IMP rounds (the ticket has its own below) --------
@@ -98,7 +98,7 @@ def get_config():
     # ---- stage "imp": iterative magnitude pruning with rewinding -----------------------------
     config.imp = ml_collections.ConfigDict()
     config.imp.rounds = 3  # IMP rounds R: masks m_0 (dense) .. m_R (density 0.8^R)
-    config.imp.num_steps = 500  # G iterations per round
+    config.imp.num_steps = 400  # G iterations per round
     config.imp.rewind_step = 0  # 0 = rewind to theta_0; k > 0 = late rewinding to round 0 step k
     config.imp.reset_d = True  # reset D to its initial weights every round (else keep trained D)
 
@@ -110,7 +110,7 @@ def get_config():
     # "imp" (the ticket), baselines: "random_like" (same per-layer densities), "random_global",
     # "omp" (one-shot magnitude from round 0's trained weights), "dense"
     config.ticket.mask_type = "imp"
-    config.ticket.num_steps = 1500
+    config.ticket.num_steps = 1200
     # stage 2 "trains the ticket toughly": data-level DiffAugment + feature-level AdvAug
     config.ticket.diffaug = diffaug_config(policy="translation,cutout")
     config.ticket.advaug = advaug_config(mode="pgd")
