@@ -27,9 +27,14 @@ from jaxgan_lth import models, train  # noqa: E402
 from jaxgan_lth.sparsity import masks as masks_lib  # noqa: E402
 
 
-def setup(config_name: str, num_classes: int = 10, n_images: int = 5000):
-    """Compiled iteration, state, masks and synthetic data for one config."""
+def setup(config_name: str, num_classes: int = 10, n_images: int = 5000, edit=None):
+    """Step functions, state, dense masks and synthetic data for one config.
+
+    ``edit(config)`` may change the config first (e.g. switch augmentations on).
+    """
     config = importlib.import_module(f"configs.{config_name}").get_config()
+    if edit is not None:
+        edit(config)
     r, c = config.data.resolution, config.data.channels
     ncls = num_classes if config.model.conditional else 0
     kwargs = {k: v for k, v in config.model.items() if k != "name"}

@@ -1,0 +1,34 @@
+"""Every shipped config loads, validates and names a registered model that builds."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxgan_lth import config_lib, models, train
+from jaxgan_lth.sparsity import lottery
+
+
+@pytest.mark.parametrize("name", ["default", "sngan_cifar10", "biggan_cifar10"])
+def test_config_validates_and_model_builds(name):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    config_lib.validate(config)
+    lottery.validate(config)
+    assert train.parse_stages(config)
+    r, c = config.data.resolution, config.data.channels
+    ncls = 10 if config.model.conditional else 0
+    kwargs = {k: v for k, v in config.model.items() if k != "name"}
+    pair = models.get_model(config.model.name, resolution=r, channels=c, num_classes=ncls,
+                            **kwargs)
+    z = jnp.zeros((2, pair.generator.latent_dim))
+    y = jnp.zeros((2,), jnp.int32) if ncls else None
+    shapes = jax.eval_shape(lambda: pair.generator.init(jax.random.key(0), z, y, train=False))
+    assert shapes["params"]
+
+
+def test_unknown_stage_is_named():
+    config = importlib.import_module("configs.default").get_config()
+    config.stages = "imp,finetune"
+    with pytest.raises(ValueError, match="finetune"):
+        train.parse_stages(config)
