@@ -21,7 +21,7 @@ def _check(kind: str) -> None:
         raise ValueError(f"unknown loss {kind!r}; accepted: {', '.join(LOSSES)}.")
 
 
-def d_loss_real(logits_real: jax.Array, kind: str) -> jax.Array:
+def d_loss_real(logits_real: jax.Array, kind: str = "hinge") -> jax.Array:
     """D's loss term on real images, ``[B]`` logits -> scalar."""
     _check(kind)
     if kind == "hinge":
@@ -29,7 +29,7 @@ def d_loss_real(logits_real: jax.Array, kind: str) -> jax.Array:
     return jnp.mean(jax.nn.softplus(-logits_real))
 
 
-def d_loss_fake(logits_fake: jax.Array, kind: str) -> jax.Array:
+def d_loss_fake(logits_fake: jax.Array, kind: str = "hinge") -> jax.Array:
     """D's loss term on generated images, ``[B]`` logits -> scalar."""
     _check(kind)
     if kind == "hinge":
@@ -37,12 +37,12 @@ def d_loss_fake(logits_fake: jax.Array, kind: str) -> jax.Array:
     return jnp.mean(jax.nn.softplus(logits_fake))
 
 
-def d_loss(logits_real: jax.Array, logits_fake: jax.Array, kind: str) -> jax.Array:
+def d_loss(logits_real: jax.Array, logits_fake: jax.Array, kind: str = "hinge") -> jax.Array:
     """Total D loss: real term + fake term (see the module docstring)."""
     return d_loss_real(logits_real, kind) + d_loss_fake(logits_fake, kind)
 
 
-def g_loss(logits_fake: jax.Array, kind: str) -> jax.Array:
+def g_loss(logits_fake: jax.Array, kind: str = "hinge") -> jax.Array:
     """G loss on D's logits for generated images, ``[B]`` -> scalar."""
     _check(kind)
     if kind == "hinge":

@@ -53,12 +53,16 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from jaxgan_lth.losses import LOSSES, d_loss, g_loss
+from jaxgan_lth.losses import d_loss_fake as d_fake_loss
+from jaxgan_lth.losses import d_loss_real as d_real_loss
+
 Array = jax.Array
 Objective = Callable[[Array], Array]
 Head = Callable[[Array], Array]
 
-#: GAN loss kinds (the `config.train.loss` values).
-LOSS_KINDS = ("hinge", "nonsaturating")
+#: GAN loss kinds (the `config.train.loss` values); the losses live in `jaxgan_lth.losses`.
+LOSS_KINDS = LOSSES
 #: PGD sign conventions, see the module docstring.
 DIRECTIONS = ("paper", "reference_code")
 #: Branches that get a perturbation: D's real features, D's fake features, G's first feature.
@@ -70,85 +74,6 @@ NOISE_KINDS = ("uniform", "gaussian")
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; expected one of {', '.join(choices)}.")
-
-
-# ------------------------------------------------------------------------------------------------
-# GAN losses (logits of any shape, averaged over all entries, normally [B] or [B, 1])
-# ------------------------------------------------------------------------------------------------
-
-
-def d_real_loss(logits: Array, loss: str = "hinge") -> Array:
-    """D's loss term on reals: hinge `mean(relu(1 - D))`, non-saturating `mean(softplus(-D))`.
-
-    Args:
-        logits: D outputs on reals, `[B]` (any shape; averaged over all entries).
-        loss: `"hinge"` or `"nonsaturating"`.
-
-    Returns:
-        Scalar.
-
-    Raises:
-        ValueError: Unknown loss kind.
-    """
-    _check_choice("loss kind", loss, LOSS_KINDS)
-    if loss == "hinge":
-        return jnp.mean(jax.nn.relu(1.0 - logits))
-    return jnp.mean(jax.nn.softplus(-logits))
-
-
-def d_fake_loss(logits: Array, loss: str = "hinge") -> Array:
-    """D's loss term on fakes: hinge `mean(relu(1 + D))`, non-saturating `mean(softplus(D))`.
-
-    Args:
-        logits: D outputs on fakes, `[B]` (any shape; averaged over all entries).
-        loss: `"hinge"` or `"nonsaturating"`.
-
-    Returns:
-        Scalar.
-
-    Raises:
-        ValueError: Unknown loss kind.
-    """
-    _check_choice("loss kind", loss, LOSS_KINDS)
-    if loss == "hinge":
-        return jnp.mean(jax.nn.relu(1.0 + logits))
-    return jnp.mean(jax.nn.softplus(logits))
-
-
-def d_loss(real_logits: Array, fake_logits: Array, loss: str = "hinge") -> Array:
-    """D's loss `d_real_loss(real) + d_fake_loss(fake)` (minimised by D).
-
-    Args:
-        real_logits: D outputs on reals `[B]`.
-        fake_logits: D outputs on fakes `[B']`.
-        loss: `"hinge"` or `"nonsaturating"`.
-
-    Returns:
-        Scalar.
-
-    Raises:
-        ValueError: Unknown loss kind.
-    """
-    return d_real_loss(real_logits, loss) + d_fake_loss(fake_logits, loss)
-
-
-def g_loss(fake_logits: Array, loss: str = "hinge") -> Array:
-    """G's loss (minimised by G): hinge `-mean(D)`, non-saturating `mean(softplus(-D))`.
-
-    Args:
-        fake_logits: D outputs on fakes `[B]`.
-        loss: `"hinge"` or `"nonsaturating"`.
-
-    Returns:
-        Scalar.
-
-    Raises:
-        ValueError: Unknown loss kind.
-    """
-    _check_choice("loss kind", loss, LOSS_KINDS)
-    if loss == "hinge":
-        return -jnp.mean(fake_logits)
-    return jnp.mean(jax.nn.softplus(-fake_logits))
 
 
 # ------------------------------------------------------------------------------------------------
