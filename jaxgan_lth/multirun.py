@@ -354,9 +354,24 @@ def initial_states(setup: train_lib.Setup, seeds: Sequence[int]) -> Pytree:
     return parallel.replicate(stack(states), setup.mesh)
 
 
+def abstract_states(setup: train_lib.Setup, k: int) -> Pytree:
+    """Shapes, dtypes and (replicated) shardings of K stacked states, without computing them.
+
+    A restore target for the stacked checkpoints (``jax.eval_shape`` of the init: nothing is
+    compiled or run).
+    """
+    shapes = jax.eval_shape(setup.fns.init, jax.random.key(0))
+    sharding = parallel.replicated(setup.mesh)
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct((k,) + tuple(s.shape), s.dtype, sharding=sharding), shapes
+    )
+
+
 def dense_masks(states: Pytree) -> dict:
-    """All-True stacked masks ``{"g": [K, ...], "d": [K, ...]}`` for stacked states."""
-    return {n: masks_lib.ones_like(states[n]["params"]) for n in ("g", "d")}
+    """All-True stacked masks ``{"g": [K, ...], "d": [K, ...]}`` for (abstract) stacked states."""
+    return jax.tree.map(
+        lambda x: jnp.ones(x.shape, bool), {n: states[n]["params"] for n in ("g", "d")}
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,8 +428,8 @@ def train_multirun(
         os.makedirs(os.path.join(root, name, "samples"), exist_ok=True)
 
     hparams = parallel.replicate(stack_hparams(setup.fns.hparams, runs), setup.mesh)
-    init = initial_states(setup, [r.seed for r in runs])
-    masks = parallel.replicate(dense_masks(init), setup.mesh)
+    target = abstract_states(setup, k)
+    masks = parallel.replicate(dense_masks(target), setup.mesh)
     step_fn = make_multi_iteration(setup.fns)
     meta = {"runs": names, "seeds": [r.seed for r in runs],
             "hparams": [r.hparams for r in runs]}
@@ -422,10 +437,10 @@ def train_multirun(
                                       keep=config.keep_checkpoints)
     latest = ckpt.latest_step()
     if latest is None:
-        state = jax.tree.map(jnp.copy, init)  # the step donates its input buffers
+        state = initial_states(setup, [r.seed for r in runs])
         ckpt.save(0, state, meta)
-    else:
-        state, old = ckpt.restore(latest, init)
+    else:  # theta_0 is not needed (nor its init compiled) to resume
+        state, old = ckpt.restore(latest, target)
         if old.get("runs") != names:
             raise ValueError(
                 f"{root} holds checkpoints of runs {old.get('runs')}, not {names}; use a new "
@@ -433,7 +448,6 @@ def train_multirun(
             )
         state = parallel.replicate(state, setup.mesh)
         logging.info("multirun: resumed %s from step %d.", root, latest)
-    del init
 
     writers = [
         metric_writers.create_default_writer(

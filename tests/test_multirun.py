@@ -172,9 +172,8 @@ def test_vmapped_runs_equal_separate_runs(tmp_path):
 
 def _final_state(workdir, config, step):
     setup = train.build(config, workdir)
-    like = multirun.initial_states(setup, [0, 1])
     ck = checkpointing.Checkpointer(os.path.join(workdir, "runs", "checkpoints"))
-    return ck.restore(step, like)[0]
+    return ck.restore(step, multirun.abstract_states(setup, 2))[0]
 
 
 def test_train_multirun_writes_every_run_and_resumes(tmp_path):
