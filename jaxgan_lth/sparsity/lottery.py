@@ -259,9 +259,13 @@ class Lottery:
             folder = self.round_dir(r)
             result_path = os.path.join(folder, "result.json")
             done = (r + 1) in self.mask_ckpt.all_steps() and os.path.exists(result_path)
-            if done and self.config.imp.reset_d:
+            if done:
                 with open(result_path) as f:
                     rows.append(json.load(f))
+                if not self.config.imp.reset_d:  # the next round starts from this trained D
+                    ck = checkpointing.Checkpointer(os.path.join(folder, "checkpoints"))
+                    final, _ = ck.restore(self.config.imp.num_steps, theta0)
+                    trained_d = final["d"]
                 continue
             masks = self.load_mask(r, theta0)
             start = self.rewind_state(setup, theta0, trained_d)
