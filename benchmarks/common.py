@@ -64,15 +64,18 @@ def peak_flops() -> float:
     return float("nan")
 
 
-def compiled_flops(jitted, *args) -> float:
-    """FLOPs of one call of ``jitted(*args)`` from XLA's cost analysis (nan if unavailable)."""
+def compile_with_flops(jitted, *args):
+    """``(compiled, flops)``: the executable for ``args`` and the FLOPs of one call from XLA's
+    cost analysis (nan if unavailable). Calling ``compiled`` avoids a second compilation."""
+    compiled = jitted.lower(*args).compile()
     try:
-        cost = jitted.lower(*args).compile().cost_analysis()
+        cost = compiled.cost_analysis()
         if isinstance(cost, list):
             cost = cost[0]
-        return float(cost.get("flops", float("nan")))
+        flops = float(cost.get("flops", float("nan")))
     except Exception:  # cost analysis is best-effort on some backends
-        return float("nan")
+        flops = float("nan")
+    return compiled, flops
 
 
 def time_calls(fn, warmup: int, iters: int) -> float:
