@@ -94,7 +94,7 @@ def test_iteration_does_not_retrace_for_new_masks_batches_and_hparams(tiny_setup
     rng = np.random.default_rng(0)
     masks2 = jax.tree.map(lambda m: jnp.asarray(rng.random(m.shape) > 0.5), masks)
     data2 = {"images": -setup.data["images"], "labels": setup.data["labels"]}
-    hp2 = {"ema_decay": jnp.float32(0.5)}
+    hp2 = dict(setup.fns.hparams, ema_decay=jnp.float32(0.5))
     state, m2 = step(state, masks2, data2, hp2)
     state, m3 = step(state, masks2, setup.data, setup.fns.hparams)
     assert len(traced) == 1
