@@ -1,24 +1,27 @@
-"""Multi-run throughput: K vmapped runs in one program against the same K runs one after another.
+"""Multi-run throughput: K runs in one compiled program against the same K runs one by one.
 
-For each config and K, two ways to advance K runs (different seeds) by one iteration each:
+For each config and K, three ways to advance K runs (seeds 0..K-1) by one iteration each:
 
 * ``sequential``: the single-run compiled iteration (``jax.jit(fns.iteration)``) called K
-  times, once per run state;
-* ``vmapped``: one call of ``multirun.make_multi_iteration(fns)``
-  (``jax.jit(jax.vmap(fns.iteration, in_axes=(0, 0, None, 0)))``) on the stacked states.
+  times, once per run state (K separate runs);
+* ``vmap``: one call of ``multirun.make_multi_iteration(fns)``
+  (``jax.jit(jax.vmap(fns.iteration, in_axes=(0, 0, None, 0)))``) on the stacked states;
+* ``loop``: one call of ``make_multi_iteration(fns, strategy="loop")`` (the single-run step
+  once per run on slices of the stacked states, then re-stacked: the CPU fallback of
+  ``config.multirun.strategy``; the overhead over ``sequential`` is the slicing).
 
-Reported: seconds per K-run round, total images/s (real images shown to D by all K runs:
-K x n_dis x D batch / seconds) and the speedup of vmapped over sequential. Timing is
-``benchmarks.common.time_calls`` (warm-up calls, then the median of 3 timed runs of ``--iters``
-rounds). Data are random images of the config's shape on the device, as in
+Reported: seconds per round (every run one iteration), total images/s (real images shown to D
+by all K runs: K x n_dis x D batch / seconds) and the speedup over sequential. Timing is
+``benchmarks.common.time_calls`` (1 warm-up round, then the median of 3 timed runs of
+``--iters`` rounds). Data are random images of the config's shape on the device, as in
 ``train_throughput.py``. A config may carry overrides of its ``train`` section, e.g.
 ``sngan_cifar10:g_batch_size=8,d_batch_size=8,n_dis=1``.
 
     python benchmarks/multirun_throughput.py [--configs default,sngan_cifar10] [--ks 1,4,8,16]
-        [--iters 2] [--skip_on_cpu sngan_cifar10]
+        [--iters 2] [--modes sequential,vmap,loop] [--skip_on_cpu sngan_cifar10]
 
-Configs named in ``--skip_on_cpu`` are not run when the backend is the CPU (each is written
-to the result file as skipped, with the reason given in ``--skip_reason``).
+Configs named in ``--skip_on_cpu`` are not run when the backend is the CPU (written to the
+result file as skipped, with ``--skip_reason``).
 """
 
 from __future__ import annotations
@@ -72,58 +75,89 @@ def setup(name: str, overrides: dict):
     return config, fns, masks, data
 
 
-def run(label: str, name: str, overrides: dict, ks: list[int], iters: int) -> list[dict]:
-    """Rows for one config: sequential and vmapped seconds, images/s and speedup per K."""
+MODES = ("sequential", "vmap", "loop")
+
+
+def seconds_per_round(mode: str, k: int, fns, masks, data, iters: int) -> float:
+    """Seconds to advance K runs (seeds 0..K-1) by one iteration each, in ``mode``."""
+    init = jax.jit(fns.init)
+    holder = {}
+    if mode == "sequential":
+        single = jax.jit(fns.iteration, donate_argnums=(0,))
+        holder["s"] = [init(jax.random.key(s)) for s in range(k)]
+
+        def call():
+            for i in range(k):
+                holder["s"][i], m = single(holder["s"][i], masks, data, fns.hparams)
+            return m
+
+    else:
+        runs = [multirun.RunSpec(f"seed{s}", s, {}) for s in range(k)]
+        holder["s"] = multirun.stack([init(jax.random.key(s)) for s in range(k)])
+        stacked_masks = multirun.stack([masks] * k)
+        hparams = multirun.stack_hparams(fns.hparams, runs)
+        step = multirun.make_multi_iteration(fns, strategy=mode)
+
+        def call():
+            holder["s"], m = step(holder["s"], stacked_masks, data, hparams)
+            return m
+
+    return common.time_calls(call, warmup=1, iters=iters)
+
+
+def run(label: str, name: str, overrides: dict, ks: list[int], iters: int,
+        modes: list[str]) -> list[dict]:
+    """Rows for one config: seconds per round, images/s and speedups per K and mode."""
     config, fns, masks, data = setup(name, overrides)
     tc = config.train
     images_per_it = tc.n_dis * tc.d_batch_size
-    init = jax.jit(fns.init)
-    single = jax.jit(fns.iteration, donate_argnums=(0,))
     rows = []
     for k in ks:
         t0 = time.perf_counter()
-        runs = [multirun.RunSpec(f"seed{s}", s, {}) for s in range(k)]
-        seq_states = [init(jax.random.key(s)) for s in range(k)]
-        holder = {"seq": seq_states}
-
-        def sequential():
-            for i in range(k):
-                holder["seq"][i], m = single(holder["seq"][i], masks, data, fns.hparams)
-            return m
-
-        sec_seq = common.time_calls(sequential, warmup=1, iters=iters)
-        del holder["seq"], seq_states
-        states = multirun.stack([init(jax.random.key(s)) for s in range(k)])
-        stacked_masks = multirun.stack([masks] * k)
-        hparams = multirun.stack_hparams(fns.hparams, runs)
-        step = multirun.make_multi_iteration(fns)
-        holder["vm"] = states
-        del states
-
-        def vmapped():
-            holder["vm"], m = step(holder["vm"], stacked_masks, data, hparams)
-            return m
-
-        sec_vm = common.time_calls(vmapped, warmup=1, iters=iters)
-        del holder["vm"]
-        row = {
-            "config": label,
-            "model": config.model.name,
-            "d_batch": tc.d_batch_size,
-            "g_batch": tc.g_batch_size,
-            "n_dis": tc.n_dis,
-            "K": k,
-            "seq_s_per_round": sec_seq,
-            "vmap_s_per_round": sec_vm,
-            "seq_images_per_s": k * images_per_it / sec_seq,
-            "vmap_images_per_s": k * images_per_it / sec_vm,
-            "speedup": sec_seq / sec_vm,
-            "timed_iters": iters,
-            "wall_s_incl_compile": round(time.perf_counter() - t0, 1),
-        }
+        row = {"config": label, "model": config.model.name, "d_batch": tc.d_batch_size,
+               "g_batch": tc.g_batch_size, "n_dis": tc.n_dis, "K": k}
+        for mode in modes:
+            sec = seconds_per_round(mode, k, fns, masks, data, iters)
+            row[f"{mode}_s"] = sec
+            row[f"{mode}_img_s"] = k * images_per_it / sec
+        for mode in modes:
+            if mode != "sequential" and "sequential" in modes:
+                row[f"{mode}_speedup"] = row["sequential_s"] / row[f"{mode}_s"]
+        row["timed_iters"] = iters
+        row["wall_s_incl_compile"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print(row, flush=True)
     return rows
+
+
+def grouped_conv_check(k: int = 4, reps: int = 5) -> dict:
+    """Why vmap may be slow: one 3x3 conv (64x14x14x128 -> 128) per run, K separate vs vmapped.
+
+    ``jax.vmap`` over per-run weights turns every convolution into a grouped convolution
+    (``feature_group_count = K``); this times its forward pass and its weight gradient against
+    K calls of the plain convolution (ms per K convolutions).
+    """
+    from jax import lax
+
+    def conv(x, w):
+        return lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def loss(w, x):
+        return jnp.sum(conv(x, w) ** 2)
+
+    x = jax.random.normal(jax.random.key(0), (k, 64, 14, 14, 128))
+    w = jax.random.normal(jax.random.key(1), (k, 3, 3, 128, 128)) * 0.05
+    fwd, grad = jax.jit(conv), jax.jit(jax.grad(loss))
+    fwd_v, grad_v = jax.jit(jax.vmap(conv)), jax.jit(jax.vmap(jax.grad(loss)))
+    ms = lambda fn: 1e3 * common.time_calls(fn, warmup=1, iters=reps)  # noqa: E731
+    return {
+        "K": k,
+        "forward_separate_ms": ms(lambda: [fwd(x[i], w[i]) for i in range(k)]),
+        "forward_vmapped_ms": ms(lambda: fwd_v(x, w)),
+        "weight_grad_separate_ms": ms(lambda: [grad(w[i], x[i]) for i in range(k)]),
+        "weight_grad_vmapped_ms": ms(lambda: grad_v(w, x)),
+    }
 
 
 def main():
@@ -131,6 +165,7 @@ def main():
     p.add_argument("--configs", default="default,sngan_cifar10")
     p.add_argument("--ks", default="1,4,8,16")
     p.add_argument("--iters", type=int, default=2, help="rounds per timed run (3 runs)")
+    p.add_argument("--modes", default=",".join(MODES), help=f"subset of {MODES}")
     p.add_argument("--skip_on_cpu", default="", help="configs not run on a CPU backend")
     p.add_argument("--skip_reason", default="too slow on this CPU")
     p.add_argument("--note", default="", help="free text written into the result file")
@@ -146,24 +181,34 @@ def main():
         if arg in skip or name in skip:
             skipped.append(arg)
             continue
-        rows += run(arg, name, overrides, ks, args.iters)
-    cols = ["config", "model", "d_batch", "g_batch", "n_dis", "K", "seq_s_per_round",
-            "vmap_s_per_round", "seq_images_per_s", "vmap_images_per_s", "speedup",
-            "wall_s_incl_compile"]
+        rows += run(arg, name, overrides, ks, args.iters, args.modes.split(","))
+    modes = args.modes.split(",")
+    cols = ["config", "model", "d_batch", "g_batch", "n_dis", "K"]
+    cols += [f"{m}_img_s" for m in modes] + [f"{m}_speedup" for m in modes if m != "sequential"]
+    cols += [f"{m}_s" for m in modes] + ["wall_s_incl_compile"]
     table = common.markdown_table(rows, cols)
     notes = [
         f"- Total wall time {time.time() - t0:.0f} s; 1/5/15-min load average before "
         f"{[round(x, 2) for x in load_before]}, after {[round(x, 2) for x in os.getloadavg()]} "
         "(other processes share the cores).",
         f"- K runs differ in seed; timing = median of 3 runs of {args.iters} rounds after 1 "
-        "warm-up round (benchmarks/common.time_calls); images/s = K x n_dis x D batch / s.",
+        "warm-up round (benchmarks/common.time_calls); images/s = K x n_dis x D batch / s; "
+        "*_s = seconds per round (every run one iteration); speedup = sequential_s / mode_s.",
     ]
     notes += [f"- Skipped on this backend: {s} ({args.skip_reason})." for s in skipped]
+    conv = grouped_conv_check()
+    print(conv, flush=True)
+    notes.append(
+        f"- Grouped-convolution check (grouped_conv_check: one 3x3 conv 64x14x14x128 -> 128 "
+        f"per run, K = {conv['K']}): forward {conv['forward_separate_ms']:.0f} ms as K separate "
+        f"convs vs {conv['forward_vmapped_ms']:.0f} ms vmapped (grouped); weight gradient "
+        f"{conv['weight_grad_separate_ms']:.0f} vs {conv['weight_grad_vmapped_ms']:.0f} ms."
+    )
     if args.note:
         notes.append(f"- {args.note}")
     text = "\n".join(notes) + "\n\n" + table
     print(text)
-    info = dict(info, notes=notes)
+    info = dict(info, notes=notes, grouped_conv_check=conv)
     print("wrote", common.write_result("multirun_throughput", info, rows, text))
 
 

@@ -20,7 +20,7 @@ from configs import default
 
 
 def multirun_config(
-    seeds=(0,), hparams: str = "", product: bool = False
+    seeds=(0,), hparams: str = "", product: bool = False, strategy: str = "vmap"
 ) -> ml_collections.ConfigDict:
     """The ``multirun`` section (documented in jaxgan_lth/multirun.py).
 
@@ -31,6 +31,8 @@ def multirun_config(
         ``adv_step_size``, ``adv_lam``, ``adv_radius``, ``adv_noise_scale``, ``ema_decay``.
       product: True = every combination of seeds and values; False = zip the lists (lists
         with more than one entry must have the same length K; one-entry lists are shared).
+      strategy: "vmap" (one batched program: the speedup on accelerators) or "loop" (the
+        single-run step once per run: for CPUs, where vmapped convolutions are slow).
     """
     c = ml_collections.ConfigDict()
     if isinstance(seeds, str):
@@ -38,6 +40,7 @@ def multirun_config(
     c.seeds = tuple(int(s) for s in seeds)
     c.hparams = hparams
     c.product = product
+    c.strategy = strategy
     return c
 
 

@@ -22,6 +22,7 @@ Config (``config.multirun``, see ``configs/advaug_sweep.py`` for :func:`multirun
     config.multirun.seeds = (0, 1, 2, 3)               # tuple of ints or "0,1,2,3"
     config.multirun.hparams = "adv_step_size=0.0,0.01,0.05,0.1"
     config.multirun.product = False
+    config.multirun.strategy = "vmap"                  # or "loop" (CPUs: see make_multi_iteration)
 
 ``hparams`` is ``"name=v1,v2,...; name2=w1,w2,..."`` (``;`` between hyper-parameters, ``,``
 between values; ``""`` = none). With ``product = False`` the lists are zipped: every list
@@ -36,7 +37,8 @@ Workdir layout::
 
     DIR/config.json, DIR/summary.json (written by train.train_and_evaluate)
     DIR/runs/checkpoints/          Orbax steps of the stacked [K, ...] state (step 0 kept)
-    DIR/runs/summary.json          all runs: seeds, hyper-parameters, last metrics, speed
+    DIR/runs/summary.json          all runs: seeds, hyper-parameters, last metrics, speed,
+                                   final FID/KID of each run (with config.eval.enabled)
     DIR/runs/<name>/               per run: clu metrics (TensorBoard events), samples/*.png,
                                    summary.json
 
@@ -64,11 +66,11 @@ from absl import logging
 
 from jaxgan_lth import checkpointing, config_lib, parallel
 from jaxgan_lth import train as train_lib
-from jaxgan_lth.sparsity import masks as masks_lib
 
 Pytree = Any
 
 STAGE = "multirun"
+STRATEGIES = ("vmap", "loop")  # how the run axis is executed, see make_multi_iteration
 
 # Which AdvAug modes read each traced hyper-parameter (None = every mode, incl. "none").
 _USED_BY_MODES = {
@@ -190,7 +192,8 @@ def parse_runs(config: ml_collections.ConfigDict, known: Sequence[str]) -> list[
 
     Raises:
       ValueError: no ``multirun`` section; lists of different lengths (both lengths named);
-        a bad seed or hyper-parameter item; two runs with the same name.
+        a bad seed or hyper-parameter item; two runs with the same name; an unknown
+        ``strategy``.
     """
     if "multirun" not in config:
         raise ValueError(
@@ -198,6 +201,10 @@ def parse_runs(config: ml_collections.ConfigDict, known: Sequence[str]) -> list[
             "multirun_config(seeds=..., hparams=...))."
         )
     mc = config.multirun
+    if mc.get("strategy", "vmap") not in STRATEGIES:
+        raise ValueError(
+            f"config.multirun.strategy = {mc.strategy!r}; accepted: {STRATEGIES}."
+        )
     seeds = parse_seeds(mc.seeds)
     lists = parse_hparams(mc.get("hparams", ""), known)
     names = list(lists)
@@ -321,20 +328,49 @@ def check_run_axis(states: Pytree, masks: Pytree, hparams: dict) -> int:
     return k
 
 
-def make_multi_iteration(fns: train_lib.StepFns, donate: bool = True) -> Callable:
+def make_multi_iteration(
+    fns: train_lib.StepFns, donate: bool = True, strategy: str = "vmap"
+) -> Callable:
     """``step(states, masks, data, hparams) -> (states, metrics)`` over a run axis.
 
-    ``jax.jit(jax.vmap(fns.iteration, in_axes=(0, 0, None, 0)))``: states, masks and hparams
-    are ``[K, ...]``, ``data`` is shared; metrics come back as ``{name: [K]}``. The run axis
-    is checked on the host before each call (:func:`check_run_axis`), so a mismatch raises a
-    clear ValueError instead of vmap's size error.
+    ``strategy="vmap"`` (default): ``jax.jit(jax.vmap(fns.iteration, in_axes=(0, 0, None,
+    0)))``, all K runs in one batched program; convolutions with per-run weights become
+    grouped convolutions, which pay off on accelerators that one small run leaves idle.
+    ``strategy="loop"``: the single-run compiled iteration called once per run from the host
+    (slicing and re-stacking the run axis), i.e. exactly K separate runs; for CPUs, where one
+    run already keeps the cores busy and XLA's grouped convolutions are slow (see
+    ``benchmarks/multirun_throughput.py``). Both give the results of K separate runs.
+
+    States, masks and hparams are ``[K, ...]``, ``data`` is shared; metrics come back as
+    ``{name: [K]}``. The run axis is checked on the host before each call
+    (:func:`check_run_axis`), so a mismatch raises a clear ValueError instead of vmap's size
+    error.
 
     Args:
       fns: from :func:`train.make_step_fns` (its mesh shards each run's batch).
       donate: donate the state buffers (the caller must not reuse the passed states).
+      strategy: ``"vmap"`` or ``"loop"``.
+
+    Raises:
+      ValueError: an unknown strategy.
     """
-    vmapped = jax.vmap(fns.iteration, in_axes=(0, 0, None, 0))
-    jitted = jax.jit(vmapped, donate_argnums=(0,) if donate else ())
+    donate_argnums = (0,) if donate else ()
+    if strategy == "vmap":
+        jitted = jax.jit(jax.vmap(fns.iteration, in_axes=(0, 0, None, 0)),
+                         donate_argnums=donate_argnums)
+    elif strategy == "loop":
+        single = jax.jit(fns.iteration, donate_argnums=donate_argnums)
+        take = jax.jit(lambda tree, i: jax.tree.map(lambda x: x[i], tree))
+        restack = jax.jit(lambda *trees: stack(trees))
+
+        def jitted(states, masks, data, hparams):
+            k = int(np.shape(states["step"])[0])
+            outs = [single(take(states, i), take(masks, i), data, take(hparams, i))
+                    for i in range(k)]
+            return restack(*(o[0] for o in outs)), restack(*(o[1] for o in outs))
+
+    else:
+        raise ValueError(f"multirun strategy {strategy!r}; accepted: {STRATEGIES}.")
 
     def step(states, masks, data, hparams):
         check_run_axis(states, masks, hparams)
@@ -384,14 +420,50 @@ def _write_json(path: str, obj: Any) -> None:
         train_lib.write_json(path, obj)
 
 
+def _evaluate_runs(config, workdir, setup, state, names, step, writers, diverged) -> dict:
+    """FID/KID of every run's EMA generator at ``step`` when ``config.eval.enabled``.
+
+    Uses :func:`train.make_evaluator` (reference statistics computed once, shared by all
+    runs). A run whose ``summary.json`` already holds its ``final_fid`` at ``step`` (a re-run
+    of a finished multi-run) and diverged runs are skipped.
+
+    Returns:
+      ``{name: {"final_fid": ..., "final_kid": ..., "final_kid_std": ..., "eval_step": ...}}``.
+    """
+    if "eval" not in config or not config.eval.enabled:
+        return {}
+    evaluator = train_lib.make_evaluator(config, workdir, setup)
+    if evaluator is None:
+        return {}
+    out = {}
+    for i, name in enumerate(names):
+        path = os.path.join(workdir, "runs", name, "summary.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                old = json.load(f)
+            if old.get("eval_step") == step and "final_fid" in old:
+                out[name] = {k: old[k] for k in
+                             ("final_fid", "final_kid", "final_kid_std", "eval_step")}
+                continue
+        if name in diverged:
+            continue
+        result = evaluator.evaluate(unstack(state, i))
+        writers[i].write_scalars(step, result)
+        logging.info("multirun %s step %d: FID %.3f  KID %.5f", name, step, result["fid"],
+                     result["kid"])
+        out[name] = {"final_fid": result["fid"], "final_kid": result["kid"],
+                     "final_kid_std": result["kid_std"], "eval_step": int(step)}
+    return out
+
+
 def train_multirun(
     config: ml_collections.ConfigDict, workdir: str, *, devices: Sequence | None = None
 ) -> dict:
     """Trains the K runs of ``config.multirun`` together for ``config.train.num_steps``.
 
     Uses the plain-training sections of ``config`` (``train``, ``diffaug``, ``advaug``, ``data``,
-    ``model``), dense masks, and writes the layout of the module docstring. Resumes from
-    ``DIR/runs/checkpoints`` when present.
+    ``model``; ``eval`` for a final FID/KID per run), dense masks, and writes the layout of the
+    module docstring. Resumes from ``DIR/runs/checkpoints`` when present.
 
     Args:
       config: full config with a ``multirun`` section.
@@ -401,8 +473,10 @@ def train_multirun(
 
     Returns:
       The stage summary: ``num_runs``, ``steps``, ``wall_time_s``, ``iterations_per_s``
-      (vmapped iterations, each advancing all K runs), ``images_per_s`` (real images shown to
-      D by all runs together) and ``runs`` (``{name: per-run summary}``).
+      (multi-run iterations, each advancing all K runs), ``images_per_s`` (real images shown to
+      D by all runs together) and ``runs`` (``{name: per-run summary}``; with
+      ``eval.enabled``, ``final_fid`` / ``final_kid`` of each run's EMA generator at the end;
+      ``eval.every`` is not used here).
 
     Raises:
       ValueError: invalid config values (including the multirun section, see
@@ -414,7 +488,8 @@ def train_multirun(
 
     config_lib.validate(config)
     os.makedirs(workdir, exist_ok=True)
-    config_lib.write_or_check(config, workdir)
+    if parallel.is_main_process():  # one writer of config.json on a shared file system
+        config_lib.write_or_check(config, workdir)
     with parallel.use_devices(devices):
         setup = train_lib.build(config, workdir)
     runs = parse_runs(config, tuple(setup.fns.hparams))
@@ -430,7 +505,7 @@ def train_multirun(
     hparams = parallel.replicate(stack_hparams(setup.fns.hparams, runs), setup.mesh)
     target = abstract_states(setup, k)
     masks = parallel.replicate(dense_masks(target), setup.mesh)
-    step_fn = make_multi_iteration(setup.fns)
+    step_fn = make_multi_iteration(setup.fns, strategy=config.multirun.get("strategy", "vmap"))
     meta = {"runs": names, "seeds": [r.seed for r in runs],
             "hparams": [r.hparams for r in runs]}
     ckpt = checkpointing.Checkpointer(os.path.join(root, "checkpoints"),
@@ -508,6 +583,7 @@ def train_multirun(
             ckpt.save(step, state, meta)
     wall = time.time() - t0
     ckpt.close()
+    evals = _evaluate_runs(config, workdir, setup, state, names, num_steps, writers, diverged)
     for w in writers:
         w.flush()
         w.close()
@@ -522,6 +598,7 @@ def train_multirun(
             "steps": num_steps,
             "last_metrics": last[i],
             "diverged_at_step": diverged.get(r.name),
+            **evals.get(r.name, {}),
         }
         per_run[r.name] = s
         _write_json(os.path.join(root, r.name, "summary.json"), s)

@@ -654,7 +654,7 @@ def write_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-STAGES = ("train", "imp", "ticket")
+STAGES = ("train", "imp", "ticket", "multirun")
 
 
 def make_evaluator(config: ml_collections.ConfigDict, workdir: str, setup: Setup):
@@ -686,7 +686,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the stages of ``config`` in ``workdir`` and returns (and writes) the summary.
 
     Stage ``train``: dense GAN training in ``workdir/train``. Stages ``imp`` / ``ticket``: the
-    lottery-ticket pipeline of :mod:`jaxgan_lth.sparsity.lottery`. ``workdir/summary.json`` is
+    lottery-ticket pipeline of :mod:`jaxgan_lth.sparsity.lottery`. Stage ``multirun``: K runs
+    trained together by ``jax.vmap`` (:mod:`jaxgan_lth.multirun`, ``DIR/runs/<name>/``). ``workdir/summary.json`` is
     rewritten after every stage, so it is useful while a long pipeline runs. Re-running the same
     command after a kill resumes where the run stopped.
 
@@ -715,6 +716,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 num_steps=config.train.num_steps, evaluator=make_evaluator(config, workdir, setup),
             )
             result["stages"]["train"] = summary
+        elif stage == "multirun":  # K runs in one vmapped program (configs/advaug_sweep.py)
+            from jaxgan_lth import multirun
+
+            result["stages"]["multirun"] = multirun.train_multirun(config, workdir)
         else:
             from jaxgan_lth.sparsity import lottery as lottery_lib
 

@@ -6,8 +6,10 @@
 #   e.g. launch/advaug_sweep.sh /data/sweep --config.multirun.hparams="adv_step_size=0.0,0.2"
 #   Other sweeps: --config.multirun.hparams="adv_lam=0.1,0.3,0.5,0.7" --config.multirun.seeds=0
 #   Multi-node: use slurm_multinode.sbatch or tpu_pod.sh with CONFIG=configs/advaug_sweep.py.
-set -euo pipefail
+#   On a CPU add --config.multirun.strategy=loop (vmapped convolutions are slow on XLA:CPU,
+#   see benchmarks/results/multirun_throughput_*.md).
+set -euo pipefail  # PYTHON: the interpreter of the venv (default: python on PATH)
 WORKDIR=${1:-/tmp/jaxgan_advaug_sweep}
 shift $(( $# < 1 ? $# : 1 ))
 cd "$(dirname "$0")/.."
-exec python -m jaxgan_lth.main --config=configs/advaug_sweep.py --workdir="$WORKDIR" "$@"
+exec "${PYTHON:-python}" -m jaxgan_lth.main --config=configs/advaug_sweep.py --workdir="$WORKDIR" "$@"

@@ -10,7 +10,7 @@ from jaxgan_lth import config_lib, models, train
 from jaxgan_lth.sparsity import lottery
 
 
-@pytest.mark.parametrize("name", ["default", "sngan_cifar10", "biggan_cifar10"])
+@pytest.mark.parametrize("name", ["default", "sngan_cifar10", "biggan_cifar10", "advaug_sweep"])
 def test_config_validates_and_model_builds(name):
     config = importlib.import_module(f"configs.{name}").get_config()
     config_lib.validate(config)

@@ -68,26 +68,31 @@ def test_mismatched_run_lists_name_both_lengths():
 
 
 @pytest.mark.parametrize(
-    "seeds,hparams,match",
+    "section,match",
     [
-        ((0,), "adv_stepsize=0.1", "unknown hyper-parameter 'adv_stepsize'"),
-        ((0,), "adv_step_size 0.1", "must look like 'name=v1,v2"),
-        ((0,), "adv_step_size=0.1,abc", "not a number"),
-        ((0,), "adv_step_size=0.1;adv_step_size=0.2", "twice"),
-        ((0, 0), "", "identical runs"),
-        ("0,x", "", "'x' is not an integer seed"),
+        ({"hparams": "adv_stepsize=0.1"}, "unknown hyper-parameter 'adv_stepsize'"),
+        ({"hparams": "adv_step_size 0.1"}, "must look like 'name=v1,v2"),
+        ({"hparams": "adv_step_size=0.1,abc"}, "not a number"),
+        ({"hparams": "adv_step_size=0.1;adv_step_size=0.2"}, "twice"),
+        ({"seeds": (0, 0)}, "identical runs"),
+        ({"strategy": "pmap"}, "strategy = 'pmap'"),
     ],
 )
-def test_bad_multirun_sections_are_named(seeds, hparams, match):
+def test_bad_multirun_sections_are_named(section, match):
     config = _config("/x")
-    config.multirun.seeds = seeds if not isinstance(seeds, str) else (0,)
-    config.multirun.hparams = hparams
-    if isinstance(seeds, str):
-        with pytest.raises(ValueError, match=match):
-            multirun.parse_seeds(seeds)
-        return
+    config.multirun.update(section)
     with pytest.raises(ValueError, match=match):
         multirun.parse_runs(config, KNOWN)
+
+
+def test_bad_seeds_are_named():
+    assert multirun.parse_seeds("0, 2") == [0, 2] and multirun.parse_seeds(3) == [3]
+    with pytest.raises(ValueError, match="'x' is not an integer seed"):
+        multirun.parse_seeds("0,x")
+    with pytest.raises(ValueError, match="0.5 is not an integer seed"):
+        multirun.parse_seeds((0, 0.5))
+    with pytest.raises(ValueError, match="holds no seed"):
+        multirun.parse_seeds("")
 
 
 def test_sweeps_that_change_nothing_or_are_out_of_range_are_refused():
@@ -162,6 +167,13 @@ def test_vmapped_runs_equal_separate_runs(tmp_path):
                 np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-5,
                 err_msg=f"run {i} {jax.tree_util.keystr(path)}",
             )
+    # strategy "loop" (the single-run step once per run) gives the same runs.
+    mapped = multirun.make_multi_iteration(setup.fns, donate=False, strategy="loop")
+    states_m = multirun.initial_states(setup, seeds)
+    for _ in range(3):
+        states_m, _ = mapped(states_m, masks, setup.data, hparams)
+    for x, y in zip(jax.tree.leaves(jax.device_get(states_m)), jax.tree.leaves(states)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-5)
     # The step sizes really differ in effect: AdvAug's adversarial loss grows with gamma.
     adv = metrics[0]["d_loss_adv"] - metrics[0]["d_loss_clean"]
     assert adv[0] == pytest.approx(0.0, abs=1e-6) and adv[2] > adv[1] > 0
@@ -176,10 +188,22 @@ def _final_state(workdir, config, step):
     return ck.restore(step, multirun.abstract_states(setup, 2))[0]
 
 
-def test_train_multirun_writes_every_run_and_resumes(tmp_path):
+class _FakeEvaluator:
+    """Stands in for the Inception FID (minutes on this CPU): 'FID' = mean |EMA params|."""
+
+    def evaluate(self, state):
+        assert np.ndim(state["step"]) == 0, "one run's state expected"
+        leaves = jax.tree.leaves(state["ema"]["params"])
+        value = float(np.mean([np.mean(np.abs(np.asarray(x))) for x in leaves]))
+        return {"fid": value, "kid": 0.0, "kid_std": 0.0}
+
+
+def test_train_multirun_writes_every_run_and_resumes(tmp_path, monkeypatch):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
     config = _config(folder, seeds=(0, 1), hparams="ema_decay=0.5,0.9")
     config.keep_checkpoints = 2
+    config.eval.enabled = True
+    monkeypatch.setattr(train, "make_evaluator", lambda *a: _FakeEvaluator())
     full = str(tmp_path / "full")
     summary = multirun.train_multirun(config, full)
     names = ["seed0_ema_decay0.5", "seed1_ema_decay0.9"]
@@ -195,6 +219,8 @@ def test_train_multirun_writes_every_run_and_resumes(tmp_path):
         assert s["steps"] == 4 and s["diverged_at_step"] is None
         assert np.isfinite(s["last_metrics"]["g_loss"])
     assert summary["runs"][names[1]]["hparams"]["ema_decay"] == pytest.approx(0.9)
+    fids = [summary["runs"][n]["final_fid"] for n in names]  # one evaluation per run
+    assert fids[0] != fids[1] and all(summary["runs"][n]["eval_step"] == 4 for n in names)
     ck = checkpointing.Checkpointer(os.path.join(full, "runs", "checkpoints"))
     assert ck.all_steps() == [0, 2, 4]
 
