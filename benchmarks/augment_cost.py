@@ -43,14 +43,7 @@ def run(name: str, iters: int) -> list[dict]:
     rows, base = [], None
     for variant in VARIANTS:
         config, fns, state, masks, data = train_throughput.setup(name, edit=_edit(variant))
-        step = jax.jit(fns.iteration)
-        holder = {"s": state}
-
-        def call():
-            holder["s"], m = step(holder["s"], masks, data, fns.hparams)
-            return m
-
-        sec = common.time_calls(call, warmup=2, iters=iters)
+        sec = common.time_iteration(jax.jit(fns.iteration), fns, state, masks, data, iters)
         base = base or sec
         rows.append({"config": name, "model": config.model.name, "variant": variant,
                      "ms_per_it": 1e3 * sec, "relative": sec / base})

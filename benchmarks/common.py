@@ -117,3 +117,15 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def time_iteration(step, fns, state, masks, data, iters: int) -> float:
+    """Seconds per call of a compiled ``step(state, masks, data, fns.hparams)`` iteration,
+    threading the returned state through the calls (state buffers may be donated)."""
+    holder = {"state": state}
+
+    def call():
+        holder["state"], metrics = step(holder["state"], masks, data, fns.hparams)
+        return metrics
+
+    return time_calls(call, warmup=2, iters=iters)

@@ -25,14 +25,7 @@ from jaxgan_lth.sparsity import pruning  # noqa: E402
 
 
 def _time(fns, state, masks, data, iters):
-    step = jax.jit(fns.iteration)
-    holder = {"s": state}
-
-    def call():
-        holder["s"], m = step(holder["s"], masks, data, fns.hparams)
-        return m
-
-    return common.time_calls(call, warmup=2, iters=iters)
+    return common.time_iteration(jax.jit(fns.iteration), fns, state, masks, data, iters)
 
 
 def run(name: str, iters: int) -> dict:

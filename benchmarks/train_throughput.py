@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 
@@ -82,13 +83,25 @@ def main():
     p.add_argument("--iters", type=int, default=0, help="timed iterations (0 = auto)")
     args = p.parse_args()
     info = common.machine()
-    rows = []
+    rows = _previous_rows(info, exclude=args.configs.split(","))
     for name in args.configs.split(","):
         # the paper models take seconds per iteration on a 2-core CPU: time 1 (x3 runs) there
         iters = args.iters or (1 if info["backend"] == "cpu" and name != "default" else 20)
         rows.append(run(name, iters))
         print(rows[-1], flush=True)
         write(info, rows)  # after every config: a slow model cannot lose the others' rows
+
+
+def _previous_rows(info: dict, exclude: list[str]) -> list[dict]:
+    """Rows of other configs already in this machine's result file (kept on rewrite)."""
+    path = os.path.join(common.RESULTS, f"train_throughput_{common.slug(info)}.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        old = json.load(f)
+    if "notes" in old.get("machine", {}):
+        info.setdefault("notes", old["machine"]["notes"])
+    return [r for r in old["rows"] if r["config"] not in exclude]
 
 
 def write(info: dict, rows: list[dict]) -> None:

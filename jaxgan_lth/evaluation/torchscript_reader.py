@@ -11,7 +11,7 @@ A TorchScript archive (what ``torch.jit.save`` writes, e.g. the FID Inception fi
     <prefix>/byteorder       optional, "little" or "big" (absent = little)
 
 ``data.pkl`` is an ordinary pickle, and unpickling runs whatever callables the file names: a
-plain ``pickle.load`` (or ``torch.load`` without ``weights_only``) of an untrusted weights file
+plain unrestricted unpickling (pickle's or torch's loader without ``weights_only``) of an untrusted weights file
 can execute arbitrary code. :class:`SafeTorchUnpickler` therefore resolves only a fixed
 whitelist of globals (:data:`ALLOWED_GLOBALS`) to harmless numpy-based stand-ins and raises
 :class:`UnsafePickleError`, naming the global, for every other one *before* anything is

@@ -69,11 +69,11 @@ class ProjectionDiscriminator(nn.Module):
     """
 
     def _trunk(self, x: Array, train: bool) -> Array:  # pragma: no cover - abstract
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define _trunk(x, train) -> [B, H, W, F].")
 
     @property
     def feature_dim(self) -> int:  # pragma: no cover - overridden
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define the feature_dim property.")
 
     def _refresh_head_stats(self, train: bool) -> None:
         dummy = jnp.zeros((1, self.feature_dim), jnp.float32)
