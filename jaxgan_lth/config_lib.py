@@ -107,7 +107,7 @@ def write_or_check(
                 f"{workdir} holds a run with a different config ({details}). Use a new "
                 "--workdir, or pass --allow_config_change to resume with the new values."
             )
-    tmp = path + ".tmp"
+    tmp = f"{path}.tmp.{os.getpid()}"  # per process: several hosts may share the workdir
     with open(tmp, "w") as f:
         json.dump(new, f, indent=2, sort_keys=True)
     os.replace(tmp, path)

@@ -42,8 +42,9 @@ def main(argv):
     tf.config.set_visible_devices([], "GPU")
     import jax
 
-    from jaxgan_lth import config_lib, train
+    from jaxgan_lth import config_lib, parallel, train
 
+    parallel.initialize_distributed()  # no-op unless launched as several processes
     logging.info("JAX devices: %s", jax.devices())
     os.makedirs(FLAGS.workdir, exist_ok=True)
     if FLAGS.allow_config_change:

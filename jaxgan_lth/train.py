@@ -577,7 +577,7 @@ def run_stage(
                 last["d_fake"], rate, _fmt_eta((num_steps - step) / max(rate, 1e-9)),
             )
         report(step)
-        if step % config.sample_every == 0 or step == num_steps:
+        if (step % config.sample_every == 0 or step == num_steps) and jax.process_index() == 0:
             imgs = jit_sample(state["ema"], z_fixed, y_fixed)
             grid = image_grid(np.asarray(jax.device_get(imgs)))
             save_png(grid, os.path.join(stage_dir, "samples", f"step_{step:06d}.png"))
@@ -648,7 +648,7 @@ def _fmt_eta(seconds: float) -> str:
 
 def write_json(path: str, obj: Any) -> None:
     """Atomically writes ``obj`` as indented JSON (tmp file + rename)."""
-    tmp = path + ".tmp"
+    tmp = f"{path}.tmp.{os.getpid()}"  # per process: several hosts may share the workdir
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
