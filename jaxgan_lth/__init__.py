@@ -6,7 +6,9 @@ Pipeline, one sub-package per stage:
   augment/     DiffAugment and AdvAug, applied inside the compiled steps
   train.py     jit-compiled D/G steps and the `train_and_evaluate` loop
   sparsity/    masks pytree, magnitude pruning, IMP with rewinding
-  evaluation/  Inception features, FID/KID
+  evaluation/  Inception features, FID/KID, evaluation during training
+  multirun.py  K runs (seeds / traced strengths) trained together with jax.vmap
+  checkpointing.py (the one module using Orbax), parallel.py (the one module building meshes)
 """
 
 __version__ = "0.1.0"
