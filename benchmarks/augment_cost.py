@@ -10,7 +10,6 @@ baseline.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -52,14 +51,11 @@ def run(name: str, iters: int) -> list[dict]:
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", default="default,sngan_cifar10")
-    p.add_argument("--iters", type=int, default=0)
-    args = p.parse_args()
+    args = common.parse_config_args(__doc__)
     info = common.machine()
     rows = []
     for name in args.configs.split(","):
-        iters = args.iters or (20 if name == "default" or info["backend"] != "cpu" else 2)
+        iters = args.iters or common.default_iters(name, info)
         rows += run(name, iters)
     table = common.markdown_table(rows, ["config", "model", "variant", "ms_per_it", "relative"])
     print(table)

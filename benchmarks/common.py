@@ -129,3 +129,19 @@ def time_iteration(step, fns, state, masks, data, iters: int) -> float:
         return metrics
 
     return time_calls(call, warmup=2, iters=iters)
+
+
+def parse_config_args(doc: str, default_configs: str = "default,sngan_cifar10"):
+    """``--configs`` (comma-separated config names) and ``--iters`` (0 = :func:`default_iters`)
+    of the per-config step benchmarks."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--configs", default=default_configs)
+    p.add_argument("--iters", type=int, default=0)
+    return p.parse_args()
+
+
+def default_iters(name: str, info: dict) -> int:
+    """Timed iterations per run: 20, or 2 for the paper models on a CPU (seconds per step)."""
+    return 20 if name == "default" or info["backend"] != "cpu" else 2
