@@ -6,8 +6,8 @@ in G, strided convs in D, N(0, 0.02) weights and N(1, 0.02) BatchNorm scales; D 
 SUM pooling, linear), so the AdvAug feature hook and the projection head are the same as theirs.
 With ``r`` = resolution, ``c`` = ``g_channels`` / ``d_channels``::
 
-    G: linear_in: z -> [B, r/4, r/4, 2c] -> perturb('g_first') -> bn1 -> ReLU
-       conv1: 4x4 stride-2 transposed conv (ConvTranspose4s2) -> [B, r/2, r/2, c] -> bn2 -> ReLU
+    G: linear_in (no bias): z -> [B, r/4, r/4, 2c] -> perturb('g_first') -> bn1 -> ReLU
+       conv1 (no bias): 4x4 stride-2 transposed conv -> [B, r/2, r/2, c] -> bn2 -> ReLU
        conv_out: 4x4 stride-2 transposed conv -> [B, r, r, channels] -> tanh
     D: conv1: 4x4 s2 -> [B, r/2, r/2, c] -> LeakyReLU(0.1)
        conv2: 4x4 s2 -> [B, r/4, r/4, 2c] -> ReLU -> sum over H, W -> features [B, 2c]
@@ -70,9 +70,11 @@ class DCGANGenerator(nn.Module):
 
     def setup(self):
         c, s = self.channels, self.resolution // 4
-        self.linear_in = G_CONFIG.dense(self.latent_dim, s * s * 2 * c)
+        # No bias in front of a batch norm: BN removes it, so its true gradient is 0 and
+        # Adam would only turn rounding noise into steps (as in Radford et al.'s DCGAN).
+        self.linear_in = G_CONFIG.dense(self.latent_dim, s * s * 2 * c, use_bias=False)
         self.bn1 = self._bn(2 * c)
-        self.conv1 = G_CONFIG.conv(2 * c, c, 4, strides=2, transpose=True)
+        self.conv1 = G_CONFIG.conv(2 * c, c, 4, strides=2, transpose=True, use_bias=False)
         self.bn2 = self._bn(c)
         self.conv_out = G_CONFIG.conv(c, self.out_channels, 4, strides=2, transpose=True)
 
