@@ -5,7 +5,12 @@ plain; DiffAugment `color,translation,cutout`; AdvAug PGD-1 and PGD-3 on G's fir
 pooled features (paper defaults: step size 0.01, lambda 0.5, no projection); the feature-noise
 baseline.
 
-    python benchmarks/augment_cost.py [--configs default,sngan_cifar10] [--iters N]
+    python benchmarks/augment_cost.py [--configs default,sngan_cifar10]
+        [--warmup W] [--iters N] [--repeats R]
+
+Timing per :func:`benchmarks.common.timing_protocol` (recorded in every row). Rows of configs not
+named in ``--configs`` are kept from this machine's existing result file, so a slow config can
+be measured in a run of its own.
 """
 
 from __future__ import annotations
@@ -38,14 +43,16 @@ def _edit(variant):
     return edit
 
 
-def run(name: str, iters: int) -> list[dict]:
+def run(name: str, protocol: dict) -> list[dict]:
+    """One row per variant: ms per iteration and the ratio to the plain iteration."""
     rows, base = [], None
     for variant in VARIANTS:
         config, fns, state, masks, data = train_throughput.setup(name, edit=_edit(variant))
-        sec = common.time_iteration(jax.jit(fns.iteration), fns, state, masks, data, iters)
+        sec = common.time_iteration(jax.jit(fns.iteration), fns, state, masks, data, protocol)
         base = base or sec
         rows.append({"config": name, "model": config.model.name, "variant": variant,
-                     "ms_per_it": 1e3 * sec, "relative": sec / base})
+                     "ms_per_it": 1e3 * sec, "relative": sec / base,
+                     "timing": "{warmup}+{iters}x{repeats}".format(**protocol)})
         print(rows[-1], flush=True)
     return rows
 
@@ -53,13 +60,16 @@ def run(name: str, iters: int) -> list[dict]:
 def main():
     args = common.parse_config_args(__doc__)
     info = common.machine()
-    rows = []
-    for name in args.configs.split(","):
-        iters = args.iters or common.default_iters(name, info)
-        rows += run(name, iters)
-    table = common.markdown_table(rows, ["config", "model", "variant", "ms_per_it", "relative"])
-    print(table)
-    print("wrote", common.write_result("augment_cost", info, rows, table))
+    names = args.configs.split(",")
+    rows = common.previous_rows("augment_cost", info, exclude=names)
+    for name in names:
+        rows += run(name, common.timing_protocol(name, info, args))
+        table = common.markdown_table(
+            rows, ["config", "model", "variant", "ms_per_it", "relative", "timing"])
+        table += ("\n\ntiming = warm-up calls + timed calls x repeats (median); "
+                  "one iteration = n_dis D steps + 1 G step.")
+        print(table)
+        print("wrote", common.write_result("augment_cost", info, rows, table))
 
 
 if __name__ == "__main__":

@@ -78,18 +78,19 @@ def compile_with_flops(jitted, *args):
     return compiled, flops
 
 
-def time_calls(fn, warmup: int, iters: int) -> float:
-    """Seconds per call of ``fn()`` (which returns something to block on), median of 3 runs."""
+def time_calls(fn, warmup: int, iters: int, repeats: int = 3) -> float:
+    """Seconds per call of ``fn()`` (which returns something to block on): ``warmup`` untimed
+    calls, then the median over ``repeats`` runs of ``iters`` calls each."""
     for _ in range(warmup):
         jax.block_until_ready(fn())
     runs = []
-    for _ in range(3):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(iters):
             out = fn()
         jax.block_until_ready(out)
         runs.append((time.perf_counter() - t0) / iters)
-    return sorted(runs)[1]
+    return sorted(runs)[len(runs) // 2]
 
 
 def slug(info: dict) -> str:
@@ -97,6 +98,24 @@ def slug(info: dict) -> str:
     if info["backend"] == "cpu":
         return f"cpu-{info['cpu_cores']}core"
     return f"{info['backend']}-{info['device_kind'].replace(' ', '_')}x{info['num_devices']}"
+
+
+def previous_rows(name: str, info: dict, exclude: list[str], key: str = "config") -> list[dict]:
+    """Rows of ``results/<name>_<machine>.json`` whose ``key`` is not in ``exclude``.
+
+    Lets a benchmark re-run one config (e.g. a slow model on its own) without losing the
+    rows of the others; notes stored in the old file's machine block are carried over too.
+    """
+    path = os.path.join(RESULTS, f"{name}_{slug(info)}.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        old = json.load(f)
+    for field, value in old.get("machine", {}).items():
+        if field not in ("backend", "device_kind", "num_devices", "cpu", "cpu_cores",
+                         "cpu_mhz", "jax"):
+            info.setdefault(field, value)
+    return [r for r in old["rows"] if r.get(key) not in exclude]
 
 
 def write_result(name: str, info: dict, rows: list[dict], table: str) -> str:
@@ -119,29 +138,47 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def time_iteration(step, fns, state, masks, data, iters: int) -> float:
-    """Seconds per call of a compiled ``step(state, masks, data, fns.hparams)`` iteration,
-    threading the returned state through the calls (state buffers may be donated)."""
+def time_iteration(step, fns, state, masks, data, protocol: dict) -> float:
+    """Seconds per call of a jitted ``step(state, masks, data, fns.hparams)`` iteration,
+    threading the returned state through the calls (state buffers may be donated).
+
+    The step is compiled ahead of time first, so ``protocol["warmup"]`` may be 0 without the
+    compilation landing in the timing; ``protocol`` is ``{"warmup", "iters", "repeats"}``
+    (see :func:`timing_protocol`).
+    """
+    compiled = step.lower(state, masks, data, fns.hparams).compile()
     holder = {"state": state}
 
     def call():
-        holder["state"], metrics = step(holder["state"], masks, data, fns.hparams)
+        holder["state"], metrics = compiled(holder["state"], masks, data, fns.hparams)
         return metrics
 
-    return time_calls(call, warmup=2, iters=iters)
+    return time_calls(call, **protocol)
 
 
 def parse_config_args(doc: str, default_configs: str = "default,sngan_cifar10"):
-    """``--configs`` (comma-separated config names) and ``--iters`` (0 = :func:`default_iters`)
-    of the per-config step benchmarks."""
+    """``--configs`` (comma-separated config names), and ``--warmup``, ``--iters``,
+    ``--repeats`` (-1 = the :func:`timing_protocol` default) of the per-config step
+    benchmarks."""
     import argparse
 
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--configs", default=default_configs)
-    p.add_argument("--iters", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=-1, help="untimed calls after compiling")
+    p.add_argument("--iters", type=int, default=-1, help="timed calls per repeat")
+    p.add_argument("--repeats", type=int, default=-1, help="repeats; the median is reported")
     return p.parse_args()
 
 
-def default_iters(name: str, info: dict) -> int:
-    """Timed iterations per run: 20, or 2 for the paper models on a CPU (seconds per step)."""
-    return 20 if name == "default" or info["backend"] != "cpu" else 2
+def timing_protocol(name: str, info: dict, args=None) -> dict:
+    """``{"warmup", "iters", "repeats"}`` for config ``name``: 2 warm-up calls and the median of
+    3 runs of 20 calls; for the paper models on a CPU (a minute or more per iteration) one
+    timed call right after compiling. Values >= 0 in ``args`` override the defaults."""
+    fast = name == "default" or info["backend"] != "cpu"
+    protocol = {"warmup": 2, "iters": 20, "repeats": 3} if fast else \
+        {"warmup": 0, "iters": 1, "repeats": 1}
+    for field in protocol:
+        value = getattr(args, field, -1) if args is not None else -1
+        if value >= 0:
+            protocol[field] = value
+    return protocol

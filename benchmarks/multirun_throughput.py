@@ -12,16 +12,19 @@ For each config and K, three ways to advance K runs (seeds 0..K-1) by one iterat
 
 Reported: seconds per round (every run one iteration), total images/s (real images shown to D
 by all K runs: K x n_dis x D batch / seconds) and the speedup over sequential. Timing is
-``benchmarks.common.time_calls`` (1 warm-up round, then the median of 3 timed runs of
-``--iters`` rounds). Data are random images of the config's shape on the device, as in
-``train_throughput.py``. A config may carry overrides of its ``train`` section, e.g.
-``sngan_cifar10:g_batch_size=8,d_batch_size=8,n_dis=1``.
+``benchmarks.common.time_calls``: ``--warmup`` rounds (the first one compiles), then the median
+of ``--repeats`` timed runs of ``--iters`` rounds. Data are random images of the config's shape
+on the device, as in ``train_throughput.py``. A config may carry overrides of its ``train``
+section, e.g. ``sngan_cifar10:g_batch_size=8,d_batch_size=8,n_dis=1``.
 
     python benchmarks/multirun_throughput.py [--configs default,sngan_cifar10] [--ks 1,4,8,16]
-        [--iters 2] [--modes sequential,vmap,loop] [--skip_on_cpu sngan_cifar10]
+        [--warmup 1] [--iters 2] [--repeats 3] [--modes sequential,vmap,loop]
+        [--skip_on_cpu sngan_cifar10] [--note TEXT]
 
 Configs named in ``--skip_on_cpu`` are not run when the backend is the CPU (written to the
-result file as skipped, with ``--skip_reason``).
+result file as skipped, with ``--skip_reason``). Rows of configs not measured in this run are
+kept from this machine's existing result file, with their notes; this run's notes are added
+under a line naming its configs.
 """
 
 from __future__ import annotations
@@ -39,6 +42,30 @@ import jax.numpy as jnp  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks import train_throughput  # noqa: E402
 from jaxgan_lth import multirun  # noqa: E402
+
+
+def split_configs(arg: str) -> list[str]:
+    """``"default,sngan_cifar10:g_batch_size=8,n_dis=1"`` -> ``["default",
+    "sngan_cifar10:g_batch_size=8,n_dis=1"]``: a ``key=value`` item belongs to the config
+    before it.
+
+    Raises:
+      ValueError: an override before any config, or a config with no ``configs/<name>.py``.
+    """
+    out: list[str] = []
+    for item in filter(None, arg.split(",")):
+        if "=" in item and ":" not in item:
+            if not out:
+                raise ValueError(f"--configs {arg!r}: override {item!r} before any config name")
+            out[-1] += "," + item
+        else:
+            out.append(item)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for label in out:
+        name = label.partition(":")[0]
+        if not os.path.exists(os.path.join(here, "configs", f"{name}.py")):
+            raise ValueError(f"--configs: no config {name!r} (no configs/{name}.py)")
+    return out
 
 
 def parse_config_arg(arg: str) -> tuple[str, dict]:
@@ -78,7 +105,7 @@ def setup(name: str, overrides: dict):
 MODES = ("sequential", "vmap", "loop")
 
 
-def seconds_per_round(mode: str, k: int, fns, masks, data, iters: int) -> float:
+def seconds_per_round(mode: str, k: int, fns, masks, data, protocol: dict) -> float:
     """Seconds to advance K runs (seeds 0..K-1) by one iteration each, in ``mode``."""
     init = jax.jit(fns.init)
     holder = {}
@@ -102,10 +129,10 @@ def seconds_per_round(mode: str, k: int, fns, masks, data, iters: int) -> float:
             holder["s"], m = step(holder["s"], stacked_masks, data, hparams)
             return m
 
-    return common.time_calls(call, warmup=1, iters=iters)
+    return common.time_calls(call, **protocol)
 
 
-def run(label: str, name: str, overrides: dict, ks: list[int], iters: int,
+def run(label: str, name: str, overrides: dict, ks: list[int], protocol: dict,
         modes: list[str]) -> list[dict]:
     """Rows for one config: seconds per round, images/s and speedups per K and mode."""
     config, fns, masks, data = setup(name, overrides)
@@ -117,13 +144,13 @@ def run(label: str, name: str, overrides: dict, ks: list[int], iters: int,
         row = {"config": label, "model": config.model.name, "d_batch": tc.d_batch_size,
                "g_batch": tc.g_batch_size, "n_dis": tc.n_dis, "K": k}
         for mode in modes:
-            sec = seconds_per_round(mode, k, fns, masks, data, iters)
+            sec = seconds_per_round(mode, k, fns, masks, data, protocol)
             row[f"{mode}_s"] = sec
             row[f"{mode}_img_s"] = k * images_per_it / sec
         for mode in modes:
             if mode != "sequential" and "sequential" in modes:
                 row[f"{mode}_speedup"] = row["sequential_s"] / row[f"{mode}_s"]
-        row["timed_iters"] = iters
+        row["timing"] = "{warmup}+{iters}x{repeats}".format(**protocol)
         row["wall_s_incl_compile"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print(row, flush=True)
@@ -164,7 +191,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", default="default,sngan_cifar10")
     p.add_argument("--ks", default="1,4,8,16")
-    p.add_argument("--iters", type=int, default=2, help="rounds per timed run (3 runs)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds (the first compiles)")
+    p.add_argument("--iters", type=int, default=2, help="rounds per timed run")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
     p.add_argument("--modes", default=",".join(MODES), help=f"subset of {MODES}")
     p.add_argument("--skip_on_cpu", default="", help="configs not run on a CPU backend")
     p.add_argument("--skip_reason", default="too slow on this CPU")
@@ -175,25 +204,32 @@ def main():
     skip = set(filter(None, args.skip_on_cpu.split(","))) if info["backend"] == "cpu" else set()
     load_before = os.getloadavg()
     t0 = time.time()
-    rows, skipped = [], []
-    for arg in args.configs.split(","):
+    protocol = {"warmup": args.warmup, "iters": args.iters, "repeats": args.repeats}
+    labels = split_configs(args.configs)
+    rows, skipped = common.previous_rows("multirun_throughput", info, exclude=labels), []
+    old_notes = info.pop("notes", [])
+    info.pop("grouped_conv_check", None)
+    for arg in labels:
         name, overrides = parse_config_arg(arg)
         if arg in skip or name in skip:
             skipped.append(arg)
             continue
-        rows += run(arg, name, overrides, ks, args.iters, args.modes.split(","))
+        rows += run(arg, name, overrides, ks, protocol, args.modes.split(","))
     modes = args.modes.split(",")
     cols = ["config", "model", "d_batch", "g_batch", "n_dis", "K"]
     cols += [f"{m}_img_s" for m in modes] + [f"{m}_speedup" for m in modes if m != "sequential"]
-    cols += [f"{m}_s" for m in modes] + ["wall_s_incl_compile"]
+    cols += [f"{m}_s" for m in modes] + ["timing", "wall_s_incl_compile"]
     table = common.markdown_table(rows, cols)
     notes = [
+        f"- Run of {time.strftime('%Y-%m-%d')} with --configs {args.configs} --ks {args.ks} "
+        f"--modes {args.modes}:",
         f"- Total wall time {time.time() - t0:.0f} s; 1/5/15-min load average before "
         f"{[round(x, 2) for x in load_before]}, after {[round(x, 2) for x in os.getloadavg()]} "
-        "(other processes share the cores).",
-        f"- K runs differ in seed; timing = median of 3 runs of {args.iters} rounds after 1 "
-        "warm-up round (benchmarks/common.time_calls); images/s = K x n_dis x D batch / s; "
-        "*_s = seconds per round (every run one iteration); speedup = sequential_s / mode_s.",
+        f"({os.cpu_count()} cores; a load above that means other processes shared them).",
+        f"- K runs differ in seed; timing = median of {args.repeats} runs of {args.iters} "
+        f"rounds after {args.warmup} warm-up round(s) (benchmarks/common.time_calls); "
+        "images/s = K x n_dis x D batch / s; *_s = seconds per round (every run one "
+        "iteration); speedup = sequential_s / mode_s.",
     ]
     notes += [f"- Skipped on this backend: {s} ({args.skip_reason})." for s in skipped]
     conv = grouped_conv_check()
@@ -206,9 +242,10 @@ def main():
     )
     if args.note:
         notes.append(f"- {args.note}")
+    notes = old_notes + notes
     text = "\n".join(notes) + "\n\n" + table
     print(text)
-    info = dict(info, notes=notes, grouped_conv_check=conv)
+    info = dict(info, notes=notes)
     print("wrote", common.write_result("multirun_throughput", info, rows, text))
 
 

@@ -8,20 +8,21 @@ Data are random images of the config's shape kept on the device (the loop's own 
 the figure is the step's speed, independent of a data set download.
 
     python benchmarks/train_throughput.py [--configs default,sngan_cifar10,biggan_cifar10]
+        [--warmup W] [--iters N] [--repeats R]
+
+Timing per :func:`benchmarks.common.timing_protocol` (recorded in every row); rows of configs not
+named in ``--configs`` are kept from this machine's existing result file.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from jaxgan_lth import models, train  # noqa: E402
@@ -51,7 +52,8 @@ def setup(config_name: str, num_classes: int = 10, n_images: int = 5000, edit=No
     return config, fns, state, masks, data
 
 
-def run(config_name: str, iters: int) -> dict:
+def run(config_name: str, protocol: dict) -> dict:
+    """One row: iterations/s, images/s, FLOPs per iteration and fraction of peak."""
     config, fns, state, masks, data = setup(config_name)
     step, flops = common.compile_with_flops(
         jax.jit(fns.iteration, donate_argnums=(0,)), state, masks, data, fns.hparams)
@@ -61,7 +63,7 @@ def run(config_name: str, iters: int) -> dict:
         holder["state"], m = step(holder["state"], masks, data, fns.hparams)
         return m
 
-    sec = common.time_calls(call, warmup=2, iters=iters)
+    sec = common.time_calls(call, **protocol)
     tc = config.train
     return {
         "config": config_name,
@@ -74,40 +76,25 @@ def run(config_name: str, iters: int) -> dict:
         "GFLOP_per_it": flops / 1e9,
         "TFLOP_per_s": flops / sec / 1e12,
         "frac_of_peak": flops / sec / common.peak_flops(),
+        "timing": "{warmup}+{iters}x{repeats}".format(**protocol),
     }
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", default="default,sngan_cifar10,biggan_cifar10")
-    p.add_argument("--iters", type=int, default=0, help="timed iterations (0 = auto)")
-    args = p.parse_args()
+    args = common.parse_config_args(__doc__, "default,sngan_cifar10,biggan_cifar10")
     info = common.machine()
-    rows = _previous_rows(info, exclude=args.configs.split(","))
-    for name in args.configs.split(","):
-        # the paper models take seconds per iteration on a 2-core CPU: time 1 (x3 runs) there
-        iters = args.iters or (1 if info["backend"] == "cpu" and name != "default" else 20)
-        rows.append(run(name, iters))
+    names = args.configs.split(",")
+    rows = common.previous_rows("train_throughput", info, exclude=names)
+    for name in names:
+        rows.append(run(name, common.timing_protocol(name, info, args)))
         print(rows[-1], flush=True)
         write(info, rows)  # after every config: a slow model cannot lose the others' rows
-
-
-def _previous_rows(info: dict, exclude: list[str]) -> list[dict]:
-    """Rows of other configs already in this machine's result file (kept on rewrite)."""
-    path = os.path.join(common.RESULTS, f"train_throughput_{common.slug(info)}.json")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        old = json.load(f)
-    if "notes" in old.get("machine", {}):
-        info.setdefault("notes", old["machine"]["notes"])
-    return [r for r in old["rows"] if r["config"] not in exclude]
 
 
 def write(info: dict, rows: list[dict]) -> None:
     """Prints the table and writes it to ``benchmarks/results/train_throughput_<machine>``."""
     cols = ["config", "model", "d_batch", "g_batch", "n_dis", "G_it_per_s", "images_per_s",
-            "GFLOP_per_it", "TFLOP_per_s", "frac_of_peak"]
+            "GFLOP_per_it", "TFLOP_per_s", "frac_of_peak", "timing"]
     table = common.markdown_table(rows, cols)
     table += f"\n\nPeak FP32 estimate: {common.peak_flops():.3g} FLOP/s."
     print(table)
