@@ -52,7 +52,7 @@ def run(name: str, protocol: dict) -> list[dict]:
         base = base or sec
         rows.append({"config": name, "model": config.model.name, "variant": variant,
                      "ms_per_it": 1e3 * sec, "relative": sec / base,
-                     "timing": "{warmup}+{iters}x{repeats}".format(**protocol)})
+                     "timing": common.protocol_tag(protocol)})
         print(rows[-1], flush=True)
     return rows
 

@@ -170,6 +170,12 @@ def parse_config_args(doc: str, default_configs: str = "default,sngan_cifar10"):
     return p.parse_args()
 
 
+def protocol_tag(protocol: dict) -> str:
+    """``"W+NxR"``: the ``timing`` column of result rows (warm-up calls + timed calls x
+    repeats)."""
+    return "{warmup}+{iters}x{repeats}".format(**protocol)
+
+
 def timing_protocol(name: str, info: dict, args=None) -> dict:
     """``{"warmup", "iters", "repeats"}`` for config ``name``: 2 warm-up calls and the median of
     3 runs of 20 calls; for the paper models on a CPU (a minute or more per iteration) one

@@ -49,7 +49,7 @@ def run(name: str, protocol: dict) -> dict:
             "unmasked_ms": 1e3 * t_plain, "masked_dense_ms": 1e3 * t_dense,
             "masked_sparse80_ms": 1e3 * t_sparse,
             "overhead_pct": 100.0 * (t_dense / t_plain - 1.0),
-            "timing": "{warmup}+{iters}x{repeats}".format(**protocol)}
+            "timing": common.protocol_tag(protocol)}
 
 
 def main():

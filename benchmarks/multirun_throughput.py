@@ -150,7 +150,7 @@ def run(label: str, name: str, overrides: dict, ks: list[int], protocol: dict,
         for mode in modes:
             if mode != "sequential" and "sequential" in modes:
                 row[f"{mode}_speedup"] = row["sequential_s"] / row[f"{mode}_s"]
-        row["timing"] = "{warmup}+{iters}x{repeats}".format(**protocol)
+        row["timing"] = common.protocol_tag(protocol)
         row["wall_s_incl_compile"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print(row, flush=True)

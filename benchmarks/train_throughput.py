@@ -76,7 +76,7 @@ def run(config_name: str, protocol: dict) -> dict:
         "GFLOP_per_it": flops / 1e9,
         "TFLOP_per_s": flops / sec / 1e12,
         "frac_of_peak": flops / sec / common.peak_flops(),
-        "timing": "{warmup}+{iters}x{repeats}".format(**protocol),
+        "timing": common.protocol_tag(protocol),
     }
 
 
