@@ -107,9 +107,16 @@ def write_or_check(
                 f"{workdir} holds a run with a different config ({details}). Use a new "
                 "--workdir, or pass --allow_config_change to resume with the new values."
             )
-    tmp = f"{path}.tmp.{os.getpid()}"  # per process: several hosts may share the workdir
+    write_json(path, new)
+
+
+def write_json(path: str, obj) -> None:
+    """Atomically writes ``obj`` as indented JSON with sorted keys (tmp file + rename), so a
+    kill never leaves a half-written file; the tmp name is per process, as several hosts may
+    share the workdir."""
+    tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(new, f, indent=2, sort_keys=True)
+        json.dump(obj, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
 
 

@@ -417,7 +417,7 @@ def dense_masks(states: Pytree) -> dict:
 
 def _write_json(path: str, obj: Any) -> None:
     if parallel.is_main_process():
-        train_lib.write_json(path, obj)
+        config_lib.write_json(path, obj)
 
 
 def _evaluate_runs(config, workdir, setup, state, names, step, writers, diverged) -> dict:

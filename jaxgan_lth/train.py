@@ -523,7 +523,7 @@ def run_stage(
     own_writer = writer is None
     if own_writer:
         writer = metric_writers.create_default_writer(
-            stage_dir, just_logging=jax.process_index() > 0, asynchronous=False
+            stage_dir, just_logging=not parallel.is_main_process(), asynchronous=False
         )
     hparams = setup.fns.hparams if hparams is None else hparams
     ckpt = checkpointing.Checkpointer(
@@ -577,10 +577,12 @@ def run_stage(
                 last["d_fake"], rate, _fmt_eta((num_steps - step) / max(rate, 1e-9)),
             )
         report(step)
-        if (step % config.sample_every == 0 or step == num_steps) and jax.process_index() == 0:
+        if step % config.sample_every == 0 or step == num_steps:
+            # Every process runs the (SPMD) sampling program; process 0 writes the grid.
             imgs = jit_sample(state["ema"], z_fixed, y_fixed)
             grid = image_grid(np.asarray(jax.device_get(imgs)))
-            save_png(grid, os.path.join(stage_dir, "samples", f"step_{step:06d}.png"))
+            if parallel.is_main_process():
+                save_png(grid, os.path.join(stage_dir, "samples", f"step_{step:06d}.png"))
             writer.write_images(step, {log_prefix + "samples_ema": grid[None]})
         if step % config.checkpoint_every == 0 or step == num_steps:
             ckpt.save(step, state, meta)
@@ -628,7 +630,7 @@ class _EvalLog:
         self.history.append({"step": int(step), **result})
         if previous is None or result["fid"] < previous["fid"]:
             self.best_ckpt.save(step, state, {"fid": result["fid"]})
-        write_json(self.path, {"history": self.history, "best": self.best()})
+        config_lib.write_json(self.path, {"history": self.history, "best": self.best()})
 
     def summary(self) -> dict:
         final = max(self.history, key=lambda h: h["step"])
@@ -644,14 +646,6 @@ class _EvalLog:
 def _fmt_eta(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def write_json(path: str, obj: Any) -> None:
-    """Atomically writes ``obj`` as indented JSON (tmp file + rename)."""
-    tmp = f"{path}.tmp.{os.getpid()}"  # per process: several hosts may share the workdir
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 STAGES = ("train", "imp", "ticket", "multirun")
@@ -687,9 +681,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     Stage ``train``: dense GAN training in ``workdir/train``. Stages ``imp`` / ``ticket``: the
     lottery-ticket pipeline of :mod:`jaxgan_lth.sparsity.lottery`. Stage ``multirun``: K runs
-    trained together by ``jax.vmap`` (:mod:`jaxgan_lth.multirun`, ``DIR/runs/<name>/``). ``workdir/summary.json`` is
-    rewritten after every stage, so it is useful while a long pipeline runs. Re-running the same
-    command after a kill resumes where the run stopped.
+    trained together by ``jax.vmap`` (:mod:`jaxgan_lth.multirun`, ``DIR/runs/<name>/``).
+    ``workdir/summary.json`` is rewritten after every stage, so it is useful while a long
+    pipeline runs. Re-running the same command after a kill resumes where the run stopped.
 
     Raises:
       ValueError: invalid config values, a workdir holding a run with a different config, bad
@@ -729,5 +723,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             else:
                 result["stages"]["ticket"] = lottery.run_ticket()
         result["wall_time_s"] = round(time.time() - t0, 2)
-        write_json(summary_path, result)
+        config_lib.write_json(summary_path, result)
     return result

@@ -11,14 +11,14 @@ A TorchScript archive (what ``torch.jit.save`` writes, e.g. the FID Inception fi
     <prefix>/byteorder       optional, "little" or "big" (absent = little)
 
 ``data.pkl`` is an ordinary pickle, and unpickling runs whatever callables the file names: a
-plain unrestricted unpickling (pickle's or torch's loader without ``weights_only``) of an untrusted weights file
-can execute arbitrary code. :class:`SafeTorchUnpickler` therefore resolves only a fixed
-whitelist of globals (:data:`ALLOWED_GLOBALS`) to harmless numpy-based stand-ins and raises
-:class:`UnsafePickleError`, naming the global, for every other one *before* anything is
-called. The one open-ended rule is the ``__torch__.*`` namespace: these are the class names of
-TorchScript-compiled modules (e.g. ``__torch__.inceptionv3.Conv2dLayer``). They are never
-imported; each is mapped to an inert :class:`TorchScriptObject` record that only stores the
-attribute dictionary the pickle gives it.
+plain unrestricted unpickling (pickle's or torch's loader without ``weights_only``) of an
+untrusted weights file can execute arbitrary code. :class:`SafeTorchUnpickler` therefore
+resolves only a fixed whitelist of globals (:data:`ALLOWED_GLOBALS`) to harmless numpy-based
+stand-ins and raises :class:`UnsafePickleError`, naming the global, for every other one
+*before* anything is called. The one open-ended rule is the ``__torch__.*`` namespace: these
+are the class names of TorchScript-compiled modules (e.g. ``__torch__.inceptionv3.Conv2dLayer``).
+They are never imported; each is mapped to an inert :class:`TorchScriptObject` record that
+only stores the attribute dictionary the pickle gives it.
 
 No PyTorch is needed or imported.
 """

@@ -37,7 +37,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import checkpointing, parallel
+from jaxgan_lth import checkpointing, config_lib, parallel
 from jaxgan_lth import train as train_lib
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sparsity import pruning
@@ -239,7 +239,7 @@ class Lottery:
     def _write_densities(self, folder, masks, title) -> None:
         os.makedirs(folder, exist_ok=True)
         rows = _density_rows(masks, self.patterns)
-        train_lib.write_json(os.path.join(folder, "densities.json"), rows)
+        config_lib.write_json(os.path.join(folder, "densities.json"), rows)
         for n in NETS:
             logging.info(
                 "\n%s", pruning.format_density_table(rows[n], f"{title}: {n.upper()} masks")
@@ -287,7 +287,7 @@ class Lottery:
                        n: round(pruning.density(new_masks[n], self.patterns), 6) for n in NETS},
                    **_eval_fields(summary),
                    "last_metrics": summary["last_metrics"]}
-            train_lib.write_json(result_path, row)
+            config_lib.write_json(result_path, row)
             if (r + 1) not in self.mask_ckpt.all_steps():
                 self.mask_ckpt.save(r + 1, new_masks, {"round": r + 1})
             rows.append(row)
@@ -366,5 +366,5 @@ class Lottery:
                **_density_summary(masks, self.patterns, self.nets),
                **_eval_fields(summary),
                "last_metrics": summary["last_metrics"]}
-        train_lib.write_json(os.path.join(folder, "result.json"), row)
+        config_lib.write_json(os.path.join(folder, "result.json"), row)
         return row
