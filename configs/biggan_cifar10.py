@@ -1,32 +1,171 @@
-"""BigGAN on CIFAR-10 at 10% data: the lottery-ticket paper's BigGAN setting.
+"""BigGAN on CIFAR-10 at 10% data: the lottery-ticket paper's BigGAN protocol, by variant.
 
-Hyper-parameters of the released StudioGAN-0.2 fork (seed_repos.md sections 1.4, 5.1 and 6):
-class-conditional BigGAN (G 384 ch from g_conv_dim 96, D 192 ch, hierarchical z of 80 dims,
-shared class embedding 128, self-attention, projection D, SN in G and D, orthogonal init),
-hinge loss, Adam lr 2e-4/2e-4 with betas (0.5, 0.999) and eps 1e-6, n_dis 5, batch 64,
-100k G iterations, EMA 0.9999 from step 1000, random horizontal flips of reals.
+Chen et al., NeurIPS 2021 ("Data-Efficient GAN Training Beyond (Just) Augmentations: A Lottery
+Ticket Perspective"), released code VITA-Group/Ultra-Data-Efficient-GAN-Training, folder
+``BigGAN and DiffAugGAN/`` (a PyTorch-StudioGAN-0.2 fork; ../shared/reference/seed_repos.md
+sections 1, 5, 6, 7). Choose a variant after the file name, as big_vision's ``get_config(arg)``:
+
+  python -m jaxgan_lth.main --config=configs/biggan_cifar10.py:ticket_diffaug_advaug --workdir=DIR
+
+The variants are the rows of the paper's Table 3 (CIFAR-10, 10% data), AdvAug without
+DiffAugment (ticket: Figure 1 "Stage 1+2 (AdvAug)"; dense: as the "+ AdvAug" rows of Table 1,
+Tiny-ImageNet) and IMP alone. ``X.json`` = ``configs/CIFAR10_less/X.json`` of the
+released code, ``--ratio 0.1``:
+
+| variant               | stages     | released code                            | G steps    |
+|-----------------------|------------|------------------------------------------|------------|
+| dense                 | train      | main.py BigGAN.json                      | 100k       |
+| dense_advaug          | train      | main.py BigGAN_adv.json                  | 100k       |
+| dense_diffaug         | train      | main.py DiffAugGAN.json                  | 200k       |
+| dense_diffaug_advaug  | train      | main.py DiffAugGAN_adv.json              | 200k       |
+| imp                   | imp        | main_impg.py BigGAN.json (10 rounds)     | 10 x 100k  |
+| ticket                | imp,ticket | main_impg.py; main_ompg.py BigGAN.json   | 9 x 100k + 100k |
+| ticket_advaug         | imp,ticket | ...; main_ompg.py BigGAN_adv.json        | 9 x 100k + 100k |
+| ticket_diffaug        | imp,ticket | ...; main_ompg.py DiffAugGAN.json        | 9 x 100k + 200k |
+| ticket_diffaug_advaug | imp,ticket | ...; main_ompg.py DiffAugGAN_adv.json    | 9 x 100k + 200k |
+
+(main_ompg.py with ``--mask_round 9 --gamma 0.01``.)
+
+No variant argument = ``ticket_diffaug_advaug``, the paper's best BigGAN CIFAR-10 result
+(Table 3 "Sparse BigGAN Tickets + DiffAug + AdvAug") and the released checkpoint ("BigGAN,
+CIFAR-10, 10% data, 13.42% remaining weights, DiffAug + AdvAug"; 13.42% = 0.8^9).
+
+Common to every variant (the JSON configs; seed_repos.md 1.4, 5.1, 6): class-conditional
+BigGAN (G 384 ch from g_conv_dim 96, D 192 ch, hierarchical z of 80 dims, shared class embedding
+128, self-attention, projection D, SN in G and D, orthogonal init), hinge loss, Adam 2e-4/2e-4
+with betas (0.5, 0.999) and eps 1e-6, 5 D steps per G step, batch 64, EMA 0.9999 from step 1,000
+over parameters *and buffers* (StudioGAN's ``ema_`` averages the whole ``state_dict``:
+``train.ema_buffers="average"``), random horizontal flips of reals, the first 10% of the
+training split (``cifar10_less``: ``np.arange(int(50000 * ratio))``).
+FID protocol (seed_repos.md section 7; ``train_eval.py``, ``--eval_type test``): 10,000 samples of
+the EMA generator against the 10,000 CIFAR-10 *test* images, every ``--save_every 2000`` steps,
+best FID over training. CIFAR-10 needs internet (or a prepared tfds copy) on first use.
 """
 
 from configs import default
 
+#: variant -> released code it follows (VITA-Group/Ultra-Data-Efficient-GAN-Training,
+#: folder "BigGAN and DiffAugGAN"; JSONs under configs/CIFAR10_less/).
+VARIANTS = {
+    "dense": "main.py -c BigGAN.json",
+    "dense_advaug": "main.py -c BigGAN_adv.json",
+    "dense_diffaug": "main.py -c DiffAugGAN.json",
+    "dense_diffaug_advaug": "main.py -c DiffAugGAN_adv.json",
+    "imp": "main_impg.py -c BigGAN.json",
+    "ticket": "main_impg.py, then main_ompg.py -c BigGAN.json --mask_round 9",
+    "ticket_advaug": "main_impg.py, then main_ompg.py -c BigGAN_adv.json --mask_round 9",
+    "ticket_diffaug": "main_impg.py, then main_ompg.py -c DiffAugGAN.json --mask_round 9",
+    "ticket_diffaug_advaug":
+        "main_impg.py, then main_ompg.py -c DiffAugGAN_adv.json --mask_round 9",
+}
+DEFAULT_VARIANT = "ticket_diffaug_advaug"
 
-def get_config():
-    """BigGAN / CIFAR-10 (10%) config."""
+NUM_STEPS = 100_000  # "total_step": 100000 in every CIFAR10_less JSON
+# Paper section 4: "same as the setting in [DiffAugment], training iterations will be doubled
+# when training GANs with DiffAug" (the iteration counts themselves are lost from the text copy
+# in ../shared/seeds/001_*). The released DiffAugGAN*.json keep "total_step": 100000; the
+# doubled 200k is what the paper states and what StudioGAN's own BigGAN-DiffAug.yaml uses
+# (total_steps 200000, seed_repos.md 5.1). Override with --config.train.num_steps /
+# --config.ticket.num_steps=100000 to run the JSONs as released.
+NUM_STEPS_DIFFAUG = 2 * NUM_STEPS
+DIFFAUG_POLICY = "color,translation,cutout"  # train_eval.py: self.policy, hard-coded
+EVAL_EVERY = 2_000  # --save_every 2000: evaluation and checkpoint interval (G steps)
+# Headline ticket: --mask_round 9, density 0.8^9 = 13.42% (README commands, released
+# checkpoint). Masks m_r are saved per round here, so 9 trained rounds give m_9; the released
+# loop `for round_ in range(start_round, 10)` trains 10 rounds because main_ompg.py reads the
+# mask from the round-9 checkpoint (model=G-9-best-*.pth), written while round 9 trains.
+TICKET_ROUND = 9
+IMP_ROUNDS_RELEASED = 10
+
+
+def _ensure_new_keys(config):
+    """Adds the keys configs/default.py is gaining (same names and defaults) when absent.
+
+    TODO: drop once configs/default.py defines ``train.ema_buffers``, ``sparsity.magnitudes``
+    and ``advaug.augment_adv_branch`` itself; the values set below do not depend on it.
+    """
+    if "ema_buffers" not in config.train:
+        config.train.ema_buffers = "copy"  # "copy" G's BN/SN buffers into the EMA G, or "average"
+    if "magnitudes" not in config.sparsity:
+        config.sparsity.magnitudes = "g"  # prune by "g" (trained G) or "ema" (EMA G) magnitudes
+    for section in (config.advaug, config.ticket.advaug):
+        if "augment_adv_branch" not in section:
+            section.augment_adv_branch = True  # DiffAugment also on the AdvAug branch's fakes
+
+
+def _released_advaug(section):
+    """AdvAug as ``train_eval.py`` (``conditional_strategy: ProjGAN_adv``) with ``--gamma 0.01``.
+
+    Perturbs D's pooled 192-d feature (input of ``linear1`` + projection) for reals and fakes in
+    the D step and G's ``linear0`` output (384x4x4) in the G step; signed-gradient steps of 0.01
+    (README ``--gamma 0.01``; paper section 4: "PGD-1 and step size 0.01" on CIFAR), no random
+    start, no projection; clean and adversarial losses averaged 50/50 (lam 0.5).
+
+    PGD steps: the paper's PGD-1. NB the released ``main_ompg.py`` defaults to ``--steps 0``
+    and the README's ticket commands do not pass ``--steps``, so as released the PGD loop runs
+    zero times and the "adversarial" features equal the clean ones (``main.py`` and
+    ``main_impg.py`` default to 1). PGD-1 follows the paper.
+
+    Direction "reference_code": the released PGD ascends ``-mean(relu(1 - D))`` for real *and*
+    fake features (``loss_real`` passed for both, train_eval.py line 297) and ``mean D`` on the G
+    side, i.e. it raises D's output on every branch, as the SNGAN code does; the one difference
+    (samples already past the hinge margin, D > 1, get no perturbation there) is not modelled
+    (jaxgan_lth/augment/advaug.py).
+
+    ``augment_adv_branch`` False: in the G step only the clean branch's fakes go through
+    DiffAugment; ``fake_images_adv`` reaches D un-augmented (seed_repos.md 1.3, last bullet).
+    In the D step reals and fakes are augmented before D either way.
+    """
+    section.mode = "pgd"
+    section.networks = "gd"
+    section.num_steps = 1
+    section.step_size = 0.01
+    section.radius = 0.0
+    section.random_start = False
+    section.lam = 0.5
+    section.direction = "reference_code"
+    section.augment_adv_branch = False
+
+
+def _no_advaug(section):
+    section.mode = "none"
+    section.augment_adv_branch = False
+
+
+def get_config(arg=None):
+    """BigGAN / CIFAR-10 (10%) config of one variant.
+
+    Args:
+      arg: variant name (see ``VARIANTS``); None or "" = ``DEFAULT_VARIANT``.
+
+    Raises:
+      ValueError: an unknown variant, naming the accepted ones.
+    """
+    variant = arg or DEFAULT_VARIANT
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"configs/biggan_cifar10.py: unknown variant {variant!r}; accepted: "
+            f"{', '.join(VARIANTS)} (default {DEFAULT_VARIANT})."
+        )
     config = default.get_config()
+    _ensure_new_keys(config)
+
+    # ---- data: cifar10_less, the first 10% of the training split, random flips -----------------
     config.data.name = "cifar10"
     config.data.resolution = 32
     config.data.channels = 3
     config.data.subset_fraction = 0.1
     config.data.subset_selection = "first"
-    config.data.random_flip = True
+    config.data.random_flip = True  # "random_flip_preprocessing": true
 
+    # ---- model and optimisation (the JSONs; models/big_resnet.py) -------------------------------
     config.model.name = "biggan"
     config.model.latent_dim = 80
     config.model.g_channels = 96
     config.model.d_channels = 96
     config.model.conditional = True
 
-    config.train.num_steps = 100_000
+    config.train.num_steps = NUM_STEPS
     config.train.n_dis = 5
     config.train.g_batch_size = 64
     config.train.d_batch_size = 64
@@ -39,8 +178,74 @@ def get_config():
     config.train.lr_decay = False
     config.train.ema_decay = 0.9999
     config.train.ema_start = 1000
+    config.train.ema_buffers = "average"  # utils/biggan_utils.py ema_: the whole state_dict
+
+    # ---- augmentation of dense training and of the IMP rounds: none ------------------------------
+    # BigGAN.json ("diff_aug": false, "conditional_strategy": "ProjGAN"); the variants below
+    # switch DiffAugment / AdvAug on. IMP without augmentation: paper Algorithm 1 and footnote 1
+    # ("we also tried to add augmentations in the lottery ticket finding stage, but did not
+    # observe visible impact"). Which JSON the released IMP runs used is not stated (the README's
+    # CIFAR-100 DiffAug command reads masks from a folder named diffauggan_cifar100_0.2).
+    config.diffaug.policy = ""
+    _no_advaug(config.advaug)
+
+    # ---- sparsity and IMP (load_framework_impg.py, utils/prune.py::pruning_generate_sn) --------
+    config.sparsity.prune = "g"  # G-only tickets; D reset to its initial weights, dense
+    config.sparsity.method = "global"  # one threshold over all G conv weights (incl. attention)
+    config.sparsity.g_ratio = 0.2  # 20% of the remaining conv weights per round
+    # main_ompg.py reads the mask from the non-EMA G checkpoint (pruning_generate_extract on
+    # model=G-<round>-best), and IMP prunes the trained G (`pruning_generate_sn(Gen, 0.2, ...)`).
+    config.sparsity.magnitudes = "g"
+    config.imp.rounds = TICKET_ROUND
+    config.imp.num_steps = NUM_STEPS  # every round trains the full schedule
+    config.imp.rewind_step = 0  # model.load_state_dict(initial_weight): theta_0
+    config.imp.reset_d = True  # Dis.load_state_dict(initial_D_weight) every round
+
+    # ---- the ticket (load_framework_ompg.py: G = theta_0 * m, D = its initial weights) ---------
+    config.ticket.round = TICKET_ROUND
+    config.ticket.target_sparsity = 0.0
+    config.ticket.mask_workdir = ""
+    config.ticket.mask_type = "imp"
+    config.ticket.num_steps = NUM_STEPS_DIFFAUG
+    config.ticket.diffaug.policy = DIFFAUG_POLICY
+    _released_advaug(config.ticket.advaug)
+
+    # ---- evaluation (train_eval.py with --eval_type test; seed_repos.md section 7) -------------
+    config.eval.enabled = True
+    config.eval.num_samples = 10_000  # num_eval["test"] = len(eval set) = 10,000
+    config.eval.reference_split = "test"  # the whole CIFAR-10 test split (10,000 images)
+    config.eval.every = EVAL_EVERY  # best FID kept (model=G-*-best-*.pth)
+    config.eval.raw_generator = False  # the G_ema is evaluated
 
     config.log_every = 100
     config.sample_every = 2_000
     config.checkpoint_every = 2_000
+
+    # ---- variants --------------------------------------------------------------------------------
+    if variant == "imp":
+        # main_impg.py: `for round_ in range(start_round, 10)`, 10 rounds of 100k G steps;
+        # masks m_0 .. m_10 (the round trained with m_r is the plain-trained ticket at 0.8^r).
+        config.stages = "imp"
+        config.imp.rounds = IMP_ROUNDS_RELEASED
+        return config
+
+    base, _, augs = variant.partition("_")  # "dense" | "ticket", then "", "advaug", ...
+    diffaug = augs.startswith("diffaug")
+    advaug = augs.endswith("advaug")
+    policy = DIFFAUG_POLICY if diffaug else ""
+    steps = NUM_STEPS_DIFFAUG if diffaug else NUM_STEPS
+    if base == "dense":
+        config.stages = "train"
+        config.train.num_steps = steps
+        config.diffaug.policy = policy
+        if advaug:
+            # No README command for dense AdvAug; main.py defaults to --gamma 1/255, --steps 1.
+            # The step size of the ticket commands and of the paper (0.01) is used.
+            _released_advaug(config.advaug)
+    else:
+        config.stages = "imp,ticket"
+        config.ticket.num_steps = steps
+        config.ticket.diffaug.policy = policy
+        if not advaug:
+            _no_advaug(config.ticket.advaug)
     return config

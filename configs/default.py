@@ -31,6 +31,19 @@ def advaug_config(mode: str = "none") -> ml_collections.ConfigDict:
     c.direction = "paper"
     c.noise_scale = 0.1  # mode "noise": scale of the noise
     c.noise_kind = "uniform"  # mode "noise": "uniform" (scale * U[0,1), released code) or "gaussian"
+    # False: in the G step only the clean branch goes through the D-input augmentations; the
+    # perturbed branch's fakes reach D un-augmented (UDEG BigGAN train_eval.py)
+    c.augment_adv_branch = True
+    return c
+
+
+def lecam_config(weight: float = 0.0) -> ml_collections.ConfigDict:
+    """LeCam (Tseng et al., CVPR 2021) section, google/lecam-gan BigGAN-CIFAR values."""
+    c = ml_collections.ConfigDict()
+    c.weight = weight  # lambda of R_LC; 0 = off (BigGAN-CIFAR code: 0.3)
+    c.decay = 0.9  # EMA decay of the anchors (BigGAN-CIFAR code 0.9; paper / StyleGAN2 0.99)
+    c.start = 1000  # G iteration after which R_LC is added (anchors = batch means before it)
+    c.anchor_init = 0.0  # initial anchors (overwritten while the iteration < start)
     return c
 
 
@@ -81,10 +94,13 @@ def get_config():
     config.train.lr_decay = False  # linear decay of both learning rates to 0 at num_steps
     config.train.ema_decay = 0.99  # EMA generator decay per G step (papers: 0.999 over 50k+ steps)
     config.train.ema_start = 0  # G step from which the EMA is updated (copied before)
+    # EMA G's batch-norm statistics / spectral-norm buffers: "copy" G's or "average" them
+    config.train.ema_buffers = "copy"
 
     # ---- augmentation of plain training and IMP rounds (the ticket has its own below) --------
     config.diffaug = diffaug_config(policy="")
     config.advaug = advaug_config(mode="none")
+    config.lecam = lecam_config(weight=0.0)
 
     # ---- sparsity: which weights are prunable and how IMP prunes them ----------------------
     config.sparsity = ml_collections.ConfigDict()
@@ -94,6 +110,9 @@ def get_config():
     config.sparsity.d_ratio = 0.2  # same for D
     # regexes over '/'-joined parameter paths; default: conv kernels of G and D
     config.sparsity.prunable = (r".*conv[^/]*/(layer_instance/)?kernel$",)
+    # prune by the magnitudes of the trained G ("g", released IMP code) or of the EMA G ("ema":
+    # UDEG SNGAN's stage 2 builds its mask from avg_gen_state_dict)
+    config.sparsity.magnitudes = "g"
 
     # ---- stage "imp": iterative magnitude pruning with rewinding -----------------------------
     config.imp = ml_collections.ConfigDict()
@@ -114,6 +133,16 @@ def get_config():
     # stage 2 "trains the ticket toughly": data-level DiffAugment + feature-level AdvAug
     config.ticket.diffaug = diffaug_config(policy="translation,cutout")
     config.ticket.advaug = advaug_config(mode="pgd")
+    config.ticket.lecam = lecam_config(weight=0.0)
+
+    # ---- sweeps: any stage as K runs over seeds and traced strengths (jaxgan_lth/sweep.py) ---
+    config.sweep = ml_collections.ConfigDict()
+    config.sweep.stages = ""  # stages run as sweeps, e.g. "ticket" or "imp,ticket"; "" = none
+    config.sweep.seeds = ""  # e.g. "0,1,2" or (0, 1, 2); "" = config.seed only
+    # traced strengths: "adv_step_size=0,0.01,0.05; adv_lam=0.5" or a dict of lists
+    config.sweep.hparams = ""
+    config.sweep.product = True  # every combination (seeds outer); False = zip the lists
+    config.sweep.strategy = "loop"  # "vmap": one batched program (GPUs); "loop": per run (CPUs)
 
     # ---- evaluation: FID/KID of the EMA generator, D-overfitting diagnostic -------------------
     config.eval = ml_collections.ConfigDict()

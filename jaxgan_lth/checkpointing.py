@@ -117,6 +117,27 @@ class Checkpointer:
             ) from e
         return restored["state"], dict(restored["meta"] or {})
 
+    def metadata(self, step: int) -> dict:
+        """The JSON ``meta`` saved with ``step`` (the state is not read).
+
+        Raises:
+          CheckpointError: the step is absent or its meta file unreadable.
+        """
+        if step not in self._manager.all_steps():
+            raise CheckpointError(
+                f"no checkpoint for step {step} in {self.directory}; "
+                f"steps present: {self.all_steps()}."
+            )
+        try:
+            restored = self._manager.restore(
+                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        except Exception as e:  # Orbax raises many types for damaged files.
+            raise CheckpointError(
+                f"checkpoint step {step} in {self.directory}: unreadable meta "
+                f"({type(e).__name__}: {e})."
+            ) from e
+        return dict(restored["meta"] or {})
+
     def close(self) -> None:
         """Waits for pending writes and releases the manager."""
         self._manager.wait_until_finished()

@@ -11,6 +11,8 @@ import os
 
 import ml_collections
 
+from jaxgan_lth.io_utils import write_json
+
 _CHOICES = {
     ("train", "loss"): ("hinge", "nonsaturating"),
     ("data", "subset_selection"): ("first", "random"),
@@ -60,7 +62,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ValueError(
                 f"config.train.{name} = {betas} must be two Adam betas in [0, 1)."
             )
-    validate_augment(config)
     if not 0.0 <= config.train.ema_decay < 1.0:
         raise ValueError(f"config.train.ema_decay = {config.train.ema_decay} must be in [0, 1).")
 
@@ -108,53 +109,3 @@ def write_or_check(
                 "--workdir, or pass --allow_config_change to resume with the new values."
             )
     write_json(path, new)
-
-
-def write_json(path: str, obj) -> None:
-    """Atomically writes ``obj`` as indented JSON with sorted keys (tmp file + rename), so a
-    kill never leaves a half-written file; the tmp name is per process, as several hosts may
-    share the workdir."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
-_ADV_CHOICES = {
-    "mode": ("none", "pgd", "noise"),
-    "networks": ("g", "d", "gd"),
-    "direction": ("paper", "reference_code"),
-    "noise_kind": ("uniform", "gaussian"),
-}
-
-
-def validate_augment(config: ml_collections.ConfigDict, prefix: str = "") -> None:
-    """Checks the ``diffaug`` and ``advaug`` sections of ``config`` (and of ``config.ticket``).
-
-    Raises:
-      ValueError: an unknown DiffAugment op, AdvAug mode/networks/direction/noise kind, a
-        negative strength, ``num_steps < 1`` or ``random_start`` without a radius.
-    """
-    from jaxgan_lth.augment import diffaugment
-
-    diffaugment.parse_policy(config.diffaug.policy)
-    ac = config.advaug
-    for key, choices in _ADV_CHOICES.items():
-        if ac[key] not in choices:
-            raise ValueError(
-                f"config.{prefix}advaug.{key} = {ac[key]!r} is not accepted; choose one of "
-                f"{choices}."
-            )
-    for key in ("step_size", "radius", "noise_scale"):
-        if ac[key] < 0:
-            raise ValueError(f"config.{prefix}advaug.{key} = {ac[key]} must be >= 0.")
-    if not 0.0 <= ac.lam <= 1.0:
-        raise ValueError(f"config.{prefix}advaug.lam = {ac.lam} must be in [0, 1].")
-    if int(ac.num_steps) < 1:
-        raise ValueError(f"config.{prefix}advaug.num_steps = {ac.num_steps} must be >= 1.")
-    if ac.random_start and ac.radius <= 0:
-        raise ValueError(
-            f"config.{prefix}advaug.random_start=True needs radius > 0 (got {ac.radius})."
-        )
-    if not prefix and "ticket" in config and "advaug" in config.ticket:
-        validate_augment(config.ticket, prefix="ticket.")

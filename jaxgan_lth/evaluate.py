@@ -28,6 +28,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run folder holding config.json and checkpoints.")
 flags.DEFINE_string("stage", "", "train | ticket | imp/round_XX (default: last stage).")
 flags.DEFINE_string("checkpoint", "latest", "latest | best | a step number.")
+flags.DEFINE_string("run", "0", "Run of a swept stage: index or name (e.g. seed1_adv_step_size0.01).")
 flags.DEFINE_integer("num_samples", 0, "Generated images (0 = config.eval.num_samples).")
 flags.DEFINE_string("save_images", "", "Write the generated images as PNG into this folder.")
 flags.DEFINE_bool("no_fid", False, "Skip FID/KID (only save images).")
@@ -54,26 +55,27 @@ def load_run_config(workdir: str):
 
 
 def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
-                 num_samples: int = 0, save_images: str = "", fid: bool = True) -> dict:
+                 num_samples: int = 0, save_images: str = "", fid: bool = True,
+                 run: int | str = 0) -> dict:
     """Restores one stage's checkpoint and evaluates it (see the module docstring).
 
     Raises:
       FileNotFoundError: missing config.json or stage folder.
       ValueError: an unknown stage or checkpoint, or a non-empty ``save_images`` folder.
     """
-    from jaxgan_lth import checkpointing, train
-    from jaxgan_lth.evaluation.evaluator import Evaluator
-    from jaxgan_lth.sparsity import lottery
+    import jax
+
+    from jaxgan_lth import loop, pipeline
 
     config = load_run_config(workdir)
-    stages = train.parse_stages(config)
+    stages = pipeline.parse_stages(config)
     stage = stage or stages[-1]
     if stage == "imp":
         stage = f"imp/round_{max(config.imp.rounds - 1, 0):02d}"
-    if stage == "train":
-        cfg = config
-    elif stage == "ticket" or stage.startswith("imp/round_"):
-        cfg = lottery.stage_config(config, "ticket" if stage == "ticket" else "imp")
+    if stage in ("train", "ticket"):
+        cfg = pipeline.stage_config(config, stage)
+    elif stage.startswith("imp/round_"):
+        cfg = pipeline.stage_config(config, "imp")
     else:
         raise ValueError(f"--stage={stage!r}; accepted: train, ticket, imp/round_XX.")
     stage_dir = os.path.join(workdir, stage)
@@ -81,20 +83,22 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
         raise FileNotFoundError(f"{stage_dir} does not exist; stages run: {stages}.")
     if save_images and os.path.isdir(save_images) and os.listdir(save_images):
         raise ValueError(f"--save_images={save_images!r} is not empty; give a new folder.")
-    setup = train.build(cfg, workdir)
-    target = train.initial_state(setup)
-    sub = "best" if checkpoint == "best" else "checkpoints"
-    ck = checkpointing.Checkpointer(os.path.join(stage_dir, sub))
-    if checkpoint in ("latest", "best"):
-        step = ck.latest_step()
-    elif checkpoint.isdigit():
-        step = int(checkpoint)
-    else:
+    if checkpoint not in ("latest", "best") and not checkpoint.isdigit():
         raise ValueError(f"--checkpoint={checkpoint!r}; accepted: latest, best, a step number.")
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {ck.directory}.")
-    state, _ = ck.restore(step, target)
-    ev = Evaluator(cfg, workdir, setup)
+    engine = loop.build_engine(cfg, workdir)
+    run_arg = int(run) if str(run).isdigit() else run
+    try:
+        state, step = loop.load_run_state(engine, stage_dir, checkpoint, run_arg)
+    except ValueError as e:
+        raise FileNotFoundError(str(e)) from e
+    cfg.unlock()
+    cfg.eval.enabled = True
+    ev = loop.make_evaluator(cfg, workdir, engine)
+    sample = jax.jit(engine.fns.sample)
+
+    def sample_fn(z, y, variables=state["ema"]):
+        return sample(variables, z, y)
+
     n = num_samples or cfg.eval.num_samples
     result = {"stage": stage, "step": int(step)}
     if save_images:
@@ -102,7 +106,7 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
         from PIL import Image
 
         os.makedirs(save_images, exist_ok=True)
-        images = to_uint8(ev.generate(state["ema"], n))
+        images = to_uint8(ev.generate(sample_fn, n))
         for i, img in enumerate(images):
             Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
                 os.path.join(save_images, f"{i:06d}.png"))
@@ -110,7 +114,7 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
     if fid:
         cfg.unlock()
         cfg.eval.num_samples = n
-        result.update(ev.evaluate(state))
+        result.update(ev.evaluate(sample_fn, lambda z, y: sample(state["g"], z, y)))
     return result
 
 
@@ -118,7 +122,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     result = evaluate_run(FLAGS.workdir, FLAGS.stage, FLAGS.checkpoint, FLAGS.num_samples,
-                          FLAGS.save_images, not FLAGS.no_fid)
+                          FLAGS.save_images, not FLAGS.no_fid, FLAGS.run)
     print(json.dumps(result, indent=2))
 
 

@@ -6,7 +6,9 @@ Usage::
         [--kid_subset_size 1000] [--fid_method svd|sqrtm] [--save_stats_a P] [--save_stats_b P]
 
 ``A`` and ``B`` are folders of JPEG/PNG images (read recursively at their native size, converted
-to RGB, resized to 299x299 by the FID resize inside the network call) or ``.npz`` statistics files
+to RGB, resized to 299x299 by the FID resize inside the network call; read by the training-data
+reader :mod:`jaxgan_lth.data.images`, so an unreadable file stops the run with an error naming
+it) or ``.npz`` statistics files
 (``mu``/``sigma``, optionally ``features``) written by
 :func:`jaxgan_lth.evaluation.metrics.save_statistics` (e.g. the reference cache) or by TTUR.
 KID is printed when both sides have features (folders, or ``.npz`` files with ``features``).
@@ -54,15 +56,18 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
 def _statistics(source: str, extractor_box: list, args: argparse.Namespace, label: str
                 ) -> metrics_lib.FIDStatistics:
     if os.path.isdir(source):
+        from jaxgan_lth.data import images as images_lib
         from jaxgan_lth.evaluation.features import FeatureExtractor
-        from jaxgan_lth.evaluation.folders import iter_folder_images, list_image_files
 
+        # Listed first: an empty folder fails before the Inception weights are loaded.
+        paths = images_lib.list_image_files(source, recursive=True)
         if not extractor_box:
             extractor_box.append(FeatureExtractor(args.weights, batch_size=args.batch_size))
         extractor = extractor_box[0]
-        n_files = len(list_image_files(source))
+        n_files = len(paths)
         start = time.perf_counter()
-        features = extractor.features(iter_folder_images(source), batch_size=args.batch_size)
+        features = extractor.features(images_lib.iter_image_files(paths, None, 3),
+                                      batch_size=args.batch_size)
         stats = metrics_lib.compute_statistics(features, keep_features=True)
         stats.metadata = {"source": os.path.abspath(source),
                           "weights_sha1": extractor.weights_sha1}
@@ -78,7 +83,14 @@ def _statistics(source: str, extractor_box: list, args: argparse.Namespace, labe
 
 
 def main(argv: Optional[List[str]] = None) -> float:
-    """Runs the CLI; returns the FID."""
+    """Runs the CLI; returns the FID.
+
+    Raises:
+        FileNotFoundError: ``A`` or ``B`` is neither a folder nor a file, a folder holds no
+            JPEG/PNG image (the folder is named), or the Inception weights are missing.
+        ValueError: an image file cannot be read (truncated, not an image, unreadable: the
+            file and the cause are named), or a statistics file is invalid.
+    """
     args = _parse(argv)
     start = time.perf_counter()
     extractor_box: list = []
@@ -109,4 +121,7 @@ def main(argv: Optional[List[str]] = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")

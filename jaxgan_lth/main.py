@@ -1,6 +1,6 @@
 """Command-line entry point: ``python -m jaxgan_lth.main --config=configs/X.py --workdir=DIR``.
 
-Kept short on purpose (Flax examples convention): flags -> :func:`train.train_and_evaluate`.
+Kept short on purpose (Flax examples convention): flags -> :func:`pipeline.train_and_evaluate`.
 Override config values with ``--config.<section>.<key>=value``; unknown keys are rejected.
 Re-running the same command after an interruption resumes from the latest checkpoint.
 """
@@ -42,14 +42,12 @@ def main(argv):
     tf.config.set_visible_devices([], "GPU")
     import jax
 
-    from jaxgan_lth import config_lib, parallel, train
+    from jaxgan_lth import parallel, pipeline
 
     parallel.initialize_distributed()  # no-op unless launched as several processes
     logging.info("JAX devices: %s", jax.devices())
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    if FLAGS.allow_config_change:
-        config_lib.write_or_check(FLAGS.config, FLAGS.workdir, allow_changes=True)
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                                allow_config_change=FLAGS.allow_config_change)
 
 
 if __name__ == "__main__":

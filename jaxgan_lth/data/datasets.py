@@ -2,7 +2,8 @@
 
 Keys read from `config.data` (see configs/default.py): name, folder, split, resolution,
 channels, subset_fraction, subset_count, subset_selection, subset_seed, tfds_data_dir.
-(``random_flip`` and ``heldout_split`` are used by the training loop, not here.)
+(``random_flip`` and ``heldout_split`` are used by the training loop and the evaluation, not
+here.) `validate_config` checks these keys without loading anything.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ FOLDER = "folder"
 
 #: The single split an image folder has.
 FOLDER_SPLIT = "train"
+
+#: Split names of the named tfds sets (the ones in `TFDS_LOADERS`). A split value may add tfds
+#: slicing ("test[:500]", "train[10%:]") and join parts with "+"; the name before "[" of each
+#: part must be listed here. Used by `load_split` and by the config validators (data and eval).
+KNOWN_SPLITS: dict[str, tuple[str, ...]] = {
+    "fashion_mnist": ("train", "test"),
+    "cifar10": ("train", "test"),
+    "cifar100": ("train", "test"),
+}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -60,6 +70,81 @@ def _check_name(name) -> None:
         raise ValueError(f"unknown data set data.name={name!r}; accepted: {accepted}.")
 
 
+def split_names(split: str) -> list[str]:
+    """Base split names of a tfds split value, without slicing: "train[:10%]+test" -> [train, test].
+
+    Args:
+        split: a split in tfds syntax: ``name``, ``name[slice]``, parts joined with "+".
+
+    Returns:
+        The names before "[" of each "+"-joined part, stripped (an empty name stays "").
+    """
+    return [part.split("[", 1)[0].strip() for part in str(split).split("+")]
+
+
+def check_split(name, split, key: str = "split") -> None:
+    """Checks a split value against the data set, without loading anything.
+
+    Image folders have one split, `FOLDER_SPLIT` ("train", the whole folder). For the tfds sets
+    of `KNOWN_SPLITS`, every base split name (see `split_names`) must be a known split; tfds
+    slicing is allowed. Other names are not checked here (tfds reports their splits).
+
+    Args:
+        name: ``data.name``.
+        split: the split value.
+        key: the config key the value comes from, named in the message (e.g. "data.split").
+
+    Raises:
+        ValueError: naming `key`, the value and the accepted splits.
+    """
+    if not isinstance(split, str) or not split.strip():
+        raise ValueError(f"{key} must be a non-empty split name, got {split!r}.")
+    if name == FOLDER:
+        if split != FOLDER_SPLIT:
+            raise ValueError(
+                f"image folders have a single split, {FOLDER_SPLIT!r} (the whole folder); got "
+                f"{key}={split!r}; accepted: {FOLDER_SPLIT!r}."
+            )
+        return
+    known = KNOWN_SPLITS.get(name)
+    if known is None:
+        return
+    for base in split_names(split):
+        if base not in known:
+            raise ValueError(
+                f"{key}={split!r} names split {base!r}, which data set {name!r} does not have; "
+                f"accepted splits: {list(known)}, optionally with tfds slicing such as "
+                f"'{known[-1]}[:500]' or '{known[0]}[10%:]'."
+            )
+
+
+def validate_config(data_config) -> None:
+    """Checks `config.data` without loading images or tfds (cheap; run before training).
+
+    Checks: data.name (a `TFDS_LOADERS` name or "folder"), data.resolution and data.channels
+    (`images.check_image_format`), the subset keys (`subset.check_subset_params`), data.split
+    (`check_split`), and for folders that data.folder exists and holds JPEG/PNG files.
+    data.heldout_split is checked by `jaxgan_lth.evaluation.validate_config` (it is used only by
+    the evaluation's diagnostic).
+
+    Args:
+        data_config: `config.data` (ConfigDict or any attribute object).
+
+    Raises:
+        ValueError: naming the bad key, its value and what is accepted.
+        FileNotFoundError: data.folder empty, missing, or without JPEG/PNG files (folder named).
+    """
+    name = _get(data_config, "name", None)
+    _check_name(name)
+    images_lib.check_image_format(
+        _get(data_config, "resolution", None), _get(data_config, "channels", None)
+    )
+    subset_lib.check_subset_params(**_subset_params(data_config))
+    check_split(name, _get(data_config, "split", FOLDER_SPLIT), "data.split")
+    if name == FOLDER:
+        images_lib.list_image_files(_get(data_config, "folder", ""))
+
+
 def _subset_params(data_config) -> dict:
     return dict(
         fraction=_get(data_config, "subset_fraction", 0.0),
@@ -87,12 +172,8 @@ def _open_split(data_config, split: str) -> _Source:
     channels = _get(data_config, "channels", None)
     images_lib.check_image_format(resolution, channels)
 
+    check_split(name, split)
     if name == FOLDER:
-        if split != FOLDER_SPLIT:
-            raise ValueError(
-                f"image folders have a single split, {FOLDER_SPLIT!r} (the whole folder); "
-                f"got split {split!r}."
-            )
         paths = images_lib.list_image_files(_get(data_config, "folder", ""))
 
         def read_files(indices):
@@ -127,8 +208,8 @@ def load_split(data_config, split: str) -> tuple[np.ndarray, np.ndarray, int]:
 
     Raises:
         ValueError: unknown data.name (accepted names listed), channels not in {1, 3},
-            resolution < 8, unreadable image (file named), a split other than "train" for a
-            folder, or an unknown tfds split.
+            resolution < 8, unreadable image (file and cause named), a split other than "train"
+            for a folder, or a split name not in `KNOWN_SPLITS` (or unknown to tfds).
         FileNotFoundError: image folder missing or without JPEG/PNG files; incomplete
             Fashion-MNIST source directory.
         DatasetUnavailableError: a tfds set that is neither prepared nor downloadable.
@@ -167,13 +248,9 @@ def load_training_set(data_config, workdir: str | None = None) -> TrainingSet:
             named; the file is not overwritten).
         FileNotFoundError, DatasetUnavailableError: as `load_split`.
     """
+    validate_config(data_config)  # Fail before loading a large split.
     name = _get(data_config, "name", None)
-    _check_name(name)
-    images_lib.check_image_format(
-        _get(data_config, "resolution", None), _get(data_config, "channels", None)
-    )
     params = _subset_params(data_config)
-    subset_lib.check_subset_params(**params)  # Fail before loading a large split.
     split = _get(data_config, "split", "train")
     folder = _get(data_config, "folder", "") if name == FOLDER else ""
 

@@ -1,7 +1,14 @@
 """Image decoding, resizing, channel conversion and scaling to [-1, 1].
 
 Everything here works on host numpy arrays in NHWC layout and uses Pillow for decoding and
-resampling, so image folders and tfds data sets go through the same code:
+resampling, so image folders and tfds data sets go through the same code. This is also the one
+image-folder reader of the project: training data (`load_image_folder`, non-recursive, resized)
+and FID (`jaxgan_lth.evaluation.folders`, ``python -m jaxgan_lth.fid``: recursive, native size)
+both list files with `list_image_files` and decode them with `read_image_file`, so every read
+error (truncated JPEG, non-image file with an image extension, unreadable file) is the same
+`ValueError` naming the file and the cause.
+
+Conventions:
 
 * Resampling filter: `PIL.Image.Resampling.LANCZOS` (windowed sinc, a = 3; Pillow's
   antialiasing filter: when shrinking, its support widens with the scale factor, so it
@@ -15,11 +22,13 @@ resampling, so image folders and tfds data sets go through the same code:
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 #: File name extensions (lower case) read from image folders.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -28,6 +37,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 RESAMPLE = Image.Resampling.LANCZOS
 
 _PIL_MODES = {1: "L", 3: "RGB"}
+
+
+def _check_channels(channels) -> None:
+    if isinstance(channels, bool) or channels not in _PIL_MODES:
+        raise ValueError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
 
 
 def check_image_format(resolution, channels) -> None:
@@ -40,8 +54,7 @@ def check_image_format(resolution, channels) -> None:
     Raises:
         ValueError: if `channels` is not 1 or 3, or `resolution` is not an integer >= 8.
     """
-    if isinstance(channels, bool) or channels not in _PIL_MODES:
-        raise ValueError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
+    _check_channels(channels)
     if (
         isinstance(resolution, bool)
         or not isinstance(resolution, (int, np.integer))
@@ -144,22 +157,25 @@ def convert_images(images: np.ndarray, resolution: int, channels: int) -> np.nda
     return images
 
 
-def list_image_files(folder: str) -> list[str]:
-    """Lists the JPEG/PNG files directly inside `folder`, sorted by name.
+def list_image_files(folder: str | os.PathLike, recursive: bool = False) -> list[str]:
+    """Lists the JPEG/PNG files of `folder`, sorted by path.
 
-    Only the folder itself is searched (no recursion). Extensions are matched case-insensitively
-    against `IMAGE_EXTENSIONS`. Sorting by name keeps image indices stable across runs.
+    Extensions are matched case-insensitively against `IMAGE_EXTENSIONS`; directories with an
+    image-like name are skipped (a broken link is listed, and reading it fails with the file
+    named). Sorting keeps image indices stable across runs.
 
     Args:
         folder: directory path.
+        recursive: also search its sub-folders (the FID CLI does; training data does not).
 
     Returns:
-        Sorted list of full file paths.
+        Sorted list of full file paths (non-recursive: sorted by file name).
 
     Raises:
         FileNotFoundError: if `folder` is empty, does not exist, is not a directory, or holds no
-            JPEG/PNG file.
+            JPEG/PNG file (the message names the folder and the accepted extensions).
     """
+    folder = os.fspath(folder)
     if not folder:
         raise FileNotFoundError(
             "data.folder is empty: set it to a directory of JPEG/PNG images when "
@@ -167,17 +183,113 @@ def list_image_files(folder: str) -> list[str]:
         )
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"image folder {folder!r} does not exist or is not a directory.")
-    names = sorted(
-        name
-        for name in os.listdir(folder)
-        if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, name))
-    )
-    if not names:
+    paths = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in files:
+            path = os.path.join(root, name)
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.isdir(path):
+                paths.append(path)
+        if not recursive:
+            break
+    if not paths:
+        where = " (searched with its sub-folders)" if recursive else ""
         raise FileNotFoundError(
-            f"image folder {folder!r} holds no image files; accepted extensions "
+            f"image folder {folder!r} holds no image files{where}; accepted extensions "
             f"(case-insensitive): {', '.join(IMAGE_EXTENSIONS)}."
         )
-    return [os.path.join(folder, name) for name in names]
+    return sorted(paths)
+
+
+_STRICT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Decodes with Pillow's truncated-image tolerance off, whatever the global setting.
+
+    tensorflow-datasets sets the process-wide ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True``
+    when it converts images while preparing a set; a truncated JPEG would then decode silently
+    with grey fill. The flag is restored afterwards (under a lock: it is a module global).
+    """
+    with _STRICT_LOCK:
+        saved = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def _read_error(path: str, error: Exception) -> ValueError:
+    """The ValueError of an undecodable file: the path, the likely cause and Pillow's message."""
+    text = str(error)
+    if isinstance(error, Image.UnidentifiedImageError):
+        cause = "not a decodable image (not a JPEG/PNG file, or its header is corrupt)"
+    elif isinstance(error, Image.DecompressionBombError):
+        cause = "too many pixels (Pillow's decompression-bomb limit)"
+    elif "truncated" in text.lower():
+        cause = "the file is truncated (incomplete image data)"
+    elif isinstance(error, OSError) and error.errno is not None:
+        cause = "the file cannot be opened"
+    else:
+        cause = "corrupt or unsupported image data"
+    return ValueError(
+        f"cannot read image file {path!r}: {cause} ({type(error).__name__}: {text})."
+    )
+
+
+def read_image_file(path: str, resolution: int | None = None, channels: int = 3) -> np.ndarray:
+    """Decodes one image file with Pillow (fully, so truncated data is detected).
+
+    Truncated data is an error even when another library has set Pillow's global
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` (tensorflow-datasets does).
+
+    Args:
+        path: JPEG/PNG file path.
+        resolution: output height and width (>= 8, Lanczos, see the module docstring); None =
+            the file's native size (the FID CLI; the FID network resizes to 299 itself).
+        channels: 1 (grayscale, "L") or 3 (RGB: grayscale repeated, alpha dropped, palettes
+            expanded, as Pillow's ``convert("RGB")``).
+
+    Returns:
+        uint8 [H, W, channels] (H = W = `resolution` when given).
+
+    Raises:
+        ValueError: for any decoding or file error: a truncated file, a non-image file with an
+            image extension, a missing or unreadable file; the message names the file, the cause
+            and Pillow's error. Also for a bad `resolution` / `channels`.
+    """
+    if resolution is None:
+        _check_channels(channels)
+    else:
+        check_image_format(resolution, channels)
+    try:
+        with _strict_decoding(), Image.open(path) as image:
+            image.load()
+            if resolution is not None:
+                return convert_pil(image, resolution, channels)
+            mode = _PIL_MODES[channels]
+            return _from_pil(image if image.mode == mode else image.convert(mode))
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 - Pillow's decoders raise many types.
+        raise _read_error(os.fspath(path), error) from error
+
+
+def iter_image_files(
+    paths: Sequence[str], resolution: int | None = None, channels: int = 3
+) -> Iterator[np.ndarray]:
+    """Yields `read_image_file(path, resolution, channels)` for each path, in order.
+
+    Returns:
+        Iterator of uint8 [H, W, channels] arrays (native sizes when `resolution` is None).
+
+    Raises:
+        ValueError: on the first unreadable file, as `read_image_file`.
+    """
+    for path in paths:
+        yield read_image_file(path, resolution, channels)
 
 
 def load_image_files(paths: Sequence[str], resolution: int, channels: int) -> np.ndarray:
@@ -192,17 +304,13 @@ def load_image_files(paths: Sequence[str], resolution: int, channels: int) -> np
         uint8 [len(paths), resolution, resolution, channels].
 
     Raises:
-        ValueError: if a file cannot be decoded (the message names the file) or the format is bad.
+        ValueError: if a file cannot be read (the message names the file and the cause, see
+            `read_image_file`) or the format is bad.
     """
     check_image_format(resolution, channels)
     out = np.empty((len(paths), resolution, resolution, channels), np.uint8)
     for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as image:
-                image.load()
-                out[i] = convert_pil(image, resolution, channels)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-            raise ValueError(f"cannot read image file {path!r}: {error}") from error
+        out[i] = read_image_file(path, resolution, channels)
     return out
 
 
@@ -218,8 +326,8 @@ def load_image_folder(folder: str, resolution: int, channels: int) -> np.ndarray
         float32 [N, resolution, resolution, channels] in [-1, 1], in sorted file-name order.
 
     Raises:
-        FileNotFoundError: folder missing or without images.
-        ValueError: unreadable image (named) or bad `resolution`/`channels`.
+        FileNotFoundError: folder missing or without images (folder named).
+        ValueError: unreadable image (file and cause named) or bad `resolution`/`channels`.
     """
     check_image_format(resolution, channels)
     return to_float(load_image_files(list_image_files(folder), resolution, channels))

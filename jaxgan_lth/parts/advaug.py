@@ -1,0 +1,120 @@
+"""Part ``advaug``: AdvAug, PGD on intermediate features (Chen et al., NeurIPS 2021, Eq. 5).
+
+Config section ``advaug`` (defaults in ``configs/default.py::advaug_config``): ``mode``
+(``none``, ``pgd`` = AdvAug, ``noise`` = the feature-noise baseline of the paper's Table 6),
+``networks`` (``d``: D's pooled features in the D step; ``g``: G's first-layer output in the
+G step; ``gd``), ``num_steps``, ``step_size``, ``radius``, ``random_start``, ``lam``,
+``direction`` (``paper`` or ``reference_code``), ``noise_scale``, ``noise_kind`` and
+``augment_adv_branch`` (False: in the G step only the clean branch goes through the D-input
+augmentations and the perturbed branch's fakes reach D un-augmented, as UDEG BigGAN's
+``train_eval.py``; seed_repos.md section 1.3).
+
+The maths (``jax.grad`` w.r.t. the perturbation, signed steps, projection, the loss mix) lives
+in :mod:`jaxgan_lth.augment.advaug`; this module wires it into the step. Traced strengths:
+``adv_step_size``, ``adv_radius``, ``adv_lam``, ``adv_noise_scale``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxgan_lth import losses
+from jaxgan_lth.augment import advaug
+from jaxgan_lth.parts import base
+
+MODES = ("none", "pgd", "noise")
+NETWORKS = ("g", "d", "gd")
+#: Which modes read each traced strength (a sweep of an unused one is refused).
+USED_BY_MODES = {
+    "adv_step_size": ("pgd",),
+    "adv_radius": ("pgd",),
+    "adv_lam": ("pgd", "noise"),
+    "adv_noise_scale": ("noise",),
+}
+
+
+class AdvAug(base.FeaturePerturbation):
+    """AdvAug (PGD-k on D's pooled features and G's first-layer output) or the noise baseline.
+
+    D step: ``L = (1 - lam) L(head(h)) + lam L(head(h + delta))`` with separate deltas for the
+    real and the fake features. G step: the same mix with ``delta`` at G's first-layer output.
+    """
+
+    name = "advaug"
+    section = "advaug"
+    HPARAMS = {
+        "adv_step_size": base.HParam("step_size"),
+        "adv_radius": base.HParam("radius"),
+        "adv_lam": base.HParam("lam", 0.0, 1.0),
+        "adv_noise_scale": base.HParam("noise_scale"),
+    }
+
+    @classmethod
+    def enabled(cls, config) -> bool:
+        return "advaug" in config and config.advaug.mode != "none"
+
+    @classmethod
+    def validate(cls, config, prefix: str = "") -> None:
+        """Raises ValueError: an unknown mode/networks/direction/noise kind, a negative
+        strength, ``lam`` outside [0, 1], ``num_steps < 1``, ``random_start`` without radius."""
+        if cls.section not in config:
+            return
+        ac = config.advaug
+        where = f"config.{prefix}advaug"
+        for key, choices in (("mode", MODES), ("networks", NETWORKS),
+                             ("direction", advaug.DIRECTIONS), ("noise_kind", advaug.NOISE_KINDS)):
+            if ac[key] not in choices:
+                raise ValueError(
+                    f"{where}.{key} = {ac[key]!r} is not accepted; choose one of {choices}.")
+        super().validate(config, prefix)
+        if int(ac.num_steps) < 1:
+            raise ValueError(f"{where}.num_steps = {ac.num_steps} must be >= 1.")
+        if ac.random_start and ac.radius <= 0:
+            raise ValueError(f"{where}.random_start=True needs radius > 0 (got {ac.radius}).")
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.loss_kind = config.train.loss
+        self.project = float(self.cfg.radius) > 0.0
+        self.augment_adv_branch = bool(self.cfg.get("augment_adv_branch", True))
+
+    def used_hparams(self) -> tuple[str, ...]:
+        """Traced strengths the configured mode reads."""
+        return tuple(n for n, modes in USED_BY_MODES.items() if self.cfg.mode in modes)
+
+    def perturbs_d(self) -> bool:
+        return "d" in self.cfg.networks
+
+    def perturbs_g(self) -> bool:
+        return "g" in self.cfg.networks
+
+    def delta(self, key, head, features, branch, hp):
+        """The perturbation of one branch (``d_real``, ``d_fake``, ``g``), gradient-stopped."""
+        if self.cfg.mode == "noise":
+            return advaug.noise_perturbation(
+                key, features.shape, hp["adv_noise_scale"], self.cfg.noise_kind)
+        return advaug.adversarial_delta(
+            head, features, branch, direction=self.cfg.direction, loss=self.loss_kind, key=key,
+            num_steps=int(self.cfg.num_steps), step_size=hp["adv_step_size"],
+            radius=hp["adv_radius"], random_start=bool(self.cfg.random_start),
+            project=self.project,
+        )
+
+    def d_loss(self, key, head, h, labels, num_real, clean, hp):
+        b = num_real
+        y_r, y_f = (labels[:b], labels[b:]) if labels is not None else (None, None)
+        kr, kf = jax.random.split(key)
+        d_r = self.delta(kr, lambda f: head(f, y_r), h[:b], "d_real", hp)
+        d_f = self.delta(kf, lambda f: head(f, y_f), h[b:], "d_fake", hp)
+        adv_logits = head(h + jnp.concatenate([d_r, d_f], axis=0), labels)
+        adv = losses.d_loss(adv_logits[:b], adv_logits[b:], self.loss_kind)
+        loss = advaug.combine(clean, adv, hp["adv_lam"])
+        return loss, {"d_loss_clean": clean, "d_loss_adv": adv}
+
+    def g_loss(self, key, logits_at, point_shape, clean, hp):
+        zero = jnp.zeros(point_shape, jnp.float32)
+        delta = self.delta(key, lambda d: logits_at(d, True), zero, "g", hp)
+        adv = losses.g_loss(logits_at(delta, False), self.loss_kind)
+        loss = advaug.combine(clean, adv, hp["adv_lam"])
+        return loss, {"g_loss_clean": clean, "g_loss_adv": adv}

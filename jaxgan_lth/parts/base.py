@@ -1,0 +1,212 @@
+"""The interfaces of a *part*: one method plugged into the composed GAN step.
+
+A part is one of three kinds, each a small interface the step builder
+(:mod:`jaxgan_lth.step`) wires without knowing the method:
+
+* :class:`Augmentation` -- a D-input augmentation, applied to every image D sees (reals and
+  fakes, D and G steps): ``x <- part.augment(key, x, state, hp)``; adaptive ones (ADA) update
+  their state from D's real logits after each D step (:meth:`Augmentation.observe`).
+* :class:`FeaturePerturbation` -- a perturbation at a model's named point (D's pooled
+  features ``d_features``, G's first-layer output ``g_first``) that changes how the
+  adversarial loss is computed (AdvAug PGD, the noise baseline).
+* :class:`LossTerm` -- a regulariser added to D's and/or G's loss, returning a scalar and its
+  metrics (LeCam; R1, NICE's consistency later).
+
+Every part owns one config section (its :attr:`Part.section`), validates it
+(:meth:`Part.validate`, with the part's own constants), names the *traced strengths* it reads
+(:attr:`Part.HPARAMS`: swept without recompiling) and may keep state between steps
+(:meth:`Part.init_state`): that state lives in ``state["parts"][name]`` of the train-state
+pytree, so it is checkpointed, resumed and vmapped over runs like the parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import jax
+import ml_collections
+
+Array = jax.Array
+Pytree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class HParam:
+    """A traced strength of a part.
+
+    Attributes:
+      key: the key in the part's config section holding the default value.
+      low, high: accepted closed range (``None`` = unbounded).
+      high_open: the upper bound is excluded (e.g. a decay in [0, 1)).
+    """
+
+    key: str
+    low: float | None = 0.0
+    high: float | None = None
+    high_open: bool = False
+
+    def check(self, name: str, value: float, where: str) -> None:
+        """Raises ValueError naming ``where`` when ``value`` is outside the range."""
+        bad = (self.low is not None and value < self.low) or (
+            self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        )
+        if bad:
+            hi = "inf)" if self.high is None else (f"{self.high})" if self.high_open
+                                                   else f"{self.high}]")
+            raise ValueError(f"{where}: {name} = {value} must be in [{self.low}, {hi}.")
+
+
+class Part:
+    """Base class of a part (see the module docstring).
+
+    Class attributes:
+      name: registry name, also the key of the part's state in ``state["parts"]``.
+      section: the config section read (``config.<section>``).
+      kind: ``"augment"``, ``"perturb"`` or ``"loss"``.
+      HPARAMS: ``{traced name: HParam}``; traced names are global (``adv_step_size``), so a
+        sweep names them without a section.
+    """
+
+    name: ClassVar[str] = ""
+    section: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+    HPARAMS: ClassVar[dict[str, HParam]] = {}
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        self.cfg = config[self.section]
+
+    @classmethod
+    def enabled(cls, config: ml_collections.ConfigDict) -> bool:
+        """Whether ``config`` switches this part on (the section exists and is active)."""
+        raise NotImplementedError
+
+    @classmethod
+    def validate(cls, config: ml_collections.ConfigDict, prefix: str = "") -> None:
+        """Checks ``config.<section>``; messages name ``config.<prefix><section>.<key>``.
+
+        Raises:
+          ValueError: a bad value, naming the key and what is accepted.
+        """
+        if cls.section not in config:
+            return
+        c = config[cls.section]
+        for name, hp in cls.HPARAMS.items():
+            hp.check(name, float(c[hp.key]), f"config.{prefix}{cls.section}.{hp.key}")
+
+    def hparams(self) -> dict[str, float]:
+        """Default values of the traced strengths (from the config section)."""
+        return {name: float(self.cfg[hp.key]) for name, hp in self.HPARAMS.items()}
+
+    def init_state(self) -> Pytree:
+        """State kept between steps (``state["parts"][name]``); ``None`` = stateless."""
+        return None
+
+    def metrics_of_state(self, state: Pytree) -> dict[str, Array]:
+        """Scalars of the state logged every log step (e.g. ADA's p); default none."""
+        return {}
+
+
+class Augmentation(Part):
+    """A D-input augmentation (applied to reals and fakes, in D and G steps)."""
+
+    kind = "augment"
+
+    def augment(self, key: Array, x: Array, state: Pytree, hp: dict) -> Array:
+        """Augments a batch ``x`` ``[B, H, W, C]`` in [-1, 1]; differentiable in ``x``."""
+        raise NotImplementedError
+
+    def observe(self, state: Pytree, logits_real: Array, hp: dict) -> Pytree:
+        """New state after a D step that saw D's logits ``[B]`` on (augmented) reals."""
+        return state
+
+
+class FeaturePerturbation(Part):
+    """A perturbation of features at the models' named points that reshapes the adversarial
+    loss of D (``d_features``) and/or G (``g_first``)."""
+
+    kind = "perturb"
+
+    def perturbs_d(self) -> bool:
+        """Whether D's update is perturbed (at D's pooled features)."""
+        return False
+
+    def perturbs_g(self) -> bool:
+        """Whether G's update is perturbed (at G's first-layer output)."""
+        return False
+
+    def d_loss(self, key: Array, head: Callable, h: Array, labels: Any, num_real: int,
+               clean: Array, hp: dict) -> tuple[Array, dict]:
+        """D's loss from the clean loss and the features.
+
+        Args:
+          key: PRNG key.
+          head: ``head(features, labels) -> logits [B]``, D after its feature point.
+          h: D's features ``[2B, F]``, reals first then fakes.
+          labels: ``[2B]`` class labels or None.
+          num_real: B.
+          clean: the clean adversarial loss of D.
+          hp: traced strengths.
+
+        Returns:
+          ``(loss, metrics)``.
+        """
+        raise NotImplementedError
+
+    def g_loss(self, key: Array, logits_at: Callable, point_shape: tuple, clean: Array,
+               hp: dict) -> tuple[Array, dict]:
+        """G's loss from the clean loss.
+
+        Args:
+          key: PRNG key.
+          logits_at: ``logits_at(delta, frozen) -> D logits [B]`` of the fakes with ``delta``
+            added at G's first-layer output (``frozen``: G's parameters gradient-stopped, for
+            the search of ``delta``).
+          point_shape: shape of G's first-layer output ``[B, ...]``.
+          clean: the clean adversarial loss of G.
+          hp: traced strengths.
+        """
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class DContext:
+    """What a loss term sees in the D step (inside D's loss, so differentiable in D).
+
+    Attributes:
+      logits_real: D's logits ``[B]`` on the (augmented) reals.
+      logits_fake: D's logits ``[B]`` on the (augmented) fakes.
+      x_real: the (augmented) real images ``[B, H, W, C]`` given to D.
+      d_apply: ``d_apply(x) -> logits [B]`` with the current D parameters (for gradient
+        penalties such as R1).
+      step: G iterations done before this one (int32 scalar).
+    """
+
+    logits_real: Array
+    logits_fake: Array
+    x_real: Array
+    d_apply: Callable
+    step: Array
+
+
+@dataclasses.dataclass
+class GContext:
+    """What a loss term sees in the G step: D's logits ``[B]`` on the fakes and the step."""
+
+    logits_fake: Array
+    step: Array
+
+
+class LossTerm(Part):
+    """A regulariser added to D's and/or G's loss."""
+
+    kind = "loss"
+
+    def d_term(self, ctx: DContext, state: Pytree, hp: dict) -> tuple[Array, dict, Pytree]:
+        """``(value added to D's loss, metrics, new state)``; default: nothing."""
+        return 0.0, {}, state
+
+    def g_term(self, ctx: GContext, state: Pytree, hp: dict) -> tuple[Array, dict, Pytree]:
+        """``(value added to G's loss, metrics, new state)``; default: nothing."""
+        return 0.0, {}, state

@@ -1,0 +1,407 @@
+"""The composed GAN step: pure D/G updates wired from the config's parts.
+
+State layout (a plain dict pytree, big_vision style)::
+
+    state = {
+        "step":  int32 scalar, G iterations done,
+        "rng":   uint32 [2], raw key data of the run's base PRNG key,
+        "g":     {"params": ..., "batch_stats": ...},   # generator variables
+        "d":     {"params": ..., "batch_stats": ...},   # discriminator variables (SN u/sigma)
+        "ema":   {"params": ..., "batch_stats": ...},   # EMA generator
+        "g_opt": optax state of G, "d_opt": optax state of D,
+        "parts": {part name: state},                    # only parts that keep state (LeCam)
+    }
+    masks = {"g": bool tree like state["g"]["params"], "d": bool tree like state["d"]["params"]}
+
+One *iteration* = ``n_dis`` D steps (a ``jax.lax.scan``) followed by one G step (SNGAN /
+lottery-ticket code, n_critic). PRNG keys are folded per iteration from the base key,
+``fold_in(base, step)``, then per D step ``fold_in(key, i)`` and for the G step
+``fold_in(key, n_dis)``, so a resumed run draws exactly the numbers of an uninterrupted one.
+D metrics are the mean over the ``n_dis`` D steps.
+
+The step builder knows no method: it asks the parts (:mod:`jaxgan_lth.parts`) the config
+switches on for D-input augmentations (applied to every D input), feature perturbations at
+the models' named points (``d_features``, ``g_first``) and loss terms. Masks, traced strengths
+(``hparams``) and the parts' state are arguments, so none of them recompiles the step.
+
+Real batches are drawn inside the compiled step from the limited training set, which lives on
+the accelerator (uniform with replacement), so no host input pipeline can stall.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxgan_lth import losses, parallel
+from jaxgan_lth import models as models_lib
+from jaxgan_lth import parts as parts_lib
+from jaxgan_lth.sparsity import masks as masks_lib
+
+Pytree = Any
+
+#: How the EMA generator treats G's non-parameter variables (batch-norm statistics and
+#: spectral-norm buffers): "copy" takes G's, "average" averages them with the same decay
+#: (UDEG BigGAN / StudioGAN's EMA with buffers).
+EMA_BUFFERS = ("copy", "average")
+
+
+def make_optimizer(
+    lr: float, betas: tuple[float, float], eps: float, decay_steps: int | None
+) -> optax.GradientTransformation:
+    """Adam with a constant learning rate, or linear decay to 0 over ``decay_steps`` updates.
+
+    The learning rate is held in the optimizer state (``optax.inject_hyperparams``) so it can be
+    logged. TTUR (Heusel et al. 2017) = separate G/D learning rates and betas.
+    """
+    schedule = lr if not decay_steps else optax.linear_schedule(lr, 0.0, decay_steps)
+    return optax.inject_hyperparams(optax.adam)(
+        learning_rate=schedule, b1=betas[0], b2=betas[1], eps=eps
+    )
+
+
+def current_lr(opt_state: Any) -> jax.Array:
+    """The learning rate stored in an ``inject_hyperparams`` optimizer state."""
+    return opt_state.hyperparams["learning_rate"]
+
+
+def sample_latent(key, batch: int, latent_dim: int, num_classes: int):
+    """``z`` ``[batch, latent_dim]`` ~ N(0, I) and uniform labels ``[batch]`` (None if 0)."""
+    kz, ky = jax.random.split(key)
+    z = jax.random.normal(kz, (batch, latent_dim), jnp.float32)
+    y = jax.random.randint(ky, (batch,), 0, num_classes) if num_classes else None
+    return z, y
+
+
+def sample_real(key, data: dict, batch: int, random_flip: bool):
+    """A real batch ``[batch, H, W, C]`` (and labels) drawn uniformly with replacement."""
+    k_idx, k_flip = jax.random.split(key)
+    n = data["images"].shape[0]
+    idx = jax.random.randint(k_idx, (batch,), 0, n)
+    x = data["images"][idx]
+    y = data["labels"][idx]
+    if random_flip:
+        flip = jax.random.bernoulli(k_flip, 0.5, (batch,))
+        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+    return x, y
+
+
+def masked_update(tx, grads, opt_state, params, mask):
+    """One optimizer update that keeps pruned weights exactly zero.
+
+    Gradients and updates are multiplied by the mask and the new parameters once more, so a
+    weight outside the mask is 0 after the step whatever the optimizer's momentum holds.
+    """
+    grads = masks_lib.apply(grads, mask)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    updates = masks_lib.apply(updates, mask)
+    params = masks_lib.apply(optax.apply_updates(params, updates), mask)
+    return params, opt_state
+
+
+def ema_update(ema, g, g_mask, decay, step, start: int, buffers: str = "copy"):
+    """EMA generator: ``ema <- decay * ema + (1 - decay) * params`` (masked), per G step.
+
+    Before G step ``start`` the EMA is a copy of G (decay 0), as BigGAN/StudioGAN's
+    ``ema_start``. ``buffers`` (:data:`EMA_BUFFERS`): batch statistics / spectral-norm buffers
+    copied from G, or averaged with the same decay. ``decay`` is a traced scalar.
+    """
+    d = jnp.where(step >= start, decay, 0.0)
+    avg = lambda e, p: d * e + (1.0 - d) * p  # noqa: E731
+    params = jax.tree.map(avg, ema["params"], g["params"])
+    stats = g["batch_stats"]
+    if buffers == "average":
+        stats = jax.tree.map(
+            lambda e, p: avg(e, p) if jnp.issubdtype(p.dtype, jnp.floating) else p,
+            ema["batch_stats"], g["batch_stats"])
+    return {"params": masks_lib.apply(params, g_mask), "batch_stats": stats}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepFns:
+    """The pure functions of one run (compile them with ``jax.jit``).
+
+    Attributes:
+      init: ``init(key) -> state`` (theta_0, fresh optimizers, parts' initial state).
+      d_step: ``d_step(state, masks, data, key, hparams) -> (state, metrics)``, one D update.
+      g_step: ``g_step(state, masks, data, key, hparams) -> (state, metrics)``, one G update
+        plus the EMA update.
+      iteration: ``iteration(state, masks, data, hparams) -> (state, metrics)``: ``n_dis`` D
+        steps (scan) then one G step; increments ``state["step"]``.
+      sample: ``sample(variables, z, y) -> images [B, H, W, C] in [-1, 1]`` (G in eval mode).
+      d_logits: ``d_logits(d_variables, x, y) -> [B]`` (D in eval mode).
+      hparams: default traced hyper-parameters (``{name: float32 scalar}``).
+      parts: the parts wired into the step.
+    """
+
+    init: Callable
+    d_step: Callable
+    g_step: Callable
+    iteration: Callable
+    sample: Callable
+    d_logits: Callable
+    hparams: dict
+    parts: tuple
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Checks the step-level keys the parts do not own (``train.ema_buffers``).
+
+    Raises:
+      ValueError: naming the key and the accepted values.
+    """
+    eb = config.train.get("ema_buffers", "copy")
+    if eb not in EMA_BUFFERS:
+        raise ValueError(f"config.train.ema_buffers = {eb!r}; accepted: {EMA_BUFFERS}.")
+
+
+def make_step_fns(
+    config: ml_collections.ConfigDict,
+    generator,
+    discriminator,
+    *,
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    mesh=None,
+) -> StepFns:
+    """Builds the pure D/G step functions of ``config`` for one generator/discriminator pair.
+
+    Args:
+      config: the run's full config (``train``, ``model``, ``data.random_flip`` and the parts'
+        sections).
+      generator, discriminator: flax modules from :func:`jaxgan_lth.models.get_model`.
+      image_shape: ``(H, W, C)`` of real images.
+      num_classes: classes of the conditional model (0 = unconditional).
+      mesh: optional device mesh; sampled batches are split over its ``data`` axis.
+
+    Returns:
+      A :class:`StepFns`.
+    """
+    tc = config.train
+    G, D = generator, discriminator
+    latent_dim = G.latent_dim
+    ncls = num_classes if config.model.conditional else 0
+    n_dis = int(tc.n_dis)
+    decay = bool(tc.lr_decay)
+    ema_buffers = tc.get("ema_buffers", "copy")
+    tx_g = make_optimizer(tc.g_lr, tuple(tc.g_betas), tc.adam_eps, tc.num_steps if decay else None)
+    tx_d = make_optimizer(
+        tc.d_lr, tuple(tc.d_betas), tc.adam_eps, tc.num_steps * n_dis if decay else None
+    )
+    loss_kind = tc.loss
+    random_flip = bool(config.data.random_flip)
+    parts = tuple(parts_lib.build(config))
+    augs = [p for p in parts if p.kind == "augment"]
+    perts = [p for p in parts if p.kind == "perturb"]
+    terms = [p for p in parts if p.kind == "loss"]
+    d_perts = [p for p in perts if p.perturbs_d()]
+    g_perts = [p for p in perts if p.perturbs_g()]
+    if len(d_perts) > 1 or len(g_perts) > 1:
+        raise ValueError(
+            f"at most one feature perturbation per network; got D: {[p.name for p in d_perts]}, "
+            f"G: {[p.name for p in g_perts]}.")
+    d_pert = d_perts[0] if d_perts else None
+    g_pert = g_perts[0] if g_perts else None
+    aug_g_adv = g_pert is None or getattr(g_pert, "augment_adv_branch", True)
+
+    def _g_point(key):
+        z, y = sample_latent(key, tc.g_batch_size, latent_dim, ncls)
+        variables = G.init(key, z, y, train=False)
+        _, upd = G.apply(variables, z, y, train=False, mutable=["perturbations"])
+        return upd["perturbations"][models_lib.G_PERTURB]
+
+    # Shape [B, ...] of G's first-layer output (the g_first point), from shapes only.
+    g_point_shape = jax.eval_shape(_g_point, jax.random.key(0)).shape if g_pert else None
+
+    def augment(key, x, pstates, hp):
+        """The D-input augmentations, in registry order (the first gets ``key`` itself)."""
+        for j, a in enumerate(augs):
+            k = key if j == 0 else jax.random.fold_in(key, j)
+            x = a.augment(k, x, pstates.get(a.name), hp)
+        return x
+
+    def init(key):
+        kg, kd, kr = jax.random.split(key, 3)
+        z, y = sample_latent(kg, 1, latent_dim, ncls)
+        g_vars = G.init(kg, z, y, train=False)
+        x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+        d_vars = D.init(kd, x, y, train=False)
+        g = {"params": g_vars["params"], "batch_stats": g_vars.get("batch_stats", {})}
+        d = {"params": d_vars["params"], "batch_stats": d_vars.get("batch_stats", {})}
+        state = {
+            "step": jnp.zeros((), jnp.int32),
+            "rng": jax.random.key_data(kr),
+            "g": g,
+            "d": d,
+            "ema": jax.tree.map(jnp.copy, g),
+            "g_opt": tx_g.init(g["params"]),
+            "d_opt": tx_d.init(d["params"]),
+        }
+        pstates = {p.name: p.init_state() for p in parts if p.init_state() is not None}
+        if pstates:
+            state["parts"] = pstates
+        return state
+
+    def g_forward(g_vars, g_params, z, y, train):
+        variables = {"params": g_params, "batch_stats": g_vars["batch_stats"]}
+        if train:
+            x, upd = G.apply(variables, z, y, train=True, mutable=["batch_stats"])
+            return x, upd["batch_stats"]
+        return G.apply(variables, z, y, train=False), g_vars["batch_stats"]
+
+    def d_step(state, masks, data, key, hparams):
+        k_real, k_lat, k_aug, k_adv = jax.random.split(key, 4)
+        pstates = state.get("parts", {})
+        x_real, y_real = sample_real(k_real, data, tc.d_batch_size, random_flip)
+        z, y_fake = sample_latent(k_lat, tc.d_batch_size, latent_dim, ncls)
+        x_real = parallel.shard_batch(x_real, mesh)
+        z = parallel.shard_batch(z, mesh)
+        g_params = masks_lib.apply(state["g"]["params"], masks["g"])
+        x_fake, g_bs = g_forward(state["g"], g_params, z, y_fake, train=True)
+        x_fake = jax.lax.stop_gradient(x_fake)
+        x = augment(k_aug, jnp.concatenate([x_real, x_fake], axis=0), pstates, hparams)
+        y = jnp.concatenate([y_real, y_fake], axis=0) if ncls else None
+        b = tc.d_batch_size
+
+        def loss_fn(d_params):
+            variables = {
+                "params": masks_lib.apply(d_params, masks["d"]),
+                "batch_stats": state["d"]["batch_stats"],
+            }
+            h, upd = D.apply(
+                variables, x, y, train=True, method="features", mutable=["batch_stats"]
+            )
+            variables = {"params": variables["params"], "batch_stats": upd["batch_stats"]}
+
+            def head(feats, labels):
+                return D.apply(variables, feats, labels, method="head")
+
+            logits = head(h, y)
+            loss = losses.d_loss(logits[:b], logits[b:], loss_kind)
+            metrics = {}
+            if d_pert is not None:  # at D's pooled features (d_features)
+                loss, m = d_pert.d_loss(k_adv, head, h, y, b, loss, hparams)
+                metrics.update(m)
+            ctx = parts_lib.DContext(
+                logits_real=logits[:b], logits_fake=logits[b:], x_real=x[:b],
+                d_apply=lambda xr: D.apply(variables, xr, y[:b] if ncls else None, train=False),
+                step=state["step"])
+            new_p = dict(pstates)
+            for t in terms:
+                val, m, new_p_t = t.d_term(ctx, pstates.get(t.name), hparams)
+                loss = loss + val
+                metrics.update(m)
+                if new_p_t is not None:
+                    new_p[t.name] = jax.lax.stop_gradient(new_p_t)
+            return loss, (upd["batch_stats"], logits, metrics, new_p)
+
+        (loss, (d_bs, logits, extra, new_p)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(state["d"]["params"])
+        params, opt = masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"])
+        for a in augs:  # adaptive augmentations see D's real logits (ADA's r_t)
+            if a.name in new_p:
+                new_p[a.name] = a.observe(new_p[a.name], logits[:b], hparams)
+        new = dict(state)
+        new["d"] = {"params": params, "batch_stats": d_bs}
+        new["d_opt"] = opt
+        new["g"] = {"params": state["g"]["params"], "batch_stats": g_bs}
+        if new_p:
+            new["parts"] = new_p
+        metrics = {
+            "d_loss": loss,
+            "d_real": jnp.mean(logits[:b]),
+            "d_fake": jnp.mean(logits[b:]),
+            "d_lr": current_lr(state["d_opt"]),
+            **extra,
+        }
+        return new, metrics
+
+    def g_step(state, masks, data, key, hparams):
+        del data
+        k_lat, k_aug, k_adv = jax.random.split(key, 3)
+        pstates = state.get("parts", {})
+        z, y_fake = sample_latent(k_lat, tc.g_batch_size, latent_dim, ncls)
+        z = parallel.shard_batch(z, mesh)
+        d_vars = {
+            "params": masks_lib.apply(state["d"]["params"], masks["d"]),
+            "batch_stats": state["d"]["batch_stats"],
+        }
+
+        def logits_of(g_params, delta=None, augmented=True):
+            """D(augment(G(z))) with ``delta`` added at G's first-layer output."""
+            variables = {"params": g_params, "batch_stats": state["g"]["batch_stats"]}
+            if delta is not None:
+                variables["perturbations"] = {models_lib.G_PERTURB: delta}
+            x_fake, upd = G.apply(variables, z, y_fake, train=True, mutable=["batch_stats"])
+            if augmented:
+                x_fake = augment(k_aug, x_fake, pstates, hparams)
+            return D.apply(d_vars, x_fake, y_fake, train=False), upd
+
+        def loss_fn(g_params):
+            g_params = masks_lib.apply(g_params, masks["g"])
+            logits, upd = logits_of(g_params)
+            loss = losses.g_loss(logits, loss_kind)
+            metrics = {}
+            if g_pert is not None:  # at G's first-layer output (g_first)
+                frozen = jax.lax.stop_gradient(g_params)
+
+                def logits_at(delta, search):
+                    return logits_of(frozen if search else g_params, delta, aug_g_adv)[0]
+
+                loss, m = g_pert.g_loss(k_adv, logits_at, g_point_shape, loss, hparams)
+                metrics.update(m)
+            ctx = parts_lib.GContext(logits_fake=logits, step=state["step"])
+            new_p = dict(pstates)
+            for t in terms:
+                val, m, new_p_t = t.g_term(ctx, pstates.get(t.name), hparams)
+                loss = loss + val
+                metrics.update(m)
+                if new_p_t is not None:
+                    new_p[t.name] = jax.lax.stop_gradient(new_p_t)
+            return loss, (upd["batch_stats"], metrics, new_p)
+
+        (loss, (g_bs, extra, new_p)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["g"]["params"]
+        )
+        params, opt = masked_update(tx_g, grads, state["g_opt"], state["g"]["params"], masks["g"])
+        new = dict(state)
+        new["g"] = {"params": params, "batch_stats": g_bs}
+        new["g_opt"] = opt
+        new["ema"] = ema_update(state["ema"], new["g"], masks["g"], hparams["ema_decay"],
+                                state["step"], tc.ema_start, ema_buffers)
+        if new_p:
+            new["parts"] = new_p
+        return new, {"g_loss": loss, "g_lr": current_lr(state["g_opt"]), **extra}
+
+    def iteration(state, masks, data, hparams):
+        key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+
+        def d_body(st, i):
+            return d_step(st, masks, data, jax.random.fold_in(key, i), hparams)
+
+        state, d_metrics = jax.lax.scan(d_body, state, jnp.arange(n_dis, dtype=jnp.int32))
+        d_metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), d_metrics)
+        state, g_metrics = g_step(state, masks, data, jax.random.fold_in(key, n_dis), hparams)
+        state = dict(state)
+        state["step"] = state["step"] + 1
+        metrics = {**d_metrics, **g_metrics}
+        for p in parts:
+            if p.name in state.get("parts", {}):
+                metrics.update(p.metrics_of_state(state["parts"][p.name]))
+        return state, metrics
+
+    def sample(variables, z, y=None):
+        return G.apply(variables, z, y, train=False)
+
+    def d_logits(d_variables, x, y=None):
+        return D.apply(d_variables, x, y, train=False)
+
+    hparams = {"ema_decay": jnp.float32(tc.ema_decay)}
+    for p in parts:
+        hparams.update({k: jnp.float32(v) for k, v in p.hparams().items()})
+    return StepFns(init, d_step, g_step, iteration, sample, d_logits, hparams, parts)
