@@ -4,11 +4,12 @@ For each config and K, three ways to advance K runs (seeds 0..K-1) by one iterat
 
 * ``sequential``: the single-run compiled iteration (``jax.jit(fns.iteration)``) called K
   times, once per run state (K separate runs);
-* ``vmap``: one call of ``multirun.make_multi_iteration(fns)``
+* ``vmap``: one call of ``loop.RunAxis(fns, K, "vmap")``
   (``jax.jit(jax.vmap(fns.iteration, in_axes=(0, 0, None, 0)))``) on the stacked states;
-* ``loop``: one call of ``make_multi_iteration(fns, strategy="loop")`` (the single-run step
-  once per run on slices of the stacked states, then re-stacked: the CPU fallback of
-  ``config.multirun.strategy``; the overhead over ``sequential`` is the slicing).
+* ``loop``: one call of ``loop.RunAxis(fns, K, "loop")`` (the single-run step once per run,
+  the CPU choice of ``config.sweep.strategy``; its overhead over ``sequential`` is the
+  Python dispatch). Since the engine refactor the loop strategy keeps per-run states and no
+  longer slices a stacked state, so rows measured before it include slicing.
 
 Reported: seconds per round (every run one iteration), total images/s (real images shown to D
 by all K runs: K x n_dis x D batch / seconds) and the speedup over sequential. Timing is
@@ -41,7 +42,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from benchmarks import train_throughput  # noqa: E402
-from jaxgan_lth import multirun  # noqa: E402
+from jaxgan_lth import loop  # noqa: E402
 
 
 def split_configs(arg: str) -> list[str]:
@@ -119,14 +120,15 @@ def seconds_per_round(mode: str, k: int, fns, masks, data, protocol: dict) -> fl
             return m
 
     else:
-        runs = [multirun.RunSpec(f"seed{s}", s, {}) for s in range(k)]
-        holder["s"] = multirun.stack([init(jax.random.key(s)) for s in range(k)])
-        stacked_masks = multirun.stack([masks] * k)
-        hparams = multirun.stack_hparams(fns.hparams, runs)
-        step = multirun.make_multi_iteration(fns, strategy=mode)
+        axis = loop.RunAxis(fns, k, mode)  # K = 1 runs as one program whatever the mode
+        holder["s"] = axis.join([init(jax.random.key(s)) for s in range(k)])
+        if axis.strategy == "vmap":
+            masks_in, hparams_in = loop.stack([masks] * k), loop.stack([fns.hparams] * k)
+        else:
+            masks_in, hparams_in = [masks] * k, [fns.hparams] * k
 
         def call():
-            holder["s"], m = step(holder["s"], stacked_masks, data, hparams)
+            holder["s"], m = axis(holder["s"], masks_in, data, hparams_in)
             return m
 
     return common.time_calls(call, **protocol)

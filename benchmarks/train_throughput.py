@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from jaxgan_lth import models, train  # noqa: E402
+from jaxgan_lth import models  # noqa: E402
+from jaxgan_lth import step as step_lib  # noqa: E402
 from jaxgan_lth.sparsity import masks as masks_lib  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def setup(config_name: str, num_classes: int = 10, n_images: int = 5000, edit=No
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
     pair = models.get_model(config.model.name, resolution=r, channels=c, num_classes=ncls,
                             **kwargs)
-    fns = train.make_step_fns(config, pair.generator, pair.discriminator,
+    fns = step_lib.make_step_fns(config, pair.generator, pair.discriminator,
                               image_shape=(r, r, c), num_classes=ncls)
     key = jax.random.key(0)
     data = {"images": jax.random.uniform(key, (n_images, r, r, c), minval=-1.0, maxval=1.0),

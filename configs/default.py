@@ -30,7 +30,8 @@ def advaug_config(mode: str = "none") -> ml_collections.ConfigDict:
     # released code's signs (delta raises D's output on every branch), seed_repos.md 1.3
     c.direction = "paper"
     c.noise_scale = 0.1  # mode "noise": scale of the noise
-    c.noise_kind = "uniform"  # mode "noise": "uniform" (scale * U[0,1), released code) or "gaussian"
+    # mode "noise": "uniform" (scale * U[0,1), released code) or "gaussian"
+    c.noise_kind = "uniform"
     # False: in the G step only the clean branch goes through the D-input augmentations; the
     # perturbed branch's fakes reach D un-augmented (UDEG BigGAN train_eval.py)
     c.augment_adv_branch = True
@@ -82,7 +83,10 @@ def get_config():
     # ---- training ------------------------------------------------------------------------------
     config.train = ml_collections.ConfigDict()
     config.train.num_steps = 2000  # generator iterations
-    config.train.n_dis = 1  # D steps per G step
+    config.train.n_dis = 1  # D steps per G step (one jax.lax.scan)
+    # unroll of the n_dis scan: 0 = automatic (unrolled on CPUs, where XLA:CPU runs a rolled
+    # loop's convolutions several times slower; rolled on accelerators: faster compiles)
+    config.train.n_dis_unroll = 0
     config.train.g_batch_size = 64
     config.train.d_batch_size = 64
     config.train.loss = "hinge"  # "hinge" or "nonsaturating"

@@ -1,13 +1,16 @@
 """jaxgan_lth: data-efficient GAN training with lottery tickets in JAX/Flax.
 
-Pipeline, one sub-package per stage:
+Data flows one way: data, models and parts -> step -> loop -> pipeline -> main.
   data/        limited-data training sets (tfds, image folders, subsets) kept on device
   models/      generator/discriminator pairs chosen by name (dcgan, sngan, biggan)
-  augment/     DiffAugment and AdvAug, applied inside the compiled steps
-  train.py     jit-compiled D/G steps and the `train_and_evaluate` loop
-  sparsity/    masks pytree, magnitude pruning, IMP with rewinding
-  evaluation/  Inception features, FID/KID, evaluation during training
-  multirun.py  K runs (seeds / traced strengths) trained together with jax.vmap
+  augment/     the maths of DiffAugment and AdvAug
+  parts/       methods as parts of the step (augmentations, feature perturbations, loss terms)
+  step.py      the composed, jit-compiled D/G steps
+  loop.py      the one training loop for K runs of a stage (K = 1: an ordinary run)
+  sweep.py     the runs of a swept stage (seeds x traced strengths)
+  pipeline.py  the stages train / imp / ticket and whole-config validation
+  sparsity/    masks pytree and magnitude / random pruning
+  evaluation/  Inception features, FID/KID, evaluators taking sample functions
   checkpointing.py (the one module using Orbax), parallel.py (the one module building meshes)
 """
 

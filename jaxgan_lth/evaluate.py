@@ -28,7 +28,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run folder holding config.json and checkpoints.")
 flags.DEFINE_string("stage", "", "train | ticket | imp/round_XX (default: last stage).")
 flags.DEFINE_string("checkpoint", "latest", "latest | best | a step number.")
-flags.DEFINE_string("run", "0", "Run of a swept stage: index or name (e.g. seed1_adv_step_size0.01).")
+flags.DEFINE_string("run", "0", "Run of a swept stage: index or name (seed1_adv_step_size0.01).")
 flags.DEFINE_integer("num_samples", 0, "Generated images (0 = config.eval.num_samples).")
 flags.DEFINE_string("save_images", "", "Write the generated images as PNG into this folder.")
 flags.DEFINE_bool("no_fid", False, "Skip FID/KID (only save images).")
@@ -102,8 +102,9 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
     n = num_samples or cfg.eval.num_samples
     result = {"stage": stage, "step": int(step)}
     if save_images:
-        from jaxgan_lth.evaluation.features import to_uint8
         from PIL import Image
+
+        from jaxgan_lth.evaluation.features import to_uint8
 
         os.makedirs(save_images, exist_ok=True)
         images = to_uint8(ev.generate(sample_fn, n))
@@ -119,6 +120,7 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
 
 
 def main(argv):
+    """Evaluates the run named by the flags and prints the result as JSON."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     result = evaluate_run(FLAGS.workdir, FLAGS.stage, FLAGS.checkpoint, FLAGS.num_samples,

@@ -97,8 +97,10 @@ def initial_state(engine: Engine, seed: int) -> Pytree:
 
 
 def abstract_state(engine: Engine, k: int | None = None) -> Pytree:
-    """Shapes, dtypes and (replicated) shardings of a state, ``[K, ...]`` when ``k`` is given;
-    a restore target built with ``jax.eval_shape`` (nothing is computed)."""
+    """Shapes, dtypes and (replicated) shardings of a state, ``[K, ...]`` when ``k`` is given.
+
+    A restore target built with ``jax.eval_shape`` (nothing is computed).
+    """
     shapes = jax.eval_shape(engine.fns.init, jax.random.key(0))
     sharding = parallel.replicated(engine.mesh)
     lead = () if k is None else (k,)
@@ -316,13 +318,16 @@ def train_runs(
 
     Raises:
       FloatingPointError: every run's losses became nan/inf (a single run: at once).
-      ValueError: the checkpoints in ``stage_dir`` belong to other runs.
+      ValueError: the checkpoints in ``stage_dir`` belong to other runs; not one mask tree
+        and one initial state per run.
     """
     from clu import metric_writers
 
     config = engine.config
     k = len(runs)
     names = [r.name for r in runs]
+    if len(masks) != k:
+        raise ValueError(f"{k} runs {names} but {len(masks)} mask trees: give one per run.")
     main = parallel.is_main_process()
     run_dirs = ([stage_dir] if k == 1 else [os.path.join(stage_dir, "runs", n) for n in names])
     for d in run_dirs:
@@ -335,6 +340,8 @@ def train_runs(
     if latest is None:
         # Copies: the compiled iteration donates its state buffers, the caller keeps its own.
         states = [jax.tree.map(jnp.copy, s) for s in init_states()]
+        if len(states) != k:
+            raise ValueError(f"{k} runs {names} but init_states() gave {len(states)} states.")
         ckpt.save(0, stack(states), meta)
     else:
         stacked, old = ckpt.restore(latest, abstract_state(engine, k))

@@ -33,6 +33,7 @@ class _DropLibraryInfo(pylogging.Filter):
 
 
 def main(argv):
+    """Runs the pipeline of ``--config`` in ``--workdir`` (resuming when it exists)."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     for handler in pylogging.getLogger().handlers + pylogging.getLogger("absl").handlers:

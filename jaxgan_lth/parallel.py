@@ -29,7 +29,7 @@ Multi-host (several processes, e.g. one per GPU node or per TPU VM worker):
 * The global batch sizes must be divisible by the *global* device count
   (:func:`check_batch_divisible`).
 * Metric files are written by process 0 only (the other processes' clu writers just log;
-  :mod:`jaxgan_lth.multirun` also writes sample grids and summaries on process 0 only);
+  :mod:`jaxgan_lth.loop` also writes sample grids and summaries on process 0 only);
   Orbax writes checkpoints of the global arrays cooperatively from all processes.
 """
 
@@ -42,7 +42,8 @@ from typing import Any, Iterator, Sequence
 import jax
 import numpy as np
 from absl import logging
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -194,8 +195,8 @@ def is_main_process() -> bool:
 def use_devices(devices: Sequence | None) -> Iterator[None]:
     """Within the block, :func:`create_mesh` without arguments uses ``devices``.
 
-    Lets a caller (tests, benchmarks, :mod:`jaxgan_lth.multirun`) build a whole training
-    setup (``train.build``) on a subset of the devices, e.g. ``jax.devices()[:1]`` for a
+    Lets a caller (tests, benchmarks) build a whole training engine
+    (``loop.build_engine``) on a subset of the devices, e.g. ``jax.devices()[:1]`` for a
     single-device reference. ``None`` leaves the default (all devices) unchanged.
 
     Raises:

@@ -174,6 +174,9 @@ def validate_config(config: ml_collections.ConfigDict) -> dict[str, ml_collectio
     models_lib.get_model(  # checks the model's own keys; builds no parameters
         config.model.name, resolution=config.data.resolution, channels=config.data.channels,
         num_classes=10 if config.model.conditional else 0, **model_kwargs)
+    mesh = parallel.create_mesh()  # the batch is split over the devices (loop.build_engine)
+    for key in ("d_batch_size", "g_batch_size"):
+        parallel.check_batch_divisible(config.train[key], mesh, f"train.{key}")
     validate_lottery(config)
     parts_lib.validate_config(config)
     parts_lib.validate_config(config.ticket, prefix="ticket.")
@@ -287,15 +290,17 @@ class Lottery:
         return self._engines[stage]
 
     def round_dir(self, r: int) -> str:
+        """``DIR/imp/round_XX``."""
         return os.path.join(self.workdir, "imp", f"round_{r:02d}")
 
     def _round0(self) -> checkpointing.Checkpointer:
         return checkpointing.Checkpointer(os.path.join(self.round_dir(0), "checkpoints"))
 
     def theta0(self, step: int = 0) -> list[Pytree]:
-        """theta_0 of every IMP run (``step > 0``: round 0's state at that step), read from
-        round 0's Orbax checkpoint into a ``jax.eval_shape`` target; before round 0 has
-        started, the runs' initial states.
+        """theta_0 of every IMP run (``step > 0``: round 0's state at that step).
+
+        Read from round 0's Orbax checkpoint into a ``jax.eval_shape`` target; before round 0
+        has started, the runs' initial states.
 
         Raises:
           ValueError: ``step > 0`` is not among round 0's checkpoints.
@@ -318,8 +323,11 @@ class Lottery:
         return [parallel.replicate(s, engine.mesh) for s in loop.unstack(stacked, k)]
 
     def rewind_states(self, trained_d=None) -> list[Pytree]:
-        """The start states of a round: theta_0 (or round 0's step ``imp.rewind_step``) with
-        fresh optimizers and the step counter at 0; D from ``trained_d`` when given."""
+        """The start states of a round, one per IMP run.
+
+        theta_0 (or round 0's step ``imp.rewind_step``) with fresh optimizers and the step
+        counter at 0; D from ``trained_d`` when given.
+        """
         out = []
         base = self.theta0(0)
         late = self.theta0(self.config.imp.rewind_step) if self.config.imp.rewind_step else None
@@ -551,8 +559,7 @@ class Lottery:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        allow_config_change: bool = False) -> dict:
-    """Validates the config, then runs its stages in ``workdir``; returns (and writes) the
-    summary.
+    """Validates the config, then runs its stages in ``workdir``; returns the summary.
 
     ``workdir/summary.json`` is rewritten after every stage, so it is useful while a long
     pipeline runs. Re-running the same command after a kill resumes where the run stopped.

@@ -129,8 +129,10 @@ def stages_of(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def known_hparams(stage_config: ml_collections.ConfigDict) -> dict[str, tuple]:
-    """``{name: (owner, HParam)}`` of the strengths a stage's config can sweep: ``ema_decay``
-    and those of the parts it switches on (AdvAug: only those its mode reads)."""
+    """``{name: (owner, HParam)}`` of the strengths a stage's config can sweep.
+
+    ``ema_decay`` and those of the parts it switches on (AdvAug: only those its mode reads).
+    """
     out = {n: ("train", hp) for n, hp in STEP_HPARAMS.items()}
     for part in parts_lib.build(stage_config):
         used = part.used_hparams() if hasattr(part, "used_hparams") else tuple(part.HPARAMS)
@@ -192,9 +194,11 @@ def parse_runs(config: ml_collections.ConfigDict, stage_config=None) -> list[Run
 
 
 def seed_runs(config: ml_collections.ConfigDict) -> list[RunSpec]:
-    """One run per distinct seed of ``config.sweep`` (a swept ``imp`` stage: each seed finds
-    its own ticket; strengths are swept in the ticket stage, which takes the mask of the IMP
-    run with its seed)."""
+    """One run per distinct seed of ``config.sweep``: the runs of a swept ``imp`` stage.
+
+    Each seed finds its own ticket; strengths are swept in the ticket stage, which takes the
+    mask of the IMP run with its seed.
+    """
     seeds = list(dict.fromkeys(parse_seeds(config.sweep.seeds, config.seed)))
     return [RunSpec(f"seed{s}", s, {}) for s in seeds]
 
@@ -216,6 +220,9 @@ def validate_config(config: ml_collections.ConfigDict, stage_configs: dict) -> N
         strength the stage cannot take, ``imp`` swept without ``ticket`` swept.
     """
     stages = stages_of(config)
+    if stages and config.sweep.strategy not in STRATEGIES:
+        raise ValueError(f"config.sweep.strategy = {config.sweep.strategy!r}; accepted: "
+                         f"{STRATEGIES}.")
     for s in stages:
         if s not in SWEEPABLE_STAGES:
             raise ValueError(
@@ -225,7 +232,9 @@ def validate_config(config: ml_collections.ConfigDict, stage_configs: dict) -> N
             raise ValueError(
                 f"config.sweep.stages names {s!r} but config.stages = {config.stages!r} does "
                 "not run it.")
-        if s != "imp":
+        if s == "imp":  # one run per seed; strengths are swept by the ticket stage
+            seed_runs(config)
+        else:
             parse_runs(config, stage_configs[s])
     if "imp" in stages and "ticket" in stage_configs and "ticket" not in stages:
         raise ValueError(

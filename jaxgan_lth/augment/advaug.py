@@ -228,8 +228,13 @@ def adversarial_delta(
         branch: `"d_real"`, `"d_fake"` or `"g"`.
         direction: `"paper"` or `"reference_code"`.
         loss: `"hinge"` or `"nonsaturating"`.
-        key, num_steps, step_size, radius, random_start, project: As `pgd_perturbation`
-            (always ascending).
+        key: PRNG key, required only when `random_start` (as `pgd_perturbation`).
+        num_steps: Static number of PGD steps (>= 0; 0 returns the start point).
+        step_size: Step size (a "strength": traced, float or jnp scalar).
+        radius: L-infinity radius (traced); required when `random_start` or `project`.
+        random_start: Static; start uniformly in the ball instead of at 0.
+        project: Static; clip `delta` to the ball after every step. The search always ascends
+            (`pgd_perturbation` with `ascend=True`).
 
     Returns:
         `delta`, shape and dtype of `features`, gradient-stopped.

@@ -234,9 +234,7 @@ def _read_error(path: str, error: Exception) -> ValueError:
         cause = "the file cannot be opened"
     else:
         cause = "corrupt or unsupported image data"
-    return ValueError(
-        f"cannot read image file {path!r}: {cause} ({type(error).__name__}: {text})."
-    )
+    return ValueError(f"cannot read image file {path!r}: {cause} ({type(error).__name__}: {text}).")
 
 
 def read_image_file(path: str, resolution: int | None = None, channels: int = 3) -> np.ndarray:

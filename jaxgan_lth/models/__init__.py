@@ -30,17 +30,18 @@ Interface shared by every model:
   :data:`PRUNABLE_KERNEL_REGEX`.
 """
 
+from jaxgan_lth.models.base import D_PERTURB, G_PERTURB  # noqa: F401
+from jaxgan_lth.models.layers import PRUNABLE_KERNEL_REGEX  # noqa: F401
 from jaxgan_lth.models.registry import (  # noqa: F401
     ModelPair,
     available_models,
     get_model,
     register_model,
 )
-from jaxgan_lth.models.layers import PRUNABLE_KERNEL_REGEX  # noqa: F401
-from jaxgan_lth.models.base import D_PERTURB, G_PERTURB  # noqa: F401
 
+# isort: split
 # Importing the model modules registers them.
-from jaxgan_lth.models import biggan, dcgan, sngan  # noqa: F401,E402
+from jaxgan_lth.models import biggan, dcgan, sngan  # noqa: F401
 
 __all__ = [
     "ModelPair",

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 from jaxgan_lth.models.layers import call_layer
 
@@ -73,6 +73,7 @@ class ProjectionDiscriminator(nn.Module):
 
     @property
     def feature_dim(self) -> int:  # pragma: no cover - overridden
+        """Size F of the pooled features ``[B, F]`` returned by :meth:`features`."""
         raise TypeError(f"{type(self).__name__} must define the feature_dim property.")
 
     def _refresh_head_stats(self, train: bool) -> None:

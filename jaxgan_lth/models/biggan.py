@@ -32,9 +32,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 from jaxgan_lth.models.base import G_PERTURB, ProjectionDiscriminator, check_labels
 from jaxgan_lth.models.blocks import DisBlock, DisOptBlock, GenBlock
@@ -77,13 +77,20 @@ class BigGANGenerator(nn.Module):
 
     @property
     def width(self) -> int:
+        """Channel width ``4 * conv_dim`` of the blocks (feature maps ``[B, H, W, width]``)."""
         return 4 * self.conv_dim
 
     @property
     def chunk_size(self) -> int:
+        """Size ``latent_dim // 4`` of each of the 4 chunks z is split in (``[B, chunk_size]``)."""
         return self.latent_dim // (NUM_G_BLOCKS + 1)
 
     def setup(self):
+        """Creates the shared embedding, ``linear0``, the blocks (+ attention) and output layers.
+
+        Raises:
+            ValueError: ``latent_dim`` not divisible by ``NUM_G_BLOCKS + 1``.
+        """
         if self.latent_dim % (NUM_G_BLOCKS + 1):
             raise ValueError(
                 f"biggan latent_dim must be divisible by {NUM_G_BLOCKS + 1}, got {self.latent_dim}"
@@ -151,9 +158,11 @@ class BigGANDiscriminator(ProjectionDiscriminator):
 
     @property
     def feature_dim(self) -> int:
+        """Size F = ``2 * conv_dim`` of the pooled features ``[B, F]`` of :meth:`features`."""
         return 2 * self.conv_dim
 
     def setup(self):
+        """Creates the D blocks (+ attention), ``linear_out`` (F -> 1) and ``embed_proj``."""
         c = self.feature_dim
         self.block1 = DisOptBlock(self.in_channels, c, CONFIG)
         if self.attention:
@@ -199,6 +208,7 @@ def build_biggan(
         conditional: must be True (BigGAN here is class-conditional).
         shared_dim: shared class-embedding size (reference 128).
         attention: self-attention after G block 2 and D block 1 (reference True).
+        **kwargs: no other options are accepted; any key here raises ``ValueError``.
 
     Returns:
         ``ModelPair(BigGANGenerator, BigGANDiscriminator)``.

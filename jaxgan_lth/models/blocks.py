@@ -10,8 +10,8 @@ normalisation (plain vs. conditional BN), spectral norm and initialisation, whic
 
 from __future__ import annotations
 
-import jax
 import flax.linen as nn
+import jax
 
 from jaxgan_lth.models.layers import (
     ConditionalBatchNorm,
@@ -58,6 +58,7 @@ class GenBlock(nn.Module):
         )
 
     def setup(self):
+        """Creates ``bn1``, ``conv1``, ``bn2``, ``conv2`` and the 1x1 shortcut ``conv_sc``."""
         cin, cout = self.in_channels, self.out_channels
         self.bn1 = self._bn(cin)
         self.conv1 = self.cfg.conv(cin, cout, 3)
@@ -71,8 +72,16 @@ class GenBlock(nn.Module):
         return bn(x, cond, train=train)
 
     def __call__(self, x: Array, cond=None, train: bool = True) -> Array:
-        """Args: x ``[B, H, W, Cin]``; cond: conditioning (see ``cond_mode``); train: BN batch
-        statistics and SN updates. Returns ``[B, 2H, 2W, Cout]``."""
+        """Applies the block.
+
+        Args:
+            x: features ``[B, H, W, Cin]``.
+            cond: conditioning (see ``cond_mode``).
+            train: BN batch statistics and SN updates.
+
+        Returns:
+            ``[B, 2H, 2W, Cout]``.
+        """
         h = nn.relu(self._norm(self.bn1, x, cond, train))
         h = call_layer(self.conv1, upsample2x(h), update_stats=train)
         h = nn.relu(self._norm(self.bn2, h, cond, train))
@@ -98,13 +107,22 @@ class DisOptBlock(nn.Module):
     cfg: LayerConfig
 
     def setup(self):
+        """Creates ``conv1``, ``conv2`` and the 1x1 shortcut ``conv_sc``."""
         cin, cout = self.in_channels, self.out_channels
         self.conv1 = self.cfg.conv(cin, cout, 3)
         self.conv2 = self.cfg.conv(cout, cout, 3)
         self.conv_sc = self.cfg.conv(cin, cout, 1)
 
     def __call__(self, x: Array, train: bool = True) -> Array:
-        """Args: x ``[B, H, W, Cin]``; train: SN updates. Returns ``[B, H/2, W/2, Cout]``."""
+        """Applies the block.
+
+        Args:
+            x: images ``[B, H, W, Cin]``.
+            train: SN updates.
+
+        Returns:
+            ``[B, H/2, W/2, Cout]``.
+        """
         h = call_layer(self.conv1, x, update_stats=train)
         h = call_layer(self.conv2, nn.relu(h), update_stats=train)
         h = downsample2x(h)
@@ -134,9 +152,11 @@ class DisBlock(nn.Module):
 
     @property
     def learnable_sc(self) -> bool:
+        """Whether the shortcut is a 1x1 conv: ``downsample or in_channels != out_channels``."""
         return self.downsample or self.in_channels != self.out_channels
 
     def setup(self):
+        """Creates ``conv1``, ``conv2`` and, if :attr:`learnable_sc`, the 1x1 ``conv_sc``."""
         cin, cout = self.in_channels, self.out_channels
         self.conv1 = self.cfg.conv(cin, cout, 3)
         self.conv2 = self.cfg.conv(cout, cout, 3)
@@ -144,7 +164,15 @@ class DisBlock(nn.Module):
             self.conv_sc = self.cfg.conv(cin, cout, 1)
 
     def __call__(self, x: Array, train: bool = True) -> Array:
-        """Args: x ``[B, H, W, Cin]``; train: SN updates. Returns ``[B, H', W', Cout]``."""
+        """Applies the block.
+
+        Args:
+            x: features ``[B, H, W, Cin]``.
+            train: SN updates.
+
+        Returns:
+            ``[B, H', W', Cout]``.
+        """
         h = call_layer(self.conv1, nn.relu(x), update_stats=train)
         h = call_layer(self.conv2, nn.relu(h), update_stats=train)
         if self.downsample:

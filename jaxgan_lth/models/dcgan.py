@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 from jaxgan_lth.models.base import G_PERTURB, ProjectionDiscriminator, check_labels
 from jaxgan_lth.models.layers import ConditionalBatchNorm, LayerConfig, call_layer
@@ -69,6 +69,7 @@ class DCGANGenerator(nn.Module):
         return G_CONFIG.batch_norm()
 
     def setup(self):
+        """Creates ``linear_in``, the (conditional) BNs and the two transposed convs."""
         c, s = self.channels, self.resolution // 4
         # No bias in front of a batch norm: BN removes it, so its true gradient is 0 and
         # Adam would only turn rounding noise into steps (as in Radford et al.'s DCGAN).
@@ -125,9 +126,11 @@ class DCGANDiscriminator(ProjectionDiscriminator):
 
     @property
     def feature_dim(self) -> int:
+        """Size F = ``2 * channels`` of the pooled features ``[B, F]`` of :meth:`features`."""
         return 2 * self.channels
 
     def setup(self):
+        """Creates the two SN convs, ``linear_out`` (F -> 1) and, if conditional, ``embed_proj``."""
         c = self.channels
         self.conv1 = D_CONFIG.conv(self.in_channels, c, 4, strides=2, padding=_PAD)
         self.conv2 = D_CONFIG.conv(c, 2 * c, 4, strides=2, padding=_PAD)
@@ -162,6 +165,7 @@ def build_dcgan(
         g_channels: generator base width (default 64).
         d_channels: discriminator base width (default 64).
         conditional: class-conditional BN in G and projection head in D.
+        **kwargs: no other options are accepted; any key here raises ``ValueError``.
 
     Returns:
         ``ModelPair(DCGANGenerator, DCGANDiscriminator)``.

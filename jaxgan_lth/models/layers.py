@@ -1,5 +1,7 @@
-"""Shared building blocks of the model zoo: initialisers, (spectrally normalised) layer factories,
-conditional batch normalisation and SAGAN self-attention.
+"""Shared building blocks of the model zoo.
+
+Initialisers, (spectrally normalised) layer factories, conditional batch normalisation and SAGAN
+self-attention.
 
 Conventions used by every model in :mod:`jaxgan_lth.models`:
 
@@ -23,9 +25,9 @@ import dataclasses
 import math
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -128,7 +130,14 @@ class ConvTranspose4s2(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        """Args: x ``[B, H, W, Cin]``. Returns ``[B, 2H, 2W, Cout]``."""
+        """Applies the transposed convolution.
+
+        Args:
+            x: ``[B, H, W, Cin]``.
+
+        Returns:
+            ``[B, 2H, 2W, Cout]``.
+        """
         cin, cout = x.shape[-1], self.features
         kernel = self.param("kernel", self.kernel_init, (4, 4, cin, cout))
         zero = jnp.zeros((cin, cout), kernel.dtype)
@@ -382,6 +391,11 @@ class ConditionalBatchNorm(nn.Module):
     num_classes: int = 0
 
     def setup(self):
+        """Creates the affine-free ``bn`` and the gain / bias maps of ``mode``.
+
+        Raises:
+            ValueError: ``mode`` is not ``"linear"`` or ``"embed"``.
+        """
         self.bn = self.cfg.batch_norm(affine=False)
         if self.mode == "linear":
             self.linear_gain = self.cfg.dense(self.cond_dim, self.features, use_bias=False)
@@ -436,6 +450,11 @@ class SelfAttention(nn.Module):
     cfg: LayerConfig
 
     def setup(self):
+        """Creates the four bias-free 1x1 convs and the scalar ``gamma`` (initialised to 0).
+
+        Raises:
+            ValueError: ``channels`` not divisible by 8.
+        """
         c = self.channels
         if c % 8:
             raise ValueError(f"SelfAttention channels must be divisible by 8, got {c}")
@@ -446,7 +465,15 @@ class SelfAttention(nn.Module):
         self.gamma = self.param("gamma", jax.nn.initializers.zeros, (1,))
 
     def __call__(self, x: Array, train: bool = True) -> Array:
-        """Args: x ``[B, H, W, C]``; train: update SN statistics. Returns ``[B, H, W, C]``."""
+        """Applies self-attention with a residual connection.
+
+        Args:
+            x: ``[B, H, W, C]``, H and W even.
+            train: update SN statistics.
+
+        Returns:
+            ``[B, H, W, C]``.
+        """
         b, h, w, c = x.shape
         theta = call_layer(self.conv_theta, x, update_stats=train).reshape(b, h * w, c // 8)
         phi = call_layer(self.conv_phi, x, update_stats=train)

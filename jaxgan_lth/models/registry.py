@@ -111,8 +111,10 @@ def check_positive_int(model: str, what: str, value: Any) -> int:
 
 
 def check_conditional(model: str, conditional: Any, num_classes: Any) -> int:
-    """Validates ``conditional`` / ``num_classes``; returns the model's ``num_classes`` (0 if
-    unconditional).
+    """Validates ``conditional`` / ``num_classes``; returns the model's ``num_classes``.
+
+    Returns:
+        ``int(num_classes)`` if ``conditional``, else 0 (unconditional).
 
     Raises:
         ValueError: ``conditional`` is not a bool, or it is True with ``num_classes < 1``.

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 from jaxgan_lth.models.base import G_PERTURB, ProjectionDiscriminator
 from jaxgan_lth.models.blocks import DisBlock, DisOptBlock, GenBlock
@@ -69,6 +69,7 @@ class SNGANGenerator(nn.Module):
     num_classes: int = 0
 
     def setup(self):
+        """Creates ``linear_in``, the three up-sampling blocks and the output BN / conv."""
         c, bw = self.channels, self.bottom_width
         self.linear_in = G_CONFIG.dense(self.latent_dim, bw * bw * c)
         self.block1 = GenBlock(c, c, G_CONFIG)
@@ -116,9 +117,11 @@ class SNGANDiscriminator(ProjectionDiscriminator):
 
     @property
     def feature_dim(self) -> int:
+        """Size F = ``channels`` of the pooled features ``[B, F]`` of :meth:`features`."""
         return self.channels
 
     def setup(self):
+        """Creates the four D blocks and the bias-free ``linear_out`` (F -> 1)."""
         c = self.channels
         self.block1 = DisOptBlock(self.in_channels, c, D_CONFIG)
         self.block2 = DisBlock(c, c, True, D_CONFIG)
@@ -155,6 +158,7 @@ def build_sngan(
         g_channels: generator width gf_dim (reference 256).
         d_channels: discriminator width df_dim (reference 128).
         conditional: must be False.
+        **kwargs: no other options are accepted; any key here raises ``ValueError``.
 
     Returns:
         ``ModelPair(SNGANGenerator, SNGANDiscriminator)``.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from typing_extensions import override
 
 from jaxgan_lth import losses
 from jaxgan_lth.augment import advaug
@@ -51,13 +52,18 @@ class AdvAug(base.FeaturePerturbation):
     }
 
     @classmethod
+    @override
     def enabled(cls, config) -> bool:
         return "advaug" in config and config.advaug.mode != "none"
 
     @classmethod
     def validate(cls, config, prefix: str = "") -> None:
-        """Raises ValueError: an unknown mode/networks/direction/noise kind, a negative
-        strength, ``lam`` outside [0, 1], ``num_steps < 1``, ``random_start`` without radius."""
+        """Checks ``config.<prefix>advaug``.
+
+        Raises:
+          ValueError: an unknown mode/networks/direction/noise kind, a negative strength,
+            ``lam`` outside [0, 1], ``num_steps < 1``, ``random_start`` without radius.
+        """
         if cls.section not in config:
             return
         ac = config.advaug
@@ -83,9 +89,11 @@ class AdvAug(base.FeaturePerturbation):
         """Traced strengths the configured mode reads."""
         return tuple(n for n, modes in USED_BY_MODES.items() if self.cfg.mode in modes)
 
+    @override
     def perturbs_d(self) -> bool:
         return "d" in self.cfg.networks
 
+    @override
     def perturbs_g(self) -> bool:
         return "g" in self.cfg.networks
 
@@ -101,6 +109,7 @@ class AdvAug(base.FeaturePerturbation):
             project=self.project,
         )
 
+    @override
     def d_loss(self, key, head, h, labels, num_real, clean, hp):
         b = num_real
         y_r, y_f = (labels[:b], labels[b:]) if labels is not None else (None, None)
@@ -112,6 +121,7 @@ class AdvAug(base.FeaturePerturbation):
         loss = advaug.combine(clean, adv, hp["adv_lam"])
         return loss, {"d_loss_clean": clean, "d_loss_adv": adv}
 
+    @override
     def g_loss(self, key, logits_at, point_shape, clean, hp):
         zero = jnp.zeros(point_shape, jnp.float32)
         delta = self.delta(key, lambda d: logits_at(d, True), zero, "g", hp)

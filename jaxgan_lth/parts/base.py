@@ -123,8 +123,10 @@ class Augmentation(Part):
 
 
 class FeaturePerturbation(Part):
-    """A perturbation of features at the models' named points that reshapes the adversarial
-    loss of D (``d_features``) and/or G (``g_first``)."""
+    """A perturbation of features at the models' named points.
+
+    It reshapes the adversarial loss of D (at ``d_features``) and/or G (at ``g_first``).
+    """
 
     kind = "perturb"
 

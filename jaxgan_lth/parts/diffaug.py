@@ -8,6 +8,8 @@ Config section ``diffaug``: ``policy``, comma-separated ops from
 
 from __future__ import annotations
 
+from typing_extensions import override
+
 from jaxgan_lth.augment import diffaugment
 from jaxgan_lth.parts import base
 
@@ -19,6 +21,7 @@ class DiffAugment(base.Augmentation):
     section = "diffaug"
 
     @classmethod
+    @override
     def enabled(cls, config) -> bool:
         return "diffaug" in config and bool(config.diffaug.policy)
 
@@ -32,6 +35,7 @@ class DiffAugment(base.Augmentation):
         except ValueError as e:
             raise ValueError(f"config.{prefix}diffaug.policy: {e}") from None
 
+    @override
     def augment(self, key, x, state, hp):
         """DiffAugment of ``x`` ``[B, H, W, C]`` in [-1, 1] with the configured policy."""
         return diffaugment.diff_augment(key, x, self.cfg.policy)

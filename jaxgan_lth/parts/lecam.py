@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from typing_extensions import override
 
 from jaxgan_lth.parts import base
 
@@ -39,6 +40,7 @@ class LeCam(base.LossTerm):
     }
 
     @classmethod
+    @override
     def enabled(cls, config) -> bool:
         return "lecam" in config and float(config.lecam.weight) > 0.0
 
@@ -51,13 +53,16 @@ class LeCam(base.LossTerm):
         if int(config.lecam.start) < 0:
             raise ValueError(f"config.{prefix}lecam.start = {config.lecam.start} must be >= 0.")
 
+    @override
     def init_state(self):
         a = jnp.float32(self.cfg.anchor_init)
         return {"real": a, "fake": a}
 
+    @override
     def metrics_of_state(self, state):
         return {"lecam_anchor_real": state["real"], "lecam_anchor_fake": state["fake"]}
 
+    @override
     def d_term(self, ctx, state, hp):
         itr = ctx.step + 1
         g = jnp.where(itr < int(self.cfg.start), 0.0, hp["lecam_decay"])

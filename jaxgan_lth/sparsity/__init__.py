@@ -1,0 +1,1 @@
+"""Sparsity: boolean parameter masks (:mod:`.masks`) and magnitude / random pruning."""

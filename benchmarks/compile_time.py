@@ -1,0 +1,67 @@
+"""Compile time of one training iteration (trace + lower, then XLA compile) per config.
+
+The iteration runs ``n_dis`` D steps; since the engine refactor they are one ``jax.lax.scan``
+body instead of ``n_dis`` unrolled copies, which is what this benchmark watches (sngan and
+biggan use n_dis = 5). Data are random images of the config's shape, as in
+``train_throughput.py``.
+
+    python benchmarks/compile_time.py [--configs default,sngan_cifar10,biggan_cifar10]
+
+Writes ``benchmarks/results/compile_time_<machine>.{json,md}`` (rows merge across runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402
+
+from benchmarks import common, train_throughput  # noqa: E402
+
+
+def run(name: str) -> dict:
+    """One row: seconds to trace and lower, and to compile, the jitted iteration."""
+    config, fns, state, masks, data = train_throughput.setup(name)
+    t0 = time.perf_counter()
+    lowered = jax.jit(fns.iteration, donate_argnums=(0,)).lower(state, masks, data, fns.hparams)
+    t1 = time.perf_counter()
+    lowered.compile()
+    t2 = time.perf_counter()
+    return {"config": name, "model": config.model.name, "n_dis": int(config.train.n_dis),
+            "trace_lower_s": round(t1 - t0, 2), "compile_s": round(t2 - t1, 2)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", default="default,sngan_cifar10,biggan_cifar10")
+    p.add_argument("--label", default="", help="suffix of the row (e.g. 'scan')")
+    args = p.parse_args()
+    info = common.machine()
+    rows = []
+    for name in args.configs.split(","):
+        row = run(name)
+        if args.label:
+            row["variant"] = args.label
+        print(row, flush=True)
+        rows.append(row)
+    write(info, rows)
+
+
+def write(info: dict, rows: list[dict]) -> None:
+    """Result files; rows of other (config, variant) pairs from earlier runs are kept."""
+    keys = {(r["config"], r.get("variant", "")) for r in rows}
+    old = [r for r in common.previous_rows("compile_time", info, exclude=[])
+           if (r["config"], r.get("variant", "")) not in keys]
+    rows = old + rows
+    cols = ["config", "variant", "n_dis", "trace_lower_s", "compile_s"]
+    print(common.write_result("compile_time", info, rows, common.markdown_table(rows, cols)))
+
+
+if __name__ == "__main__":
+    main()
