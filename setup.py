@@ -33,7 +33,7 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "ruff==0.17.6"],  # ruff: the lint step of .ci/run
         "cuda": ["jax[cuda12]>=0.10.2"],
     },
 )

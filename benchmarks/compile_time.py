@@ -25,9 +25,16 @@ import jax  # noqa: E402
 from benchmarks import common, train_throughput  # noqa: E402
 
 
-def run(name: str) -> dict:
-    """One row: seconds to trace and lower, and to compile, the jitted iteration."""
-    config, fns, state, masks, data = train_throughput.setup(name)
+def run(name: str, unroll: int = 0) -> dict:
+    """One row: seconds to trace and lower, and to compile, the jitted iteration.
+
+    ``unroll`` sets ``train.n_dis_unroll`` (0 = automatic, 1 = a rolled scan).
+    """
+
+    def edit(config):
+        config.train.n_dis_unroll = unroll
+
+    config, fns, state, masks, data = train_throughput.setup(name, edit=edit)
     t0 = time.perf_counter()
     lowered = jax.jit(fns.iteration, donate_argnums=(0,)).lower(state, masks, data, fns.hparams)
     t1 = time.perf_counter()
@@ -40,14 +47,15 @@ def run(name: str) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", default="default,sngan_cifar10,biggan_cifar10")
-    p.add_argument("--label", default="", help="suffix of the row (e.g. 'scan')")
+    p.add_argument("--unroll", type=int, default=0,
+                   help="train.n_dis_unroll: 0 = automatic (unrolled on CPU), 1 = rolled scan")
+    p.add_argument("--label", default="", help="variant name of the rows (default: unroll=N)")
     args = p.parse_args()
     info = common.machine()
     rows = []
     for name in args.configs.split(","):
-        row = run(name)
-        if args.label:
-            row["variant"] = args.label
+        row = run(name, args.unroll)
+        row["variant"] = args.label or f"n_dis_unroll={args.unroll}"
         print(row, flush=True)
         rows.append(row)
     write(info, rows)

@@ -26,7 +26,8 @@ _POSITIVE_INT = [
 
 # Keys that may change between a run and its resumption without invalidating checkpoints.
 RESUMABLE_CHANGES = (
-    "train.num_steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+    "train.num_steps", "ticket.num_steps", "log_every", "sample_every", "checkpoint_every",
+    "keep_checkpoints",
 )
 
 

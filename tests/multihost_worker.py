@@ -19,7 +19,7 @@ import jax  # noqa: E402
 jax.config.update("jax_platforms", "cpu")
 
 import helpers  # noqa: E402
-from jaxgan_lth import parallel, train  # noqa: E402
+from jaxgan_lth import parallel, pipeline  # noqa: E402
 
 
 def tiny_multihost_config(folder: str):
@@ -35,7 +35,7 @@ def tiny_multihost_config(folder: str):
 def main(folder: str, workdir: str) -> None:
     assert parallel.initialize_distributed(), "the multi-process launch was not detected"
     assert jax.process_count() == int(os.environ["JAX_NUM_PROCESSES"])
-    train.train_and_evaluate(tiny_multihost_config(folder), workdir)
+    pipeline.train_and_evaluate(tiny_multihost_config(folder), workdir)
     print(f"process {jax.process_index()} of {jax.process_count()}: "
           f"{jax.local_device_count()} local / {jax.device_count()} global devices, done",
           flush=True)

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import helpers
-from jaxgan_lth import train
-from jaxgan_lth.sparsity import masks as masks_lib
+from jaxgan_lth import loop, pipeline
 
 
 def _setup(tmp_path, **advaug):
@@ -16,10 +15,10 @@ def _setup(tmp_path, **advaug):
     config.diffaug.policy = advaug.pop("policy", "")
     for k, v in advaug.items():
         config.advaug[k] = v
-    setup = train.build(config, str(tmp_path / "work"))
-    state = train.initial_state(setup)
-    masks = {n: masks_lib.ones_like(state[n]["params"]) for n in ("g", "d")}
-    return setup, state, masks
+    pipeline.validate_config(config)  # as train_and_evaluate does before building
+    setup = loop.build_engine(config, str(tmp_path / "work"))
+    state = loop.initial_state(setup, config.seed)
+    return setup, state, loop.dense_masks(state)
 
 
 def _hp(setup, **kw):

@@ -6,16 +6,16 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxgan_lth import config_lib, models, train
-from jaxgan_lth.sparsity import lottery
+from jaxgan_lth import config_lib, models, pipeline, sweep
 
 
 @pytest.mark.parametrize("name", ["default", "sngan_cifar10", "biggan_cifar10", "advaug_sweep"])
 def test_config_validates_and_model_builds(name):
     config = importlib.import_module(f"configs.{name}").get_config()
     config_lib.validate(config)
-    lottery.validate(config)
-    assert train.parse_stages(config)
+    pipeline.validate_lottery(config)
+    stage_cfgs = pipeline.validate_config(config)  # the whole config, every part and the sweep
+    assert list(stage_cfgs) == pipeline.parse_stages(config)
     r, c = config.data.resolution, config.data.channels
     ncls = 10 if config.model.conditional else 0
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
@@ -27,8 +27,16 @@ def test_config_validates_and_model_builds(name):
     assert shapes["params"]
 
 
+def test_advaug_sweep_config_describes_eight_runs_of_the_dense_stage():
+    config = importlib.import_module("configs.advaug_sweep").get_config()
+    stage_cfgs = pipeline.validate_config(config)
+    runs = sweep.parse_runs(config, stage_cfgs["train"])
+    assert len(runs) == 8 and {r.seed for r in runs} == {0, 1}
+    assert sorted({r.hparams["adv_step_size"] for r in runs}) == [0.0, 0.01, 0.05, 0.1]
+
+
 def test_unknown_stage_is_named():
     config = importlib.import_module("configs.default").get_config()
     config.stages = "imp,finetune"
     with pytest.raises(ValueError, match="finetune"):
-        train.parse_stages(config)
+        pipeline.parse_stages(config)

@@ -8,8 +8,10 @@ documented luma weights, and the raw Debian idx files for Fashion-MNIST.
 import gzip
 import hashlib
 import importlib.util
+import io
 import json
 import os
+import re
 import socket
 import time
 
@@ -323,15 +325,68 @@ def test_folder_missing(tmp_path):
 
 def test_folder_without_images(tmp_path):
     (tmp_path / "readme.txt").write_text("x")
-    with pytest.raises(FileNotFoundError, match=r"no image files.*\.jpg.*\.jpeg.*\.png"):
+    with pytest.raises(FileNotFoundError, match=r"no image files.*\.jpg.*\.jpeg.*\.png") as error:
         data_lib.load_training_set(folder_config(tmp_path))
+    assert repr(str(tmp_path)) in str(error.value)  # the folder is named
 
 
 def test_unreadable_image_names_file(tmp_path):
     write_png(tmp_path / "good.png", np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "broken.png").write_bytes(b"this is not a png")
-    with pytest.raises(ValueError, match="broken.png"):
+    with pytest.raises(ValueError, match="broken.png.*not a decodable image"):
         data_lib.load_training_set(folder_config(tmp_path))
+
+
+def write_truncated_jpeg(path, size=32, seed=0) -> None:
+    """A valid JPEG (Pillow) with the second half of its bytes cut off."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_truncated_jpeg_names_file(tmp_path, monkeypatch):
+    write_png(tmp_path / "a_good.png", np.zeros((8, 8, 3), np.uint8))
+    write_truncated_jpeg(tmp_path / "b_cut.jpg")
+    pattern = r"cannot read image file '.*b_cut\.jpg'.*truncated"
+    with pytest.raises(ValueError, match=pattern):
+        data_lib.load_training_set(folder_config(tmp_path))
+    with pytest.raises(ValueError, match=pattern):
+        data_lib.load_split(folder_config(tmp_path, resolution=16, channels=1), "train")
+    # Still an error when another library (tfds does) lets Pillow load truncated images; the
+    # process-wide flag is left as it was.
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ValueError, match=pattern):
+        data_lib.load_training_set(folder_config(tmp_path))
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+def test_dangling_link_names_file(tmp_path):
+    write_png(tmp_path / "a_good.png", np.zeros((8, 8, 3), np.uint8))
+    os.symlink(tmp_path / "gone.png", tmp_path / "b_link.png")
+    with pytest.raises(ValueError, match=r"b_link\.png.*cannot be opened"):
+        data_lib.load_training_set(folder_config(tmp_path))
+
+
+def test_image_reader_native_size_and_recursive_listing(tmp_path):
+    write_png(tmp_path / "b.png", np.full((6, 10), 77, np.uint8))  # "L" PNG, 10 wide
+    (tmp_path / "sub").mkdir()
+    write_png(tmp_path / "sub" / "a.png", np.full((8, 8, 3), 5, np.uint8))
+    flat = images_lib.list_image_files(tmp_path)
+    deep = images_lib.list_image_files(tmp_path, recursive=True)
+    assert flat == [str(tmp_path / "b.png")]
+    assert deep == [str(tmp_path / "b.png"), str(tmp_path / "sub" / "a.png")]
+    native = list(images_lib.iter_image_files(deep))  # RGB at native size (the FID side)
+    assert native[0].shape == (6, 10, 3) and native[0].dtype == np.uint8
+    assert (native[0] == 77).all() and native[1].shape == (8, 8, 3)
+    gray = images_lib.read_image_file(deep[1], resolution=8, channels=1)
+    assert gray.shape == (8, 8, 1) and (gray == 5).all()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty.*no image files.*sub-folders"):
+        images_lib.list_image_files(tmp_path / "empty", recursive=True)
 
 
 @pytest.mark.parametrize("fraction", [1.5, -0.25])
@@ -374,6 +429,76 @@ def test_resolution_too_small(small_folder):
 def test_folder_has_only_train_split(small_folder):
     with pytest.raises(ValueError, match=r"single split.*'test'"):
         data_lib.load_split(folder_config(small_folder), "test")
+
+
+# ---- config validation (no data loaded) ----------------------------------------------------------
+
+
+def test_validate_config_accepts_defaults_without_loading(small_folder, monkeypatch):
+    def refuse(*args):
+        raise AssertionError("validate_config must not load data")
+
+    for name in data_lib.TFDS_LOADERS:
+        monkeypatch.setitem(data_lib.TFDS_LOADERS, name, refuse)
+    data_lib.validate_config(make_config())  # configs/default.py: fashion_mnist, 10%
+    data_lib.validate_config(make_config(name="cifar10", split="train[:50%]", channels=3))
+    data_lib.validate_config(folder_config(small_folder, subset_count=3))
+
+
+@pytest.mark.parametrize(
+    "key,value,accepted",
+    [
+        ("name", "mnist_typo", "fashion_mnist"),
+        ("resolution", 4, ">= 8"),
+        ("channels", 2, r"1 \(grayscale\) or 3"),
+        ("subset_fraction", 1.5, r"\(0, 1\]"),
+        ("subset_count", -1, ">= 0"),
+        ("subset_selection", "middle", "'first', 'random'"),
+        ("subset_seed", -3, r"\[0, 2\*\*32\)"),
+        ("split", "validation", r"\['train', 'test'\]"),
+        ("split", "train[:10%]+valid", r"\['train', 'test'\]"),
+    ],
+)
+def test_validate_config_names_bad_key(key, value, accepted):
+    overrides = {key: value}
+    if key == "subset_count":
+        overrides["subset_fraction"] = 0.0
+    with pytest.raises(ValueError) as error:
+        data_lib.validate_config(make_config(**overrides))
+    message = str(error.value)
+    assert f"data.{key}" in message and str(value) in message
+    assert re.search(accepted, message), message
+
+
+def test_validate_config_folder(tmp_path, small_folder):
+    with pytest.raises(ValueError, match=r"single split.*data.split='test'.*accepted: 'train'"):
+        data_lib.validate_config(folder_config(small_folder, split="test"))
+    with pytest.raises(FileNotFoundError, match="nope"):
+        data_lib.validate_config(folder_config(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty.*no image files"):
+        data_lib.validate_config(folder_config(tmp_path / "empty"))
+
+
+def test_check_split_known_sets_and_slicing():
+    assert data_lib.KNOWN_SPLITS["fashion_mnist"] == ("train", "test")
+    for split in ("train", "test[:500]", "train[10%:]", "train[:50%] + test", "test[5:10]"):
+        data_lib.check_split("cifar10", split, "eval.reference_split")
+    data_lib.check_split("celeb_a", "validation[:100]", "eval.reference_split")  # not known
+    data_lib.check_split("folder", "train", "eval.reference_split")
+    with pytest.raises(ValueError, match=r"eval.reference_split='valid\[:5\]'.*'valid'"):
+        data_lib.check_split("cifar100", "valid[:5]", "eval.reference_split")
+    with pytest.raises(ValueError, match="non-empty"):
+        data_lib.check_split("cifar10", "", "data.split")
+
+
+def test_load_split_refuses_unknown_split_before_tfds(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("tfds must not be read for a split the set does not have")
+
+    monkeypatch.setitem(data_lib.TFDS_LOADERS, "fashion_mnist", refuse)
+    with pytest.raises(ValueError, match=r"'validation'.*accepted splits"):
+        data_lib.load_split(make_config(), "validation[:500]")
 
 
 # ---- real few-shot folder ----------------------------------------------------------------------

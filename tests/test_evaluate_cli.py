@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import helpers
-from jaxgan_lth import evaluate, train
+from jaxgan_lth import evaluate, pipeline
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def run(tmp_path_factory):
     folder = helpers.make_image_folder(root / "imgs", n=8, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=2)
     workdir = str(root / "run")
-    train.train_and_evaluate(config, workdir)
+    pipeline.train_and_evaluate(config, workdir)
     return workdir
 
 

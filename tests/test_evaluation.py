@@ -482,7 +482,7 @@ def test_reference_statistics_cache(monkeypatch, tmp_path):
     config = {"name": "fashion_mnist", "folder": "", "resolution": 28}
     extractor = _FakeExtractor()
     stats = reference.reference_statistics(config, "test", tmp_path, extractor, kid_features=8)
-    path = tmp_path / "fid_stats_fashion_mnist_test_28.npz"
+    path = tmp_path / "fid_stats_fashion_mnist_test_28_c3.npz"
     assert path.is_file() and loads == ["test"]
     assert stats.features.shape == (8, 16) and stats.num_images == 30
     assert stats.metadata["weights_sha1"] == "fake-sha1" and stats.metadata["split"] == "test"
@@ -497,7 +497,7 @@ def test_reference_statistics_cache(monkeypatch, tmp_path):
     assert loads == ["test", "test"]
     folder_config = {"name": "folder", "folder": "/data/100-shot-obama/", "resolution": 256}
     assert reference.reference_statistics_path(folder_config, "train", "/c") == (
-        "/c/fid_stats_100-shot-obama_train_256.npz")
+        "/c/fid_stats_100-shot-obama_train_256_c3.npz")
 
 
 def test_cli_with_statistics_files(tmp_path, capsys):
@@ -518,3 +518,77 @@ def test_cli_with_statistics_files(tmp_path, capsys):
     assert any(line.startswith("KID: ") for line in out) and out[-1].startswith("FID: ")
     with pytest.raises(FileNotFoundError):
         fid_cli.main([str(tmp_path / "nope"), str(tmp_path / "b.npz")])
+
+
+class _FakeFolderExtractor:
+    """Stands in for the Inception network in CLI tests: per-channel means and spreads."""
+
+    weights_sha1 = "fake-sha1"
+
+    def __init__(self, weights=None, batch_size=50):
+        self.seen = []
+
+    def features(self, images, batch_size=50):
+        out = []
+        for image in images:  # an iterator of uint8 [H, W, 3] at native size
+            self.seen.append(image.shape)
+            x = np.asarray(image, np.float64).reshape(-1, 3)
+            out.append(np.concatenate([x.mean(0), x.std(0), [x.min(), x.max()]]))
+        if not out:
+            raise ValueError("no images")
+        return np.asarray(out, np.float32)
+
+
+def _write_rgb_pngs(folder, n, size, seed):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size + i, 3), dtype=np.uint8)).save(
+            folder / f"{i:02d}.png")
+
+
+def test_cli_folders_use_the_data_reader(tmp_path, monkeypatch, capsys):
+    from jaxgan_lth import fid as fid_cli
+    from jaxgan_lth.data import images as images_lib
+
+    monkeypatch.setattr(features_lib, "FeatureExtractor", _FakeFolderExtractor)
+    _write_rgb_pngs(tmp_path / "a", 4, 12, seed=0)
+    _write_rgb_pngs(tmp_path / "a" / "sub", 2, 9, seed=1)  # folders are read recursively
+    _write_rgb_pngs(tmp_path / "b", 5, 10, seed=2)
+    value = fid_cli.main([str(tmp_path / "a"), str(tmp_path / "b")])
+    out = capsys.readouterr().out
+    assert "A: " in out and "6 images" in out and out.strip().splitlines()[-1] == (
+        f"FID: {value:.4f}")
+    expected = []
+    for side in ("a", "b"):
+        paths = images_lib.list_image_files(tmp_path / side, recursive=True)
+        expected.append(_FakeFolderExtractor().features(images_lib.iter_image_files(paths)))
+    assert len(expected[0]) == 6
+    assert value == pytest.approx(metrics.fid_from_features(*expected), rel=1e-9)
+
+
+def test_cli_truncated_jpeg_and_empty_folder_are_named(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from jaxgan_lth import fid as fid_cli
+
+    monkeypatch.setattr(features_lib, "FeatureExtractor", _FakeFolderExtractor)
+    _write_rgb_pngs(tmp_path / "a", 3, 12, seed=0)
+    _write_rgb_pngs(tmp_path / "b", 3, 12, seed=1)
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    cut = tmp_path / "b" / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cannot read image file '.*cut\.jpg'.*truncated"):
+        fid_cli.main([str(tmp_path / "a"), str(tmp_path / "b")])
+    cut.write_bytes(b"GIF89a but not really")
+    with pytest.raises(ValueError, match=r"cut\.jpg.*not a decodable image"):
+        fid_cli.main([str(tmp_path / "a"), str(tmp_path / "b")])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(FileNotFoundError, match=r"empty'.*no image files"):
+        fid_cli.main([str(tmp_path / "a"), str(tmp_path / "empty")])

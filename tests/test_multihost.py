@@ -19,7 +19,7 @@ import numpy as np
 
 import helpers
 import multihost_worker
-from jaxgan_lth import checkpointing, train
+from jaxgan_lth import loop, pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,12 +31,8 @@ def _free_port() -> int:
 
 
 def _final_state(config, workdir):
-    setup = train.build(config, None)
-    target = train.initial_state(setup)
-    ck = checkpointing.Checkpointer(os.path.join(workdir, "train", "checkpoints"))
-    step = ck.latest_step()
-    state, _ = ck.restore(step, target)
-    ck.close()
+    engine = loop.build_engine(config, None)
+    state, step = loop.load_run_state(engine, os.path.join(workdir, "train"), "latest")
     return step, jax.device_get(state)
 
 
@@ -66,7 +62,7 @@ def test_two_processes_train_like_one_process_with_the_same_global_devices(tmp_p
         assert p.returncode == 0, f"worker {pid} failed:\n{out[-4000:]}"
         assert f"process {pid} of 2: 2 local / 4 global devices, done" in out
 
-    train.train_and_evaluate(config, single_dir)  # this process: 4 local devices
+    pipeline.train_and_evaluate(config, single_dir)  # this process: 4 local devices
     step_m, multi = _final_state(config, multi_dir)
     step_s, single = _final_state(config, single_dir)
     assert step_m == step_s == 3
@@ -75,7 +71,7 @@ def test_two_processes_train_like_one_process_with_the_same_global_devices(tmp_p
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6,
                                    err_msg=jax.tree_util.keystr(path))
     # The params really moved, so the comparison is not between two copies of theta_0.
-    init = jax.device_get(train.initial_state(train.build(config, None)))
+    init = jax.device_get(loop.initial_state(loop.build_engine(config, None), config.seed))
     moved = jax.tree.map(lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))),
                          init["g"]["params"], single["g"]["params"])
     assert max(jax.tree.leaves(moved)) > 1e-4

@@ -9,8 +9,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 import helpers
-from jaxgan_lth import parallel, train
-from jaxgan_lth.sparsity import masks as masks_lib
+from jaxgan_lth import loop, parallel
 
 
 def test_conftest_gives_four_fake_devices():
@@ -22,16 +21,19 @@ def test_conftest_gives_four_fake_devices():
 
 def _three_steps(config, workdir, devices, state0=None):
     with parallel.use_devices(devices):
-        setup = train.build(config, workdir)
+        setup = loop.build_engine(config, workdir)
     assert setup.mesh.devices.size == len(devices)
     # theta_0 does not depend on the mesh: initialise once (one compile less) and place it.
     if state0 is None:
-        state0 = jax.device_get(train.initial_state(setup))  # host copy: steps donate
+        state0 = jax.device_get(loop.initial_state(setup, config.seed))  # host copy: donated
     state = parallel.replicate(state0, setup.mesh)
-    masks = {n: masks_lib.ones_like(state[n]["params"]) for n in ("g", "d")}
+    masks = parallel.replicate(loop.dense_masks(state), setup.mesh)
+    hparams = parallel.replicate(setup.fns.hparams, setup.mesh)
+    # The compiled iteration of one run, as the loop's RunAxis builds it for K = 1.
+    iteration = jax.jit(setup.fns.iteration, donate_argnums=(0,))
     losses = []
     for _ in range(3):
-        state, metrics = setup.jit_iteration(state, masks, setup.data, setup.fns.hparams)
+        state, metrics = iteration(state, masks, setup.data, hparams)
         losses.append({k: float(v) for k, v in jax.device_get(metrics).items()})
     return setup, state0, jax.device_get(state), losses
 
@@ -94,9 +96,9 @@ def test_global_batch_not_divisible_by_device_count_is_refused(tmp_path):
     config = helpers.tiny_config(folder)
     config.train.d_batch_size = 6
     with pytest.raises(ValueError, match=r"train\.d_batch_size 6 is not divisible by the 4 dev"):
-        train.build(config, str(tmp_path / "w"))
+        loop.build_engine(config, str(tmp_path / "w"))
     with parallel.use_devices(jax.devices()[:2]):  # 6 is fine on 2 devices
-        assert train.build(config, str(tmp_path / "w")).mesh.devices.size == 2
+        assert loop.build_engine(config, str(tmp_path / "w")).mesh.devices.size == 2
     mesh = parallel.create_mesh(jax.devices()[:3])
     with pytest.raises(ValueError, match="multiple of 3"):
         parallel.check_batch_divisible(64, mesh, "train.g_batch_size")

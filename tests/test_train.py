@@ -1,4 +1,5 @@
-"""Tests of the training loop: losses, masked updates, EMA, no-retrace, end-to-end and resume."""
+"""Tests of the training step and loop: losses, masked updates, EMA, no-retrace, the n_dis scan,
+end-to-end and resume (also of the LeCam anchors)."""
 
 import json
 import os
@@ -11,7 +12,8 @@ import optax
 import pytest
 
 import helpers
-from jaxgan_lth import checkpointing, config_lib, losses, train
+from jaxgan_lth import checkpointing, config_lib, loop, losses, parallel, pipeline
+from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import masks as masks_lib
 
 
@@ -44,11 +46,11 @@ def test_masked_update_keeps_pruned_weights_exactly_zero_despite_momentum():
     opt = tx.init(params)
     grads = {"w": jnp.array([1.0, 1.0, -1.0, 1.0])}
     # Build up momentum densely, then prune two weights (their Adam moments are non-zero).
-    params, opt = train._masked_update(tx, grads, opt, params, dense)
+    params, opt = step_lib.masked_update(tx, grads, opt, params, dense)
     mask = {"w": jnp.array([True, False, True, False])}
     params = masks_lib.apply(params, mask)
     for _ in range(3):
-        params, opt = train._masked_update(tx, grads, opt, params, mask)
+        params, opt = step_lib.masked_update(tx, grads, opt, params, mask)
     w = np.asarray(params["w"])
     assert w[1] == 0.0 and w[3] == 0.0
     assert w[0] != 0.0 and w[2] != 0.0
@@ -58,74 +60,178 @@ def test_ema_update_formula_start_and_mask():
     ema = {"params": {"w": jnp.array([1.0, 1.0])}, "batch_stats": {}}
     g = {"params": {"w": jnp.array([3.0, 5.0])}, "batch_stats": {"m": jnp.array(7.0)}}
     mask = {"w": jnp.array([True, False])}
-    out = train.ema_update(ema, g, mask, jnp.float32(0.9), jnp.int32(10), start=5)
+    out = step_lib.ema_update(ema, g, mask, jnp.float32(0.9), jnp.int32(10), start=5)
     np.testing.assert_allclose(out["params"]["w"], [0.9 * 1 + 0.1 * 3, 0.0], rtol=1e-6)
     assert float(out["batch_stats"]["m"]) == 7.0
-    before = train.ema_update(ema, g, mask, jnp.float32(0.9), jnp.int32(2), start=5)
+    before = step_lib.ema_update(ema, g, mask, jnp.float32(0.9), jnp.int32(2), start=5)
     np.testing.assert_allclose(before["params"]["w"], [3.0, 0.0])  # copy before ema_start
+
+
+def test_ema_update_buffers_average_or_copy():
+    ema = {"params": {"w": jnp.array([1.0])},
+           "batch_stats": {"bn": {"mean": jnp.array([2.0, 4.0]), "var": jnp.array(1.0)}}}
+    g = {"params": {"w": jnp.array([3.0])},
+         "batch_stats": {"bn": {"mean": jnp.array([10.0, 0.0]), "var": jnp.array(5.0)}}}
+    mask = {"w": jnp.array([True])}
+    avg = step_lib.ema_update(ema, g, mask, jnp.float32(0.75), jnp.int32(3), start=0,
+                              buffers="average")
+    # 0.75 * ema + 0.25 * g, for the parameters and the statistics alike
+    np.testing.assert_allclose(avg["params"]["w"], [0.75 * 1 + 0.25 * 3], rtol=1e-6)
+    np.testing.assert_allclose(avg["batch_stats"]["bn"]["mean"], [4.0, 3.0], rtol=1e-6)
+    np.testing.assert_allclose(avg["batch_stats"]["bn"]["var"], 2.0, rtol=1e-6)
+    copy = step_lib.ema_update(ema, g, mask, jnp.float32(0.75), jnp.int32(3), start=0,
+                               buffers="copy")
+    np.testing.assert_allclose(copy["params"]["w"], [1.5], rtol=1e-6)
+    np.testing.assert_array_equal(copy["batch_stats"]["bn"]["mean"], [10.0, 0.0])
+    assert float(copy["batch_stats"]["bn"]["var"]) == 5.0
+    # before ema_start the statistics are G's under "average" too (decay 0)
+    early = step_lib.ema_update(ema, g, mask, jnp.float32(0.75), jnp.int32(3), start=5,
+                                buffers="average")
+    np.testing.assert_array_equal(early["batch_stats"]["bn"]["mean"], [10.0, 0.0])
+    np.testing.assert_array_equal(early["params"]["w"], [3.0])
 
 
 # ---- compiled steps --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
+def _engine(root, **overrides):
     folder = helpers.make_image_folder(root / "imgs", n=12, size=20, channels=1)
     config = helpers.tiny_config(folder)
-    return train.build(config, str(root / "work"))
+    for path, value in overrides.items():
+        section, key = path.split("__")
+        config[section][key] = value
+    return loop.build_engine(config, str(root / "work"))
 
 
-def test_iteration_does_not_retrace_for_new_masks_batches_and_hparams(tiny_setup):
-    setup = tiny_setup
-    state = train.initial_state(setup)
+def _state_and_masks(engine):
+    state = loop.initial_state(engine, engine.config.seed)
+    return state, loop.dense_masks(state)
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tmp_path_factory):
+    return _engine(tmp_path_factory.mktemp("tiny"))
+
+
+def test_iteration_does_not_retrace_for_new_masks_batches_and_hparams(tiny_engine):
+    engine = tiny_engine
+    state, masks = _state_and_masks(engine)
     traced = []
 
     def counted(state, masks, data, hparams):
         traced.append(1)
-        return setup.fns.iteration(state, masks, data, hparams)
+        return engine.fns.iteration(state, masks, data, hparams)
 
     step = jax.jit(counted)
-    masks = {
-        "g": masks_lib.ones_like(state["g"]["params"]),
-        "d": masks_lib.ones_like(state["d"]["params"]),
-    }
-    state, m1 = step(state, masks, setup.data, setup.fns.hparams)
+    state, m1 = step(state, masks, engine.data, engine.fns.hparams)
     rng = np.random.default_rng(0)
     masks2 = jax.tree.map(lambda m: jnp.asarray(rng.random(m.shape) > 0.5), masks)
-    data2 = {"images": -setup.data["images"], "labels": setup.data["labels"]}
-    hp2 = dict(setup.fns.hparams, ema_decay=jnp.float32(0.5))
+    data2 = {"images": -engine.data["images"], "labels": engine.data["labels"]}
+    hp2 = dict(engine.fns.hparams, ema_decay=jnp.float32(0.5))
     state, m2 = step(state, masks2, data2, hp2)
-    state, m3 = step(state, masks2, setup.data, setup.fns.hparams)
+    state, m3 = step(state, masks2, engine.data, engine.fns.hparams)
     assert len(traced) == 1
     assert int(state["step"]) == 3
     for m in (m1, m2, m3):
         assert all(np.isfinite(float(v)) for v in m.values())
 
 
-def test_chex_max_traces_on_d_step(tiny_setup):
-    setup = tiny_setup
-    state = train.initial_state(setup)
-    masks = {
-        "g": masks_lib.ones_like(state["g"]["params"]),
-        "d": masks_lib.ones_like(state["d"]["params"]),
-    }
-    d_step = jax.jit(chex.assert_max_traces(setup.fns.d_step, n=1))
+@pytest.fixture(scope="module")
+def lecam_engine(tmp_path_factory):
+    return _engine(tmp_path_factory.mktemp("lecam"), lecam__weight=0.3, lecam__start=1)
+
+
+def test_iteration_traces_once_across_masks_every_strength_and_part_state(lecam_engine):
+    engine = lecam_engine
+    assert set(engine.fns.hparams) == {"ema_decay", "lecam_weight", "lecam_decay"}
+    state, masks = _state_and_masks(engine)
+    assert set(state["parts"]) == {"lecam"}
+    traces = [0]
+
+    def counted(state, masks, data, hparams):
+        traces[0] += 1  # runs only while jax traces
+        return engine.fns.iteration(state, masks, data, hparams)
+
+    step = jax.jit(counted)
+    hp = dict(engine.fns.hparams)
+    state, m = step(state, masks, engine.data, hp)
+    assert "lecam_reg" in m and "lecam_anchor_real" in m
+    rng = np.random.default_rng(1)
+    # new masks
+    masks = jax.tree.map(lambda x: jnp.asarray(rng.random(x.shape) > 0.3), masks)
+    state, m = step(state, masks, engine.data, hp)
+    # every traced strength, one at a time
+    for name in sorted(hp):
+        hp = dict(hp, **{name: jnp.float32(0.5 * float(hp[name]) + 0.05)})
+        state, m = step(state, masks, engine.data, hp)
+    # the LeCam part's state (its anchors) replaced from outside, placed like the loop places
+    # states (replicated over the mesh: a committed sharding change would be a new signature)
+    anchors = {"real": jnp.float32(5.0), "fake": jnp.float32(-3.0)}
+    state = dict(state, parts={"lecam": parallel.replicate(anchors, engine.mesh)})
+    state, m = step(state, masks, engine.data, hp)
+    assert traces[0] == 1
+    assert int(state["step"]) == 3 + len(hp)
+    assert all(np.isfinite(float(v)) for v in m.values())
+    # the anchors moved away from the values set above (the state really is an input)
+    assert float(state["parts"]["lecam"]["real"]) != 5.0
+
+
+@pytest.fixture(scope="module", params=[0, 1], ids=["unroll_auto", "rolled"])
+def scan_engine(request, tmp_path_factory):
+    """The tiny engine with the n_dis scan as configured by default (unrolled on CPUs) and as
+    a rolled while loop (train.n_dis_unroll = 1, what accelerators run)."""
+    if request.param == 0:
+        return request.getfixturevalue("tiny_engine")
+    return _engine(tmp_path_factory.mktemp("rolled"), train__n_dis_unroll=request.param)
+
+
+def test_n_dis_scan_equals_explicit_d_steps_then_g_step(scan_engine):
+    engine = scan_engine
+    assert int(engine.config.train.n_dis) == 2
+    state, masks = _state_and_masks(engine)
+    hp = engine.fns.hparams
+    iteration = jax.jit(engine.fns.iteration)
+    state, _ = iteration(state, masks, engine.data, hp)  # start from step 1, not theta_0
+    state = jax.device_get(state)  # host copy, reused by both paths
+    key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+    d_step, g_step = jax.jit(engine.fns.d_step), jax.jit(engine.fns.g_step)
+    s1, md1 = d_step(state, masks, engine.data, jax.random.fold_in(key, 0), hp)
+    s2, md2 = d_step(s1, masks, engine.data, jax.random.fold_in(key, 1), hp)
+    s3, mg = g_step(s2, masks, engine.data, jax.random.fold_in(key, 2), hp)
+    got, metrics = iteration(state, masks, engine.data, hp)
+    assert int(got["step"]) == int(state["step"]) + 1 == int(s3["step"]) + 1
+    for net in ("g", "d", "ema"):
+        flat = jax.tree_util.tree_flatten_with_path(s3[net])[0]
+        for (path, want), have in zip(flat, jax.tree.leaves(got[net])):
+            np.testing.assert_allclose(np.asarray(have), np.asarray(want), rtol=1e-6,
+                                       atol=1e-7, err_msg=net + jax.tree_util.keystr(path))
+    # D's parameters really moved in both D steps (the comparison is not trivial)
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                                         s1["d"]["params"], s2["d"]["params"]))
+    assert max(moved) > 0
+    for k in md1:
+        want = (float(md1[k]) + float(md2[k])) / 2
+        assert float(metrics[k]) == pytest.approx(want, rel=1e-6, abs=1e-7), k
+    assert float(md1["d_loss"]) != float(md2["d_loss"])
+    for k in mg:
+        assert float(metrics[k]) == pytest.approx(float(mg[k]), rel=1e-6, abs=1e-7), k
+
+
+def test_chex_max_traces_on_d_step(tiny_engine):
+    engine = tiny_engine
+    state, masks = _state_and_masks(engine)
+    d_step = jax.jit(chex.assert_max_traces(engine.fns.d_step, n=1))
     key = jax.random.key(1)
-    state, _ = d_step(state, masks, setup.data, key, setup.fns.hparams)
+    state, _ = d_step(state, masks, engine.data, key, engine.fns.hparams)
     masks = jax.tree.map(lambda m: m.at[(0,) * m.ndim].set(False), masks)
-    state, _ = d_step(state, masks, setup.data, jax.random.key(2), setup.fns.hparams)
+    state, _ = d_step(state, masks, engine.data, jax.random.key(2), engine.fns.hparams)
 
 
-def test_d_step_changes_only_d_params_and_decreases_nothing_it_should_not(tiny_setup):
-    setup = tiny_setup
-    state = train.initial_state(setup)
-    masks = {
-        "g": masks_lib.ones_like(state["g"]["params"]),
-        "d": masks_lib.ones_like(state["d"]["params"]),
-    }
-    new, metrics = jax.jit(setup.fns.d_step)(
-        state, masks, setup.data, jax.random.key(0), setup.fns.hparams
+def test_d_step_changes_only_d_params_and_decreases_nothing_it_should_not(tiny_engine):
+    engine = tiny_engine
+    state, masks = _state_and_masks(engine)
+    new, metrics = jax.jit(engine.fns.d_step)(
+        state, masks, engine.data, jax.random.key(0), engine.fns.hparams
     )
     chex.assert_trees_all_equal(new["g"]["params"], state["g"]["params"])
     diffs = jax.tree.leaves(
@@ -141,17 +247,18 @@ def test_d_step_changes_only_d_params_and_decreases_nothing_it_should_not(tiny_s
 
 
 def _leaves_equal(a, b):
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    la, lb = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
     assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    for (path, x), y in zip(la, lb):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
+                                      err_msg=jax.tree_util.keystr(path))
 
 
 def test_end_to_end_writes_outputs(tmp_path):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=24, channels=3)
     config = helpers.tiny_config(folder, num_steps=4, resolution=32, channels=3)
     workdir = str(tmp_path / "run")
-    summary = train.train_and_evaluate(config, workdir)
+    summary = pipeline.train_and_evaluate(config, workdir)
     assert summary["stages"]["train"]["steps"] == 4
     assert os.path.exists(os.path.join(workdir, "config.json"))
     with open(os.path.join(workdir, "summary.json")) as f:
@@ -164,41 +271,67 @@ def test_end_to_end_writes_outputs(tmp_path):
     assert events, "no TensorBoard event file"
 
 
+def _kill_at(monkeypatch, step):
+    """Makes the loop raise KeyboardInterrupt when an iteration would start from ``step``
+    (after the checkpoint at ``step``, before the next one): a simulated kill."""
+    real_call = loop.RunAxis.__call__
+
+    def call(self, states, *args):
+        steps = [int(s["step"]) for s in self.split(states)]
+        if step in steps:
+            raise KeyboardInterrupt("simulated kill")
+        return real_call(self, states, *args)
+
+    monkeypatch.setattr(loop.RunAxis, "__call__", call)
+
+
+def _final_state(config, workdir, step):
+    engine = loop.build_engine(config, workdir)
+    state, got = loop.load_run_state(engine, os.path.join(workdir, "train"), str(step))
+    assert got == step
+    return jax.device_get(state)
+
+
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path, monkeypatch):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=6)
     full_dir = str(tmp_path / "full")
-    train.train_and_evaluate(config, full_dir)
+    pipeline.train_and_evaluate(config, full_dir)
 
     # Kill the second run inside step 5 (after the checkpoint at step 4, before step 6's).
-    real_build = train.build
-
-    def build_with_kill(cfg, workdir):
-        setup = real_build(cfg, workdir)
-        inner = setup.jit_iteration
-
-        def iteration(state, *args):
-            if int(state["step"]) == 4:
-                raise KeyboardInterrupt("simulated kill")
-            return inner(state, *args)
-
-        setup.jit_iteration = iteration
-        return setup
-
     killed_dir = str(tmp_path / "killed")
-    monkeypatch.setattr(train, "build", build_with_kill)
-    with pytest.raises(KeyboardInterrupt):
-        train.train_and_evaluate(config, killed_dir)
-    monkeypatch.setattr(train, "build", real_build)
-    train.train_and_evaluate(config, killed_dir)  # the same command again
+    with monkeypatch.context() as m:
+        _kill_at(m, 4)
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.train_and_evaluate(config, killed_dir)
+    ck = checkpointing.Checkpointer(os.path.join(killed_dir, "train", "checkpoints"))
+    assert ck.all_steps() == [0, 4]
+    ck.close()
+    pipeline.train_and_evaluate(config, killed_dir)  # the same command again
 
-    def final(workdir):
-        setup = train.build(config, workdir)
-        ck = checkpointing.Checkpointer(os.path.join(workdir, "train", "checkpoints"))
-        state, _ = ck.restore(6, train.initial_state(setup))
-        return state
+    _leaves_equal(_final_state(config, full_dir, 6), _final_state(config, killed_dir, 6))
 
-    _leaves_equal(final(full_dir), final(killed_dir))
+
+def test_lecam_anchors_resume_after_kill(tmp_path, monkeypatch):
+    folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
+    config = helpers.tiny_config(folder, num_steps=4)
+    config.lecam.weight = 0.3
+    config.lecam.start = 1  # anchors decay and R_LC is on from the second iteration
+    full_dir, killed_dir = str(tmp_path / "full"), str(tmp_path / "killed")
+    pipeline.train_and_evaluate(config, full_dir)
+    # 2 steps (checkpoint at step 2), killed inside step 3, then the same command to step 4.
+    with monkeypatch.context() as m:
+        _kill_at(m, 2)
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.train_and_evaluate(config, killed_dir)
+    pipeline.train_and_evaluate(config, killed_dir)
+    full = _final_state(config, full_dir, 4)
+    resumed = _final_state(config, killed_dir, 4)
+    anchors = full["parts"]["lecam"]
+    assert set(anchors) == {"real", "fake"}
+    assert float(anchors["real"]) != 0.0 and float(anchors["fake"]) != 0.0  # moved from init
+    _leaves_equal(anchors, resumed["parts"]["lecam"])
+    _leaves_equal(full, resumed)
 
 
 def test_changed_config_in_existing_workdir_is_refused(tmp_path):
@@ -265,7 +398,7 @@ def test_evaluation_during_training_writes_fid_kid_best_and_diagnostic(tmp_path)
     config.eval.diagnostic_samples = 8
     config.log_every = 2
     workdir = str(tmp_path / "run")
-    summary = train.train_and_evaluate(config, workdir)["stages"]["train"]
+    summary = pipeline.train_and_evaluate(config, workdir)["stages"]["train"]
     with open(os.path.join(workdir, "train", "eval.json")) as f:
         log = json.load(f)
     assert [h["step"] for h in log["history"]] == [2, 4]

@@ -36,15 +36,17 @@ def _dataset_name(data_config: Any) -> str:
 
 def reference_statistics_path(data_config: Any, split: str,
                               cache_dir: Union[str, os.PathLike]) -> str:
-    """``{cache_dir}/fid_stats_{name}_{split}_{resolution}.npz`` for a data config.
+    """``{cache_dir}/fid_stats_{name}_{split}_{resolution}_c{channels}.npz`` for a data config.
 
     ``name`` is ``data_config.name``, or the folder's basename when it is ``"folder"``;
-    ``resolution`` is ``data_config.resolution``.
+    ``resolution`` and ``channels`` are ``data_config``'s (an RGB folder read as grayscale
+    has other statistics than read as RGB, so both are in the name).
     """
     resolution = int(_get(data_config, "resolution"))
+    channels = int(_get(data_config, "channels", 3))
     split_tag = re.sub(r"[^A-Za-z0-9._-]+", "_", str(split))
     return os.path.join(os.fspath(cache_dir),
-                        f"fid_stats_{_dataset_name(data_config)}_{split_tag}_{resolution}.npz")
+                        f"fid_stats_{_dataset_name(data_config)}_{split_tag}_{resolution}_c{channels}.npz")
 
 
 def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.PathLike],
