@@ -3,16 +3,16 @@
 import json
 import os
 
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import traverse_util
 
-import helpers
-from jaxgan_lth import checkpointing, train
-from jaxgan_lth.sparsity import lottery, pruning
+from jaxgan_lth import checkpointing, loop, pipeline
 from jaxgan_lth.sparsity import masks as masks_lib
+from jaxgan_lth.sparsity import pruning
 
 
 def _flat(tree):
@@ -34,6 +34,31 @@ def _pipeline_config(folder, rounds=3, steps=3, prune="g"):
     return config
 
 
+def _lottery(config, workdir):
+    return pipeline.Lottery(config, workdir, pipeline.validate_config(config))
+
+
+def _like(lot):
+    """Shapes of one run's state (what the pipeline checks masks against)."""
+    return jax.eval_shape(lot.engine("imp").fns.init, jax.random.key(0))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """A persistent compilation cache for this module: every Lottery builds its own engines
+    (new closures) whose programs equal earlier ones; the cache turns their ~10 s CPU
+    compiles into reads. Restored afterwards."""
+    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+            "jax_persistent_cache_min_entry_size_bytes")
+    old = {k: getattr(jax.config, k) for k in keys}
+    jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
+    jax.config.update(keys[1], 0)
+    jax.config.update(keys[2], 0)
+    yield
+    for k, v in old.items():
+        jax.config.update(k, v)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return helpers.make_image_folder(tmp_path_factory.mktemp("imgs"), n=8, size=20, channels=1)
@@ -44,22 +69,22 @@ def finished(folder, tmp_path_factory):
     """An uninterrupted 3-round pipeline pruning G and D (shared by several tests)."""
     workdir = str(tmp_path_factory.mktemp("full"))
     config = _pipeline_config(folder, prune="gd")
-    summary = train.train_and_evaluate(config, workdir)
+    summary = pipeline.train_and_evaluate(config, workdir)
     return config, workdir, summary
 
 
 def test_training_under_a_mask_keeps_pruned_weights_zero_in_params_ema_and_adam(folder, tmp_path):
     config = helpers.tiny_config(folder)
-    setup = train.build(config, str(tmp_path))
-    state = train.initial_state(setup)
+    engine = loop.build_engine(config, str(tmp_path))
+    state = loop.initial_state(engine, 0)
     rng = np.random.default_rng(0)
     masks = {n: jax.tree.map(lambda p: jnp.asarray(rng.random(p.shape) > 0.5),
                              state[n]["params"]) for n in ("g", "d")}
-    state = lottery.Lottery._apply_masks(state, masks)
+    state = pipeline._apply_masks(state, masks)
     before = {n: _flat(state[n]["params"]) for n in ("g", "d")}
-    step = jax.jit(setup.fns.iteration)
+    step = jax.jit(engine.fns.iteration)
     for _ in range(3):
-        state, _ = step(state, masks, setup.data, setup.fns.hparams)
+        state, _ = step(state, masks, engine.data, engine.fns.hparams)
     for net, trees in (("g", [state["g"]["params"], state["ema"]["params"]]),
                        ("d", [state["d"]["params"]])):
         m = _flat(masks[net])
@@ -92,15 +117,28 @@ def test_imp_densities_follow_0_8_power_and_summary(finished):
         rows = json.load(f)["g"]
     assert sum(r["kept"] for r in rows) / sum(r["size"] for r in rows) == pytest.approx(
         rounds[1]["g_density"], abs=1e-6)
+    # the ticket trained under m_3: its final weights are zero outside the mask
+    lot = _lottery(config, workdir)
+    m3 = lot.load_masks(3, _like(lot))[0]
+    state, step = loop.load_run_state(lot.engine("ticket"), os.path.join(workdir, "ticket"))
+    assert step == config.ticket.num_steps
+    for net, tree in (("g", state["g"]["params"]), ("g", state["ema"]["params"]),
+                      ("d", state["d"]["params"])):
+        m = _flat(m3[net])
+        for path, value in _flat(tree).items():
+            assert np.all(value[~m[path]] == 0.0), (net, path)
 
 
 def test_rewinding_restores_step0_values_bit_for_bit(finished):
     config, workdir, _ = finished
-    lot = lottery.Lottery(config, workdir)
+    lot = _lottery(config, workdir)
     theta0 = lot.theta0()
-    m2 = lot.load_mask(2, theta0)
+    assert len(theta0) == 1
+    theta0 = jax.device_get(theta0[0])
+    m2 = lot.load_masks(2, theta0)[0]
     ck = checkpointing.Checkpointer(os.path.join(lot.round_dir(2), "checkpoints"))
-    start, _ = ck.restore(0, theta0)
+    target = loop.abstract_state(lot.engine("imp"), 1)
+    start = loop.unstack(jax.device_get(ck.restore(0, target)[0]), 1)[0]
     for net in ("g", "d"):
         t0, s0, m = (_flat(theta0[net]["params"]), _flat(start[net]["params"]),
                      _flat(m2[net]))
@@ -108,65 +146,76 @@ def test_rewinding_restores_step0_values_bit_for_bit(finished):
             np.testing.assert_array_equal(s0[path][m[path]], t0[path][m[path]])
             assert np.all(s0[path][~m[path]] == 0)
     # the final trained round-2 weights differ from theta_0 (training happened)
-    end, _ = ck.restore(config.imp.num_steps, theta0)
-    assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(jax.device_get(end["g"])),
-                                              jax.tree.leaves(jax.device_get(start["g"]))))
+    end = loop.unstack(jax.device_get(ck.restore(config.imp.num_steps, target)[0]), 1)[0]
+    ck.close()
+    assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(end["g"]),
+                                              jax.tree.leaves(start["g"])))
 
 
 def test_kill_inside_round_2_then_rerun_gives_same_masks(folder, finished, tmp_path, monkeypatch):
     config, full_dir, full_summary = finished
     killed = str(tmp_path / "killed")
-    real_build = train.build
+    real_call = loop.RunAxis.__call__
     calls = {"n": 0}
 
-    def build_with_kill(cfg, workdir):
-        setup = real_build(cfg, workdir)
-        inner = setup.jit_iteration
+    def call_with_kill(self, *args):
+        calls["n"] += 1
+        # rounds 0 and 1 take 3 iterations each; die in the 3rd iteration of round 2, after
+        # its step-2 checkpoint, so the rerun resumes inside the round
+        if calls["n"] == 9:
+            raise KeyboardInterrupt("simulated kill")
+        return real_call(self, *args)
 
-        def iteration(state, *args):
-            calls["n"] += 1
-            # rounds 0 and 1 take 3 iterations each; die in the 2nd iteration of round 2
-            if calls["n"] == 8:
-                raise KeyboardInterrupt("simulated kill")
-            return inner(state, *args)
-
-        setup.jit_iteration = iteration
-        return setup
-
-    monkeypatch.setattr(train, "build", build_with_kill)
+    monkeypatch.setattr(loop.RunAxis, "__call__", call_with_kill)
     with pytest.raises(KeyboardInterrupt):
-        train.train_and_evaluate(config, killed)
-    monkeypatch.setattr(train, "build", real_build)
+        pipeline.train_and_evaluate(config, killed)
+    monkeypatch.setattr(loop.RunAxis, "__call__", real_call)
     assert checkpointing.Checkpointer(os.path.join(killed, "masks")).all_steps() == [0, 1, 2]
-    summary = train.train_and_evaluate(config, killed)
-    a = lottery.Lottery(config, full_dir)
-    b = lottery.Lottery(config, killed)
-    theta0 = a.theta0()
+    assert checkpointing.Checkpointer(
+        os.path.join(killed, "imp", "round_02", "checkpoints")).all_steps() == [0, 2]
+    summary = pipeline.train_and_evaluate(config, killed)
+    a, b = _lottery(config, full_dir), _lottery(config, killed)
+    like = _like(a)
     for r in range(4):
-        ma, mb = a.load_mask(r, theta0), b.load_mask(r, theta0)
+        ma, mb = a.load_masks(r, like), b.load_masks(r, like)
         for x, y in zip(jax.tree.leaves(ma), jax.tree.leaves(mb)):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert summary["stages"]["ticket"]["g_density"] == full_summary["stages"]["ticket"]["g_density"]
+    # the resumed round 2 ends with exactly the weights of the uninterrupted one
+    sa, _ = loop.load_run_state(a.engine("imp"), a.round_dir(2))
+    sb, _ = loop.load_run_state(b.engine("imp"), b.round_dir(2))
+    for x, y in zip(jax.tree.leaves(jax.device_get(sa)), jax.tree.leaves(jax.device_get(sb))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_ticket_baselines_and_target_sparsity(finished, tmp_path):
     config, workdir, _ = finished
-    lot = lottery.Lottery(config, workdir)
-    theta0 = lot.theta0()
+    like = _like(_lottery(config, workdir))
     config = config.copy_and_resolve_references()
     config.ticket.target_sparsity = 0.3  # nearest round: r=2 (sparsity 0.36)
-    masks, info = lottery.Lottery(config, workdir).ticket_masks(theta0)
-    assert info["round"] == 2
+    masks, info = _lottery(config, workdir).ticket_masks(like)
+    assert info["round"] == 2 and len(masks) == 1
     config.ticket.target_sparsity = 0.0
     config.ticket.round = 3
-    ref, _ = lottery.Lottery(config, workdir).ticket_masks(theta0)
+    ref, _ = _lottery(config, workdir).ticket_masks(like)
+    ref = ref[0]
     config.ticket.mask_type = "random_like"
-    rnd, _ = lottery.Lottery(config, workdir).ticket_masks(theta0)
-    for a, b in zip(pruning.density_table(ref["g"]), pruning.density_table(rnd["g"])):
-        assert a["kept"] == b["kept"]
+    rnd, info = _lottery(config, workdir).ticket_masks(like)
+    assert info["mask_type"] == "random_like"
+    for net in ("g", "d"):
+        for a, b in zip(pruning.density_table(ref[net]), pruning.density_table(rnd[0][net])):
+            assert a["kept"] == b["kept"]
+        assert any(np.any(np.asarray(x) != np.asarray(y)) for x, y in
+                   zip(jax.tree.leaves(ref[net]), jax.tree.leaves(rnd[0][net])))
+    config.ticket.mask_type = "random_global"
+    glob, _ = _lottery(config, workdir).ticket_masks(like)
+    assert pruning.density(glob[0]["g"]) == pytest.approx(pruning.density(ref["g"]), abs=1e-3)
     config.ticket.mask_type = "omp"
-    omp, _ = lottery.Lottery(config, workdir).ticket_masks(theta0)
-    assert pruning.density(omp["g"]) == pytest.approx(pruning.density(ref["g"]), abs=1e-4)
+    omp, _ = _lottery(config, workdir).ticket_masks(like)
+    assert pruning.density(omp[0]["g"]) == pytest.approx(pruning.density(ref["g"]), abs=1e-4)
+    config.ticket.mask_type = "dense"
+    dense, _ = _lottery(config, workdir).ticket_masks(like)
+    assert pruning.density(dense[0]["g"]) == 1.0
 
 
 def test_mask_transfer_from_another_workdir_and_bad_sources(finished, folder, tmp_path):
@@ -174,26 +223,27 @@ def test_mask_transfer_from_another_workdir_and_bad_sources(finished, folder, tm
     config = config.copy_and_resolve_references()
     config.ticket.mask_workdir = workdir
     other = str(tmp_path / "other")
-    lot = lottery.Lottery(config, other)
-    masks, info = lot.ticket_masks(lot.theta0())
-    assert info["mask_source"].startswith(workdir)
+    lot = _lottery(config, other)
+    like = _like(lot)
+    masks, info = lot.ticket_masks(like)
+    assert info["mask_source"].startswith(workdir) and info["round"] == 3
     config.ticket.mask_workdir = str(tmp_path / "empty")
     with pytest.raises(ValueError, match="holds no masks"):
-        lottery.Lottery(config, other).ticket_masks(lot.theta0())
+        _lottery(config, other).ticket_masks(like)
     config.ticket.mask_workdir = ""
     config.ticket.round = 7
     with pytest.raises(ValueError, match=r"round 7 does not exist.*\[0, 1, 2, 3\]"):
-        lottery.Lottery(config, workdir).ticket_masks(lot.theta0())
+        _lottery(config, workdir).ticket_masks(like)
 
 
 def test_mask_of_a_different_model_names_first_mismatching_path(finished, tmp_path):
     config, workdir, _ = finished
     config = config.copy_and_resolve_references()
     config.model.g_channels = 16  # a different G: stored masks no longer fit
-    lot = lottery.Lottery(config, workdir)
+    lot = _lottery(config, workdir)
     with pytest.raises(ValueError, match="does not match the model"):
-        lot.load_mask(1, lot.theta0())
-    params = lot.theta0()["g"]["params"]
+        lot.load_masks(1, _like(lot))
+    params = jax.device_get(loop.initial_state(lot.engine("imp"), 0)["g"]["params"])
     bad = masks_lib.ones_like(params)
     bad = jax.tree.map(lambda m: m, bad)
     bad["linear_in"] = {"kernel": jnp.ones((3, 3), bool)}
@@ -203,9 +253,14 @@ def test_mask_of_a_different_model_names_first_mismatching_path(finished, tmp_pa
 
 @pytest.mark.parametrize("key,value,match", [
     ("g_ratio", 1.0, "sparsity.g_ratio"), ("d_ratio", 0.0, "sparsity.d_ratio"),
+    ("g_ratio", -0.2, r"sparsity.g_ratio = -0.2 must be in \(0, 1\)"),
     ("prune", "x", "sparsity.prune"), ("method", "random", "sparsity.method")])
-def test_bad_sparsity_config(folder, key, value, match):
+def test_bad_sparsity_config(folder, tmp_path, key, value, match):
     config = _pipeline_config(folder)
     config.sparsity[key] = value
     with pytest.raises(ValueError, match=match):
-        lottery.validate(config)
+        pipeline.validate_lottery(config)
+    workdir = tmp_path / "w"
+    with pytest.raises(ValueError, match=match):
+        pipeline.train_and_evaluate(config, str(workdir))
+    assert not workdir.exists()
