@@ -19,6 +19,7 @@ import jax  # noqa: E402
 jax.config.update("jax_platforms", "cpu")
 
 import helpers  # noqa: E402
+
 from jaxgan_lth import parallel, pipeline  # noqa: E402
 
 

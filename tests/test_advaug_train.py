@@ -1,11 +1,11 @@
 """AdvAug and DiffAugment inside the compiled D/G steps."""
 
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import helpers
 from jaxgan_lth import loop, pipeline
 
 

@@ -344,7 +344,7 @@ def test_strengths_are_traced_no_retrace():
 
     chex.clear_trace_counter()
     key = jax.random.key(0)
-    outs = [step(h, key, s, r, n, l) for s, r, n, l in
+    outs = [step(h, key, s, r, n, lam) for s, r, n, lam in
             ((0.01, 0.02, 0.0, 0.5), (0.05, 0.1, 0.1, 0.25), (0.0, 1.0, 0.0, 0.0))]
     # Different strengths gave different results from one compiled function.
     assert np.max(np.abs(np.asarray(outs[0][1]))) == pytest.approx(0.02)

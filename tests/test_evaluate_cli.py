@@ -2,11 +2,11 @@
 
 import os
 
+import helpers
 import numpy as np
 import pytest
 from PIL import Image
 
-import helpers
 from jaxgan_lth import evaluate, pipeline
 
 

@@ -23,8 +23,10 @@ jax = pytest.importorskip("jax")
 
 from jaxgan_lth.evaluation import features as features_lib  # noqa: E402
 from jaxgan_lth.evaluation import inception as inception_lib  # noqa: E402
-from jaxgan_lth.evaluation import metrics  # noqa: E402
-from jaxgan_lth.evaluation import torchscript_reader  # noqa: E402
+from jaxgan_lth.evaluation import (  # noqa: E402
+    metrics,
+    torchscript_reader,  # noqa: E402
+)
 
 WEIGHTS = inception_lib.default_weights_path()
 pytestmark = pytest.mark.skipif(

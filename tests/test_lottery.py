@@ -43,22 +43,6 @@ def _like(lot):
     return jax.eval_shape(lot.engine("imp").fns.init, jax.random.key(0))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """A persistent compilation cache for this module: every Lottery builds its own engines
-    (new closures) whose programs equal earlier ones; the cache turns their ~10 s CPU
-    compiles into reads. Restored afterwards."""
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-            "jax_persistent_cache_min_entry_size_bytes")
-    old = {k: getattr(jax.config, k) for k in keys}
-    jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update(keys[1], 0)
-    jax.config.update(keys[2], 0)
-    yield
-    for k, v in old.items():
-        jax.config.update(k, v)
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return helpers.make_image_folder(tmp_path_factory.mktemp("imgs"), n=8, size=20, channels=1)

@@ -134,7 +134,8 @@ def test_available_models():
         ("dcgan", dict(resolution=64, channels=1), r"resolution.*\[28, 32\].*64"),
         ("dcgan", dict(resolution=28, channels=2), r"channels.*\[1, 3\].*2"),
         ("dcgan", dict(resolution=28, channels=1, conditional=True), r"num_classes >= 1"),
-        ("dcgan", dict(resolution=28, channels=1, conditional="yes"), r"conditional must be a bool"),
+        ("dcgan", dict(resolution=28, channels=1, conditional="yes"),
+         r"conditional must be a bool"),
         ("biggan", dict(resolution=32, channels=3, num_classes=0, conditional=True),
          r"num_classes >= 1"),
         ("biggan", dict(resolution=32, channels=3, num_classes=10, conditional=False),
@@ -489,8 +490,8 @@ def test_conv_transpose_4s2_matches_definition():
     for i in range(3):
         for j in range(4):
             for k in range(4):
-                for l in range(4):
-                    oi, oj = 2 * i + k - 1, 2 * j + l - 1
+                for m in range(4):
+                    oi, oj = 2 * i + k - 1, 2 * j + m - 1
                     if 0 <= oi < 6 and 0 <= oj < 8:
-                        ref[:, oi, oj] += x[:, i, j] @ w[k, l]
+                        ref[:, oi, oj] += x[:, i, j] @ w[k, m]
     np.testing.assert_allclose(out, ref + bias, rtol=1e-5, atol=1e-5)

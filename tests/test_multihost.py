@@ -14,11 +14,11 @@ import socket
 import subprocess
 import sys
 
+import helpers
 import jax
+import multihost_worker
 import numpy as np
 
-import helpers
-import multihost_worker
 from jaxgan_lth import loop, pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))

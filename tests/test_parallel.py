@@ -2,13 +2,13 @@
 
 import re
 
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-import helpers
 from jaxgan_lth import loop, parallel
 
 

@@ -72,7 +72,8 @@ def test_density_after_r_rounds_is_0_8_to_the_r():
 
 def test_one_shot_reaches_target_sparsity():
     rng = np.random.default_rng(1)
-    params = {"conv1": {"kernel": rng.normal(size=(50,))}, "conv2": {"kernel": rng.normal(size=(150,))}}
+    params = {"conv1": {"kernel": rng.normal(size=(50,))},
+              "conv2": {"kernel": rng.normal(size=(150,))}}
     m = pruning.one_shot_magnitude_prune(params, 0.7)
     assert pruning.density(m) == pytest.approx(0.3)
     kept = np.concatenate([np.abs(params[k]["kernel"])[m[k]["kernel"]] for k in params])
@@ -82,7 +83,8 @@ def test_one_shot_reaches_target_sparsity():
 
 def test_random_pruning_keeps_per_layer_densities_and_global_sparsity():
     rng = np.random.default_rng(2)
-    params = {"conv1": {"kernel": rng.normal(size=(40,))}, "conv2": {"kernel": rng.normal(size=(60,))}}
+    params = {"conv1": {"kernel": rng.normal(size=(40,))},
+              "conv2": {"kernel": rng.normal(size=(60,))}}
     ref = pruning.global_magnitude_prune(params, _dense(params), 0.6)
     rnd = pruning.random_prune_like(0, ref)
     for k in params:

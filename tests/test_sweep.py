@@ -24,22 +24,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "jaxgan_lth")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """A persistent compilation cache for this module: the separate runs below build their own
-    engines (new closures), whose programs are identical to earlier ones; the cache turns
-    their ~10 s CPU compiles into reads. Restored afterwards."""
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-            "jax_persistent_cache_min_entry_size_bytes")
-    old = {k: getattr(jax.config, k) for k in keys}
-    jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update(keys[1], 0)
-    jax.config.update(keys[2], 0)
-    yield
-    for k, v in old.items():
-        jax.config.update(k, v)
-
-
 def _config(folder, seeds="0,1", hparams="", product=False, stage="train", **advaug):
     config = helpers.tiny_config(folder)
     config.stages = stage

@@ -5,17 +5,16 @@ import json
 import os
 
 import chex
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import helpers
 from jaxgan_lth import checkpointing, config_lib, loop, losses, parallel, pipeline
 from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import masks as masks_lib
-
 
 # ---- losses (hand-computed) -----------------------------------------------------------------
 

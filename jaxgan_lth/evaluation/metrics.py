@@ -150,8 +150,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     ``||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^{1/2})`` in float64.
 
     Args:
-        mu1, mu2: ``[D]`` means.
-        sigma1, sigma2: ``[D, D]`` covariances.
+        mu1: ``[D]`` mean of the first set.
+        sigma1: ``[D, D]`` covariance of the first set.
+        mu2: ``[D]`` mean of the second set.
+        sigma2: ``[D, D]`` covariance of the second set.
         method: matrix square-root method, see :func:`trace_sqrt_product`.
 
     Returns:
@@ -213,7 +215,8 @@ def kernel_inception_distance(features1: np.ndarray, features2: np.ndarray,
     an unbiased estimate (it can be negative). Computed in float64.
 
     Args:
-        features1, features2: ``[N1, d]`` and ``[N2, d]``.
+        features1: ``[N1, d]`` features of the first set.
+        features2: ``[N2, d]`` features of the second set.
         num_subsets: number of subsets (default 100).
         max_subset_size: subset size cap (default 1000).
         seed: seed of the subset draws.

@@ -87,7 +87,7 @@ class TorchScriptObject:
 
     type_name: str = "__torch__.?"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "TorchScriptObject":
+    def __new__(cls, *args: Any, **kwargs: Any) -> "TorchScriptObject":  # noqa: D102
         # NEWOBJ calls cls.__new__(cls, *args) and never __init__; args are ignored.
         del args, kwargs
         obj = super().__new__(cls)
