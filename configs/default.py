@@ -140,7 +140,8 @@ def get_config():
     config.ticket.lecam = lecam_config(weight=0.0)
 
     # ---- sweeps: any stage as K runs over seeds and traced strengths (jaxgan_lth/sweep.py) ---
-    config.sweep = ml_collections.ConfigDict()
+    # type_safe=False: seeds and hparams take a string (command line) or Python values (files)
+    config.sweep = ml_collections.ConfigDict(type_safe=False)
     config.sweep.stages = ""  # stages run as sweeps, e.g. "ticket" or "imp,ticket"; "" = none
     config.sweep.seeds = ""  # e.g. "0,1,2" or (0, 1, 2); "" = config.seed only
     # traced strengths: "adv_step_size=0,0.01,0.05; adv_lam=0.5" or a dict of lists
