@@ -153,10 +153,10 @@ def scan_unroll(setting: int, n_dis: int) -> int | bool:
     """The ``unroll`` of the ``n_dis`` D-step scan for ``train.n_dis_unroll = setting``.
 
     ``setting > 0`` is used as given (1 = a rolled loop: one traced D step, the fastest
-    compile; ``>= n_dis`` = fully unrolled, no while loop). ``0`` = automatic: fully unrolled on CPUs, where XLA:CPU runs the convolutions
-    inside a rolled while loop several times slower (default config: 0.50 s vs 0.10 s per
-    iteration measured side by side on a 2-core EPYC, see ``benchmarks/compile_time.py``),
-    rolled on GPUs/TPUs.
+    compile; ``>= n_dis`` = fully unrolled, no while loop). ``0`` = automatic: fully unrolled
+    on CPUs, where XLA:CPU ran the scanned iteration about 5x slower (default config, one
+    process after the other under the same load on a 2-core EPYC: 5.1 s vs 0.94 s per
+    iteration; a scan with ``unroll=n_dis`` kept the slow one-trip loop), rolled on GPUs/TPUs.
     """
     if setting <= 0:
         setting = n_dis if jax.default_backend() == "cpu" else 1
