@@ -48,6 +48,43 @@ def lecam_config(weight: float = 0.0) -> ml_collections.ConfigDict:
     return c
 
 
+def nice_config(enabled: bool = False) -> ml_collections.ConfigDict:
+    """NICE (Ni & Koniusz, NeurIPS 2023) section: a reconstruction (no released code; see
+    jaxgan_lth/parts/nice.py). Controller constants are CHAIN's (same authors); the rest ours."""
+    c = ml_collections.ConfigDict()
+    c.enabled = enabled  # adaptive noise in D's later blocks (+ the consistency loss)
+    # how many of D's noise blocks, counted from the last, get the noise (ours; dcgan has 2:
+    # its two convs; sngan/biggan 4 residual blocks)
+    c.num_blocks = 2
+    c.consistency = True  # add the consistency loss (one extra D forward); False = noise only
+    # weight of mean over the 2B reals and fakes of ||f1 - f2||^2 (pooled features of two noise
+    # draws) in D's loss (ours: unverified; ~2 at beta 0.1, default dcgan at init, random data)
+    c.weight = 1.0
+    c.beta_init = 0.0  # initial noise std beta (ours; CHAIN's p starts at 0)
+    c.target = 0.5  # eta: beta rises while EMA(mean(sign(D(x_real)))) > target (CHAIN tau 0.5)
+    c.step = 0.001  # beta change per D step (CHAIN delta_p 0.001)
+    c.beta_max = 1.0  # beta clamped to [0, beta_max] (CHAIN clamps p to [0, 1])
+    c.ema = 0.9  # EMA decay of mean(sign(D(x_real))) (CHAIN's ema_Dreal 0.9)
+    c.start = 0  # G iteration from which beta adapts (ours; CHAIN: 5000, longer than our runs)
+    c.noise_in_g_step = True  # D keeps its noise when it judges G's fakes (ours: unverified)
+    return c
+
+
+def maskedgan_config(ops: str = "") -> ml_collections.ConfigDict:
+    """MaskedGAN (Huang et al., NeurIPS 2022) section: a reconstruction (no released code; see
+    jaxgan_lth/augment/masking.py). Every constant is ours; the paper's are unverified."""
+    c = ml_collections.ConfigDict()
+    c.ops = ops  # comma-separated: "spatial" (shifted patch masking), "spectral"; "" = off
+    c.spatial_ratio = 0.25  # fraction of grid patches zeroed per image (cutout's area, 1/4)
+    c.patch_size = 4  # patch side in pixels; must divide the resolution (7x7 grid at 28 px)
+    c.spectral_ratio = 0.2  # mean FFT-band drop probability (GenCo drops 12/56 = 0.21)
+    c.num_bands = 8  # Chebyshev frequency rings (GenCo: 64 rings of 2 px at 256 px)
+    c.band_p_max = 0.5  # no band dropped with probability above this
+    c.band_step = 0.001  # balancing controller step per D step (CHAIN's delta_p)
+    c.band_decay = 0.9  # EMA decay of D's per-band reliance (CHAIN's EMA)
+    return c
+
+
 def get_config():
     """Returns the default `ml_collections.ConfigDict` (every key is documented inline)."""
     config = ml_collections.ConfigDict()
@@ -105,6 +142,8 @@ def get_config():
     config.diffaug = diffaug_config(policy="")
     config.advaug = advaug_config(mode="none")
     config.lecam = lecam_config(weight=0.0)
+    config.nice = nice_config(enabled=False)
+    config.maskedgan = maskedgan_config(ops="")
 
     # ---- sparsity: which weights are prunable and how IMP prunes them ----------------------
     config.sparsity = ml_collections.ConfigDict()
@@ -138,6 +177,8 @@ def get_config():
     config.ticket.diffaug = diffaug_config(policy="translation,cutout")
     config.ticket.advaug = advaug_config(mode="pgd")
     config.ticket.lecam = lecam_config(weight=0.0)
+    config.ticket.nice = nice_config(enabled=False)
+    config.ticket.maskedgan = maskedgan_config(ops="")
 
     # ---- sweeps: any stage as K runs over seeds and traced strengths (jaxgan_lth/sweep.py) ---
     # type_safe=False: seeds and hparams take a string (command line) or Python values (files)

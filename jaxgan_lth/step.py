@@ -21,8 +21,10 @@ D metrics are the mean over the ``n_dis`` D steps.
 
 The step builder knows no method: it asks the parts (:mod:`jaxgan_lth.parts`) the config
 switches on for D-input augmentations (applied to every D input), feature perturbations at
-the models' named points (``d_features``, ``g_first``) and loss terms. Masks, traced strengths
-(``hparams``) and the parts' state are arguments, so none of them recompiles the step.
+the models' named points (``d_features``, ``g_first``), loss terms, and extra variable
+collections / PRNG streams for D's training forwards (parts with ``modifies_d``: NICE's noise).
+Masks, traced strengths (``hparams``) and the parts' state are arguments, so none of them
+recompiles the step.
 
 Real batches are drawn inside the compiled step from the limited training set, which lives on
 the accelerator (uniform with replacement), so no host input pipeline can stall.
@@ -49,6 +51,10 @@ Pytree = Any
 #: spectral-norm buffers): "copy" takes G's, "average" averages them with the same decay
 #: (UDEG BigGAN / StudioGAN's EMA with buffers).
 EMA_BUFFERS = ("copy", "average")
+#: Salts folded into a D/G step's key for the parts' D-forward extras and the loss terms' key
+#: (fold_in, so the step's other draws are those of a config without such parts).
+_D_FORWARD_SALT = 0x4E494345
+_TERMS_SALT = 0x4E494346
 
 
 def make_optimizer(
@@ -227,6 +233,7 @@ def make_step_fns(
             f"at most one feature perturbation per network; got D: {[p.name for p in d_perts]}, "
             f"G: {[p.name for p in g_perts]}.")
     d_pert = d_perts[0] if d_perts else None
+    d_mods = [p for p in parts if p.modifies_d]
     g_pert = g_perts[0] if g_perts else None
     aug_g_adv = g_pert is None or getattr(g_pert, "augment_adv_branch", True)
 
@@ -245,6 +252,15 @@ def make_step_fns(
             k = key if j == 0 else jax.random.fold_in(key, j)
             x = a.augment(k, x, pstates.get(a.name), hp)
         return x
+
+    def d_extras(key, pstates, hp, phase):
+        """Variable collections and rngs the ``modifies_d`` parts add to one forward of D."""
+        cols, rngs = {}, {}
+        for j, p in enumerate(d_mods):
+            c, r = p.d_forward(jax.random.fold_in(key, j), pstates.get(p.name), hp, phase)
+            cols.update(c)
+            rngs.update(r)
+        return cols, rngs
 
     def init(key):
         kg, kd, kr = jax.random.split(key, 3)
@@ -288,16 +304,23 @@ def make_step_fns(
         x = augment(k_aug, jnp.concatenate([x_real, x_fake], axis=0), pstates, hparams)
         y = jnp.concatenate([y_real, y_fake], axis=0) if ncls else None
         b = tc.d_batch_size
+        k_mod = jax.random.fold_in(key, _D_FORWARD_SALT)
 
         def loss_fn(d_params):
             variables = {
                 "params": masks_lib.apply(d_params, masks["d"]),
                 "batch_stats": state["d"]["batch_stats"],
             }
-            h, upd = D.apply(
-                variables, x, y, train=True, method="features", mutable=["batch_stats"]
-            )
+            pre = variables
+            cols, rngs = d_extras(k_mod, pstates, hparams, "d")
+            h, upd = D.apply({**variables, **cols}, x, y, train=True, method="features",
+                             mutable=["batch_stats"], rngs=rngs or None)
             variables = {"params": variables["params"], "batch_stats": upd["batch_stats"]}
+
+            def d_features(xx, kk):  # the same D once more (SN state of this forward)
+                c, r = d_extras(kk, pstates, hparams, "d")
+                return D.apply({**pre, **c}, xx, None, train=False, method="features",
+                               rngs=r or None)
 
             def head(feats, labels):
                 return D.apply(variables, feats, labels, method="head")
@@ -311,7 +334,8 @@ def make_step_fns(
             ctx = parts_lib.DContext(
                 logits_real=logits[:b], logits_fake=logits[b:], x_real=x[:b],
                 d_apply=lambda xr: D.apply(variables, xr, y[:b] if ncls else None, train=False),
-                step=state["step"])
+                step=state["step"], x=x, features=h, d_features=d_features,
+                key=jax.random.fold_in(key, _TERMS_SALT))
             new_p = dict(pstates)
             for t in terms:
                 val, m, new_p_t = t.d_term(ctx, pstates.get(t.name), hparams)
@@ -324,9 +348,12 @@ def make_step_fns(
         (loss, (d_bs, logits, extra, new_p)), grads = jax.value_and_grad(
             loss_fn, has_aux=True)(state["d"]["params"])
         params, opt = masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"])
-        for a in augs:  # adaptive augmentations see D's real logits (ADA's r_t)
+        for j, a in enumerate(augs):  # adaptive augmentations see D's real logits (ADA's r_t)
             if a.name in new_p:
-                new_p[a.name] = a.observe(new_p[a.name], logits[:b], hparams)
+                obs = parts_lib.base.AugObservation(
+                    logits_real=logits[:b], key=k_aug if j == 0 else jax.random.fold_in(k_aug, j),
+                    x_shape=tuple(x.shape))
+                new_p[a.name] = a.observe_d_step(new_p[a.name], obs, hparams)
         new = dict(state)
         new["d"] = {"params": params, "batch_stats": d_bs}
         new["d_opt"] = opt
@@ -352,6 +379,8 @@ def make_step_fns(
             "params": masks_lib.apply(state["d"]["params"], masks["d"]),
             "batch_stats": state["d"]["batch_stats"],
         }
+        d_cols, d_rngs = d_extras(jax.random.fold_in(key, _D_FORWARD_SALT), pstates, hparams, "g")
+        d_vars.update(d_cols)
 
         def logits_of(g_params, delta=None, augmented=True):
             """D(augment(G(z))) with ``delta`` added at G's first-layer output."""
@@ -361,7 +390,7 @@ def make_step_fns(
             x_fake, upd = G.apply(variables, z, y_fake, train=True, mutable=["batch_stats"])
             if augmented:
                 x_fake = augment(k_aug, x_fake, pstates, hparams)
-            return D.apply(d_vars, x_fake, y_fake, train=False), upd
+            return D.apply(d_vars, x_fake, y_fake, train=False, rngs=d_rngs or None), upd
 
         def loss_fn(g_params):
             g_params = masks_lib.apply(g_params, masks["g"])

@@ -7,6 +7,11 @@ during ``init`` so the initial variables hold only ``params`` and ``batch_stats`
 it is a no-op unless a ``perturbations`` collection is passed, e.g.
 ``D.apply({"params": p, "batch_stats": s, "perturbations": {"d_features": delta}}, x, ...)``,
 which adds ``delta`` (``[B, F]``) and lets ``jax.grad`` differentiate w.r.t. it.
+
+NICE's adaptive-noise points (:func:`noise_point`, the ``d_noise`` collection): D's later blocks
+multiply their conv outputs by ``1 + beta * eps`` when a ``d_noise`` collection holding the
+block's ``beta`` and a ``d_noise`` PRNG stream are passed to ``apply``; without the collection
+they return their input itself (the plain D, bit for bit).
 """
 
 from __future__ import annotations
@@ -23,6 +28,59 @@ Array = jax.Array
 
 G_PERTURB = "g_first"
 D_PERTURB = "d_features"
+#: Variable collection and PRNG stream of NICE's adaptive noise in D (:func:`noise_point`).
+D_NOISE = "d_noise"
+
+
+def noise_point(module: nn.Module, name: str, x: Array) -> Array:
+    """Multiplicative noise ``x * (1 + beta * eps)``, eps ~ N(0, 1) per element (NICE's AN).
+
+    ``beta`` (a float scalar >= 0) is the variable ``name`` of the :data:`D_NOISE` collection in
+    ``module``'s scope; each call draws fresh ``eps`` from the :data:`D_NOISE` PRNG stream
+    (``rngs={"d_noise": key}``), so two points of one block get independent noise.
+
+    Args:
+        module: the (bound) module the point belongs to.
+        name: the variable holding ``beta``.
+        x: features ``[B, ...]``.
+
+    Returns:
+        ``x`` itself when the collection does not hold ``name`` (and during ``init``), else the
+        modulated features (same shape).
+    """
+    if module.is_initializing() or not module.has_variable(D_NOISE, name):
+        return x
+    beta = module.get_variable(D_NOISE, name)
+    eps = jax.random.normal(module.make_rng(D_NOISE), x.shape, x.dtype)
+    return x * (1.0 + beta * eps)
+
+
+def d_noise_variables(discriminator: nn.Module, beta: Array, num_blocks: int) -> dict:
+    """The :data:`D_NOISE` collection putting ``beta`` at D's last ``num_blocks`` noise blocks.
+
+    Args:
+        discriminator: a discriminator with a ``noise_paths`` attribute (one path per noise
+            block, first block first).
+        beta: float scalar, the noise std.
+        num_blocks: how many blocks, counted from D's last, get the noise (>= 1).
+
+    Returns:
+        A nested dict to pass as ``variables["d_noise"]``.
+
+    Raises:
+        ValueError: ``num_blocks`` outside ``[1, len(noise_paths)]``.
+    """
+    paths = tuple(discriminator.noise_paths)
+    if not 1 <= num_blocks <= len(paths):
+        raise ValueError(f"{type(discriminator).__name__} has {len(paths)} noise blocks; "
+                         f"num_blocks = {num_blocks} must be in [1, {len(paths)}].")
+    out: dict = {}
+    for path in paths[len(paths) - num_blocks:]:
+        node = out
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+        node[path[-1]] = beta
+    return out
 
 
 def check_labels(model: nn.Module, y: Optional[Array], batch: int) -> Optional[Array]:
@@ -58,7 +116,8 @@ class ProjectionDiscriminator(nn.Module):
 
     Subclasses define the fields ``num_classes`` (0 = unconditional) and in ``setup`` the modules
     ``linear_out`` (``F -> 1``) and, when conditional, ``embed_proj`` (``[num_classes, F]``), and
-    implement ``_trunk(x, train) -> [B, H', W', F]``. Features are ``sum_{H', W'} relu(trunk)``
+    implement ``_trunk(x, train) -> [B, H', W', F]`` and the ``noise_paths`` property (NICE's noise
+    blocks, see :func:`d_noise_variables`). Features are ``sum_{H', W'} relu(trunk)``
     (global SUM pooling, as the SNGAN/BigGAN references).
 
     Spectral-norm statistics of the head: :meth:`head` never writes them (``update_stats=False``),

@@ -161,6 +161,11 @@ class BigGANDiscriminator(ProjectionDiscriminator):
         """Size F = ``2 * conv_dim`` of the pooled features ``[B, F]`` of :meth:`features`."""
         return 2 * self.conv_dim
 
+    @property
+    def noise_paths(self) -> tuple[tuple[str, ...], ...]:
+        """NICE's noise blocks, first first: ``block1`` .. ``block4`` (their ``beta``)."""
+        return tuple((f"block{i}", "beta") for i in range(1, 5))
+
     def setup(self):
         """Creates the D blocks (+ attention), ``linear_out`` (F -> 1) and ``embed_proj``."""
         c = self.feature_dim

@@ -13,6 +13,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from jaxgan_lth.models.base import noise_point
 from jaxgan_lth.models.layers import (
     ConditionalBatchNorm,
     LayerConfig,
@@ -94,7 +95,8 @@ class DisOptBlock(nn.Module):
     """First ("optimized") D block: ``conv3-ReLU-conv3-avgpool2`` + ``avgpool2-conv1x1`` shortcut.
 
     Input ``[B, H, W, in_channels]`` -> output ``[B, H/2, W/2, out_channels]``. No pre-activation
-    (the input is the image).
+    (the input is the image). NICE's noise point ``beta`` (:func:`~jaxgan_lth.models.base.
+    noise_point`) follows ``conv1``, ``conv2`` and ``conv_sc``; a no-op unless passed.
 
     Attributes:
         in_channels: input (image) channels.
@@ -123,11 +125,11 @@ class DisOptBlock(nn.Module):
         Returns:
             ``[B, H/2, W/2, Cout]``.
         """
-        h = call_layer(self.conv1, x, update_stats=train)
-        h = call_layer(self.conv2, nn.relu(h), update_stats=train)
+        h = noise_point(self, "beta", call_layer(self.conv1, x, update_stats=train))
+        h = noise_point(self, "beta", call_layer(self.conv2, nn.relu(h), update_stats=train))
         h = downsample2x(h)
         sc = call_layer(self.conv_sc, downsample2x(x), update_stats=train)
-        return h + sc
+        return h + noise_point(self, "beta", sc)
 
 
 class DisBlock(nn.Module):
@@ -136,7 +138,8 @@ class DisBlock(nn.Module):
     The shortcut is ``conv1x1[-avgpool2]`` when ``downsample`` or the channel count changes, the
     identity otherwise. Input ``[B, H, W, in_channels]`` -> ``[B, H', W', out_channels]`` with
     ``H' = H/2`` if ``downsample`` else ``H``. (Hidden width = ``out_channels``; the SNGAN reference
-    uses ``in_channels``, which is the same for its 128 -> 128 blocks.)
+    uses ``in_channels``, which is the same for its 128 -> 128 blocks.) NICE's noise point ``beta``
+    follows ``conv1``, ``conv2`` and ``conv_sc`` (not an identity shortcut); a no-op unless passed.
 
     Attributes:
         in_channels: input channels.
@@ -173,13 +176,13 @@ class DisBlock(nn.Module):
         Returns:
             ``[B, H', W', Cout]``.
         """
-        h = call_layer(self.conv1, nn.relu(x), update_stats=train)
-        h = call_layer(self.conv2, nn.relu(h), update_stats=train)
+        h = noise_point(self, "beta", call_layer(self.conv1, nn.relu(x), update_stats=train))
+        h = noise_point(self, "beta", call_layer(self.conv2, nn.relu(h), update_stats=train))
         if self.downsample:
             h = downsample2x(h)
         sc = x
         if self.learnable_sc:
-            sc = call_layer(self.conv_sc, x, update_stats=train)
+            sc = noise_point(self, "beta", call_layer(self.conv_sc, x, update_stats=train))
             if self.downsample:
                 sc = downsample2x(sc)
         return h + sc

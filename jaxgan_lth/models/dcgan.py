@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan_lth.models.base import G_PERTURB, ProjectionDiscriminator, check_labels
+from jaxgan_lth.models.base import G_PERTURB, ProjectionDiscriminator, check_labels, noise_point
 from jaxgan_lth.models.layers import ConditionalBatchNorm, LayerConfig, call_layer
 from jaxgan_lth.models.registry import (
     ModelPair,
@@ -129,6 +129,11 @@ class DCGANDiscriminator(ProjectionDiscriminator):
         """Size F = ``2 * channels`` of the pooled features ``[B, F]`` of :meth:`features`."""
         return 2 * self.channels
 
+    @property
+    def noise_paths(self) -> tuple[tuple[str, ...], ...]:
+        """NICE's noise blocks, first first: each conv is a block (its output is modulated)."""
+        return (("beta_conv1",), ("beta_conv2",))
+
     def setup(self):
         """Creates the two SN convs, ``linear_out`` (F -> 1) and, if conditional, ``embed_proj``."""
         c = self.channels
@@ -139,8 +144,9 @@ class DCGANDiscriminator(ProjectionDiscriminator):
             self.embed_proj = D_CONFIG.embed(self.num_classes, 2 * c)
 
     def _trunk(self, x: Array, train: bool) -> Array:
-        h = nn.leaky_relu(call_layer(self.conv1, x, update_stats=train), 0.1)
-        return call_layer(self.conv2, h, update_stats=train)
+        h = noise_point(self, "beta_conv1", call_layer(self.conv1, x, update_stats=train))
+        h = nn.leaky_relu(h, 0.1)
+        return noise_point(self, "beta_conv2", call_layer(self.conv2, h, update_stats=train))
 
 
 @register_model("dcgan")

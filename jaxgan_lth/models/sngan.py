@@ -120,6 +120,11 @@ class SNGANDiscriminator(ProjectionDiscriminator):
         """Size F = ``channels`` of the pooled features ``[B, F]`` of :meth:`features`."""
         return self.channels
 
+    @property
+    def noise_paths(self) -> tuple[tuple[str, ...], ...]:
+        """NICE's noise blocks, first first: ``block1`` .. ``block4`` (their ``beta``)."""
+        return tuple((f"block{i}", "beta") for i in range(1, 5))
+
     def setup(self):
         """Creates the four D blocks and the bias-free ``linear_out`` (F -> 1)."""
         c = self.channels

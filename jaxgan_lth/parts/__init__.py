@@ -22,11 +22,15 @@ from jaxgan_lth.parts.base import (
 )
 from jaxgan_lth.parts.diffaug import DiffAugment
 from jaxgan_lth.parts.lecam import LeCam
+from jaxgan_lth.parts.maskedgan import MaskedGAN
+from jaxgan_lth.parts.nice import NICE
 
 REGISTRY: dict[str, type[base.Part]] = {
     DiffAugment.name: DiffAugment,
     AdvAug.name: AdvAug,
     LeCam.name: LeCam,
+    NICE.name: NICE,
+    MaskedGAN.name: MaskedGAN,
 }
 
 

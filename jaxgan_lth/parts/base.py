@@ -10,7 +10,12 @@ A part is one of three kinds, each a small interface the step builder
   features ``d_features``, G's first-layer output ``g_first``) that changes how the
   adversarial loss is computed (AdvAug PGD, the noise baseline).
 * :class:`LossTerm` -- a regulariser added to D's and/or G's loss, returning a scalar and its
-  metrics (LeCam; R1, NICE's consistency later).
+  metrics (LeCam, NICE's consistency; R1 later).
+
+A part of any kind may also change D's *training forwards* (:attr:`Part.modifies_d`,
+:meth:`Part.d_forward`): extra variable collections and PRNG streams passed to every training
+forward of D (D step, G step, and :attr:`DContext.d_features`), e.g. NICE's adaptive noise in D's
+blocks (the ``d_noise`` collection of :mod:`jaxgan_lth.models.base`).
 
 Every part owns one config section (its :attr:`Part.section`), validates it
 (:meth:`Part.validate`, with the part's own constants), names the *traced strengths* it reads
@@ -66,12 +71,16 @@ class Part:
       kind: ``"augment"``, ``"perturb"`` or ``"loss"``.
       HPARAMS: ``{traced name: HParam}``; traced names are global (``adv_step_size``), so a
         sweep names them without a section.
+      modifies_d: the part implements :meth:`d_forward` (the step calls it only then, so a
+        config without such a part compiles the step it always did).
     """
 
     name: ClassVar[str] = ""
     section: ClassVar[str] = ""
     kind: ClassVar[str] = ""
     HPARAMS: ClassVar[dict[str, HParam]] = {}
+    #: Whether :meth:`d_forward` adds collections/rngs to D's training forwards.
+    modifies_d: ClassVar[bool] = False
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
@@ -107,6 +116,21 @@ class Part:
         """Scalars of the state logged every log step (e.g. ADA's p); default none."""
         return {}
 
+    def d_forward(self, key: Array, state: Pytree, hp: dict, phase: str) -> tuple[dict, dict]:
+        """Extra ``(variable collections, rngs)`` for a training forward of D.
+
+        Called only when :attr:`modifies_d`; merged into D's variables and ``rngs`` of the D
+        step's forward (``phase="d"``, also :attr:`DContext.d_features`) and the G step's
+        (``phase="g"``). Default: none.
+
+        Args:
+          key: PRNG key of this forward (independent per forward and per part).
+          state: the part's state (``state["parts"][name]`` or None).
+          hp: traced strengths.
+          phase: ``"d"`` or ``"g"``.
+        """
+        return {}, {}
+
 
 class Augmentation(Part):
     """A D-input augmentation (applied to reals and fakes, in D and G steps)."""
@@ -120,6 +144,30 @@ class Augmentation(Part):
     def observe(self, state: Pytree, logits_real: Array, hp: dict) -> Pytree:
         """New state after a D step that saw D's logits ``[B]`` on (augmented) reals."""
         return state
+
+    def observe_d_step(self, state: Pytree, obs: AugObservation, hp: dict) -> Pytree:
+        """New state after a D step, from :class:`AugObservation` (the step calls this one).
+
+        Default: :meth:`observe` with ``obs.logits_real``. A part that needs its own random
+        draws of the step (MaskedGAN's per-image band drops) overrides this and redraws them
+        from ``obs.key``.
+        """
+        return self.observe(state, obs.logits_real, hp)
+
+
+@dataclasses.dataclass
+class AugObservation:
+    """What an augmentation sees after a D step.
+
+    Attributes:
+      logits_real: D's logits ``[B]`` on the augmented reals.
+      key: the PRNG key this augmentation's :meth:`Augmentation.augment` got in that D step.
+      x_shape: shape of the batch it augmented, ``(2B, H, W, C)``: reals first, then fakes.
+    """
+
+    logits_real: Array
+    key: Array
+    x_shape: tuple
 
 
 class FeaturePerturbation(Part):
@@ -183,6 +231,13 @@ class DContext:
       d_apply: ``d_apply(x) -> logits [B]`` with the current D parameters (for gradient
         penalties such as R1).
       step: G iterations done before this one (int32 scalar).
+      x: the whole (augmented) D input ``[2B, H, W, C]``, reals first then fakes.
+      features: D's pooled features ``[2B, F]`` of ``x`` in this forward (the ``d_features``
+        point, before any feature perturbation).
+      d_features: ``d_features(x, key) -> [N, F]``: D's pooled features of ``x`` once more, with
+        the same parameters and spectral-norm state as this forward (statistics not updated)
+        and the parts' D-forward extras (:meth:`Part.d_forward`) drawn from ``key``.
+      key: a PRNG key for the loss terms, independent of the forward's (fold in per use).
     """
 
     logits_real: Array
@@ -190,6 +245,10 @@ class DContext:
     x_real: Array
     d_apply: Callable
     step: Array
+    x: Array | None = None
+    features: Array | None = None
+    d_features: Callable | None = None
+    key: Array | None = None
 
 
 @dataclasses.dataclass
