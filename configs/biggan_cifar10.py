@@ -78,21 +78,6 @@ TICKET_ROUND = 9
 IMP_ROUNDS_RELEASED = 10
 
 
-def _ensure_new_keys(config):
-    """Adds the keys configs/default.py is gaining (same names and defaults) when absent.
-
-    TODO: drop once configs/default.py defines ``train.ema_buffers``, ``sparsity.magnitudes``
-    and ``advaug.augment_adv_branch`` itself; the values set below do not depend on it.
-    """
-    if "ema_buffers" not in config.train:
-        config.train.ema_buffers = "copy"  # "copy" G's BN/SN buffers into the EMA G, or "average"
-    if "magnitudes" not in config.sparsity:
-        config.sparsity.magnitudes = "g"  # prune by "g" (trained G) or "ema" (EMA G) magnitudes
-    for section in (config.advaug, config.ticket.advaug):
-        if "augment_adv_branch" not in section:
-            section.augment_adv_branch = True  # DiffAugment also on the AdvAug branch's fakes
-
-
 def _released_advaug(section):
     """AdvAug as ``train_eval.py`` (``conditional_strategy: ProjGAN_adv``) with ``--gamma 0.01``.
 
@@ -148,7 +133,6 @@ def get_config(arg=None):
             f"{', '.join(VARIANTS)} (default {DEFAULT_VARIANT})."
         )
     config = default.get_config()
-    _ensure_new_keys(config)
 
     # ---- data: cifar10_less, the first 10% of the training split, random flips -----------------
     config.data.name = "cifar10"

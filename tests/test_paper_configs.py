@@ -5,8 +5,7 @@ import os
 
 import pytest
 
-from jaxgan_lth import config_lib, train
-from jaxgan_lth.sparsity import lottery
+from jaxgan_lth import config_lib, pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = ("sngan_cifar10", "biggan_cifar10")
@@ -25,8 +24,8 @@ def test_variant_builds_and_validates(name, variant):
     module = _module(name)
     config = module.get_config(variant)
     config_lib.validate(config)
-    lottery.validate(config)
-    stages = train.parse_stages(config)
+    pipeline.validate_lottery(config)
+    stages = pipeline.parse_stages(config)
     assert stages == (["imp"] if variant == "imp" else
                       ["train"] if variant.startswith("dense") else ["imp", "ticket"])
     # the keys being added to configs/default.py exist either way
@@ -161,7 +160,4 @@ def test_variant_from_the_command_line():
 
 @pytest.mark.parametrize("name,variant", _all_variants())
 def test_pipeline_validate_config(name, variant):
-    pipeline = pytest.importorskip("jaxgan_lth.pipeline")
-    if not hasattr(pipeline, "validate_config"):
-        pytest.skip("jaxgan_lth.pipeline has no validate_config yet")
     pipeline.validate_config(_module(name).get_config(variant))
