@@ -15,7 +15,9 @@ Writes ``benchmarks/results/compile_time_<machine>.{json,md}`` (rows merge acros
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -47,18 +49,54 @@ def run(name: str, unroll: int = 0) -> dict:
             "trace_lower_cpu_s": round(c1 - c0, 2), "compile_cpu_s": round(c2 - c1, 2)}
 
 
+_MEASURE = """
+import json, sys, time
+import jax
+from benchmarks import train_throughput
+config, fns, state, masks, data = train_throughput.setup(sys.argv[1])
+t0, c0 = time.perf_counter(), time.process_time()
+lowered = jax.jit(fns.iteration, donate_argnums=(0,)).lower(state, masks, data, fns.hparams)
+t1, c1 = time.perf_counter(), time.process_time()
+lowered.compile()
+t2, c2 = time.perf_counter(), time.process_time()
+print(json.dumps({"config": sys.argv[1], "model": config.model.name,
+                  "n_dis": int(config.train.n_dis), "trace_lower_s": round(t1 - t0, 2),
+                  "compile_s": round(t2 - t1, 2), "trace_lower_cpu_s": round(c1 - c0, 2),
+                  "compile_cpu_s": round(c2 - c1, 2)}))
+"""
+
+
+def run_other_checkout(repo: str, name: str) -> dict:
+    """The same measurement in another checkout of this repository (e.g. a git worktree of an
+    older commit), in a subprocess importing that checkout's code."""
+    commit = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    env = {**os.environ, "PYTHONPATH": repo}
+    out = subprocess.run([sys.executable, "-c", _MEASURE, name], cwd=repo, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    row = json.loads(out.strip().splitlines()[-1])
+    row["variant"] = f"checkout {commit}"
+    return row
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", default="default,sngan_cifar10,biggan_cifar10")
     p.add_argument("--unroll", type=int, default=0,
                    help="train.n_dis_unroll: 0 = automatic (unrolled on CPU), 1 = rolled scan")
     p.add_argument("--label", default="", help="variant name of the rows (default: unroll=N)")
+    p.add_argument("--repo", default="",
+                   help="measure another checkout instead (e.g. `git worktree add /tmp/old "
+                        "2131328`: the code before the n_dis scan)")
     args = p.parse_args()
     info = common.machine()
     rows = []
     for name in args.configs.split(","):
-        row = run(name, args.unroll)
-        row["variant"] = args.label or f"n_dis_unroll={args.unroll}"
+        if args.repo:
+            row = run_other_checkout(args.repo, name)
+        else:
+            row = run(name, args.unroll)
+            row["variant"] = args.label or f"n_dis_unroll={args.unroll}"
         print(row, flush=True)
         rows.append(row)
     write(info, rows)
