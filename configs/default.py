@@ -197,6 +197,8 @@ def get_config():
     config.eval.num_samples = 200  # generated images per evaluation (papers: 10k-50k)
     # reference statistics: the whole split named here (tfds slicing allowed); the CPU default
     # uses 500 test images because the Inception net runs at ~5 images/s on 2 cores
+    # an image folder (data.name = "folder") has one split: set reference_split = "train" (the
+    # whole folder, the few-shot fid5k-train protocol); other values are refused before training
     config.eval.reference_split = "test[:500]"
     config.eval.batch_size = 50  # images per Inception call
     config.eval.cache_dir = ""  # reference statistics cache; "" = DIR/fid_stats
