@@ -1,11 +1,11 @@
-"""Step time with DiffAugment, AdvAug, NICE and MaskedGAN relative to the plain step.
+"""Step time with DiffAugment, AdvAug, LeCam, NICE and MaskedGAN relative to the plain step.
 
 Variants of one training iteration (n_dis D steps + 1 G step) of the same model:
 plain; DiffAugment `color,translation,cutout`; AdvAug PGD-1 and PGD-3 on G's first layer and D's
 pooled features (paper defaults: step size 0.01, lambda 0.5, no projection); the feature-noise
-baseline; NICE (adaptive noise in D's last 2 blocks, beta 0.1, with the consistency term: one
-extra D forward, and noise only); MaskedGAN (shifted spatial masking, balanced spectral masking,
-both).
+baseline; LeCam (weight 0.3, from step 0); NICE (adaptive noise in D's last 2 blocks, beta
+0.1, with the consistency term: one extra D forward, and noise only); MaskedGAN (shifted
+spatial masking, balanced spectral masking, both).
 
     python benchmarks/augment_cost.py [--configs default,sngan_cifar10]
         [--warmup W] [--iters N] [--repeats R]
@@ -32,6 +32,7 @@ VARIANTS = {
     "advaug_pgd1": {"advaug.mode": "pgd", "advaug.num_steps": 1},
     "advaug_pgd3": {"advaug.mode": "pgd", "advaug.num_steps": 3},
     "noise": {"advaug.mode": "noise"},
+    "lecam": {"lecam.weight": 0.3, "lecam.start": 0},
     "nice": {"nice.enabled": True, "nice.beta_init": 0.1},
     "nice_noise_only": {"nice.enabled": True, "nice.beta_init": 0.1, "nice.consistency": False},
     "maskedgan_spatial": {"maskedgan.ops": "spatial"},
