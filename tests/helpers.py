@@ -2,10 +2,12 @@
 
 import os
 
+import jax
 import numpy as np
 from PIL import Image
 
 from configs import default
+from jaxgan_lth import loop
 
 
 def make_image_folder(path, n=16, size=16, channels=3, seed=0):
@@ -46,3 +48,24 @@ def tiny_config(folder, *, num_steps=4, resolution=28, channels=1):
     config.keep_checkpoints = 1
     config.num_samples = 4
     return config
+
+
+def kill_at(monkeypatch, step):
+    """Makes the loop raise KeyboardInterrupt when an iteration would start from ``step``
+    (after the checkpoint at ``step``, before the next one): a simulated kill."""
+    real_call = loop.RunAxis.__call__
+
+    def call(self, states, *args):
+        if step in [int(s["step"]) for s in self.split(states)]:
+            raise KeyboardInterrupt("simulated kill")
+        return real_call(self, states, *args)
+
+    monkeypatch.setattr(loop.RunAxis, "__call__", call)
+
+
+def final_state(config, workdir, step):
+    """The host copy of ``workdir/train``'s state at checkpoint ``step``."""
+    engine = loop.build_engine(config, workdir)
+    state, got = loop.load_run_state(engine, os.path.join(workdir, "train"), str(step))
+    assert got == step
+    return jax.device_get(state)

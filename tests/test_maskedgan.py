@@ -2,7 +2,6 @@
 numpy.fft, the band controller by hand, validation, no retrace, resume after a kill, and both
 new parts (NICE, MaskedGAN) with every model, a ticket mask, DiffAugment and AdvAug."""
 
-import os
 
 import helpers
 import jax
@@ -260,24 +259,6 @@ def test_iteration_traces_once_across_every_mask_strength_and_band_state(tmp_pat
     assert float(state["parts"]["maskedgan"]["offsets"][0]) != -0.5  # the state is an input
 
 
-def _kill_at(monkeypatch, step):
-    real_call = loop.RunAxis.__call__
-
-    def call(self, states, *args):
-        if step in [int(s["step"]) for s in self.split(states)]:
-            raise KeyboardInterrupt("simulated kill")
-        return real_call(self, states, *args)
-
-    monkeypatch.setattr(loop.RunAxis, "__call__", call)
-
-
-def _final_state(config, workdir, step):
-    engine = loop.build_engine(config, workdir)
-    state, got = loop.load_run_state(engine, os.path.join(workdir, "train"), str(step))
-    assert got == step
-    return jax.device_get(state)
-
-
 def test_band_state_resumes_after_kill(tmp_path, monkeypatch):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=4)
@@ -286,12 +267,12 @@ def test_band_state_resumes_after_kill(tmp_path, monkeypatch):
     full_dir, killed_dir = str(tmp_path / "full"), str(tmp_path / "killed")
     pipeline.train_and_evaluate(config, full_dir)
     with monkeypatch.context() as m:
-        _kill_at(m, 2)
+        helpers.kill_at(m, 2)
         with pytest.raises(KeyboardInterrupt):
             pipeline.train_and_evaluate(config, killed_dir)
     pipeline.train_and_evaluate(config, killed_dir)
-    full = _final_state(config, full_dir, 4)
-    resumed = _final_state(config, killed_dir, 4)
+    full = helpers.final_state(config, full_dir, 4)
+    resumed = helpers.final_state(config, killed_dir, 4)
     assert np.abs(full["parts"]["maskedgan"]["offsets"]).max() > 0  # the controller moved
     jax.tree.map(np.testing.assert_array_equal, full["parts"], resumed["parts"])
     jax.tree.map(np.testing.assert_array_equal, full, resumed)

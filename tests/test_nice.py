@@ -1,7 +1,6 @@
 """NICE (a reconstruction): the noise points in D, the consistency term, the beta controller,
 validation, no retrace across strengths and state, and resume of beta after a kill."""
 
-import os
 
 import flax.linen as nn
 import helpers
@@ -292,24 +291,6 @@ def test_iteration_traces_once_across_every_nice_strength_and_beta(tmp_path):
     assert all(np.isfinite(float(v)) for v in m.values())
 
 
-def _kill_at(monkeypatch, step):
-    real_call = loop.RunAxis.__call__
-
-    def call(self, states, *args):
-        if step in [int(s["step"]) for s in self.split(states)]:
-            raise KeyboardInterrupt("simulated kill")
-        return real_call(self, states, *args)
-
-    monkeypatch.setattr(loop.RunAxis, "__call__", call)
-
-
-def _final_state(config, workdir, step):
-    engine = loop.build_engine(config, workdir)
-    state, got = loop.load_run_state(engine, os.path.join(workdir, "train"), str(step))
-    assert got == step
-    return jax.device_get(state)
-
-
 def test_beta_resumes_after_kill(tmp_path, monkeypatch):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=4)
@@ -320,12 +301,12 @@ def test_beta_resumes_after_kill(tmp_path, monkeypatch):
     full_dir, killed_dir = str(tmp_path / "full"), str(tmp_path / "killed")
     pipeline.train_and_evaluate(config, full_dir)
     with monkeypatch.context() as m:
-        _kill_at(m, 2)
+        helpers.kill_at(m, 2)
         with pytest.raises(KeyboardInterrupt):
             pipeline.train_and_evaluate(config, killed_dir)
     pipeline.train_and_evaluate(config, killed_dir)
-    full = _final_state(config, full_dir, 4)
-    resumed = _final_state(config, killed_dir, 4)
+    full = helpers.final_state(config, full_dir, 4)
+    resumed = helpers.final_state(config, killed_dir, 4)
     # 4 iterations x n_dis 2 D steps, +0.01 each
     assert float(full["parts"]["nice"]["beta"]) == pytest.approx(0.05 + 8 * 0.01, abs=1e-6)
     jax.tree.map(np.testing.assert_array_equal, full["parts"], resumed["parts"])

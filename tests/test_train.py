@@ -270,27 +270,6 @@ def test_end_to_end_writes_outputs(tmp_path):
     assert events, "no TensorBoard event file"
 
 
-def _kill_at(monkeypatch, step):
-    """Makes the loop raise KeyboardInterrupt when an iteration would start from ``step``
-    (after the checkpoint at ``step``, before the next one): a simulated kill."""
-    real_call = loop.RunAxis.__call__
-
-    def call(self, states, *args):
-        steps = [int(s["step"]) for s in self.split(states)]
-        if step in steps:
-            raise KeyboardInterrupt("simulated kill")
-        return real_call(self, states, *args)
-
-    monkeypatch.setattr(loop.RunAxis, "__call__", call)
-
-
-def _final_state(config, workdir, step):
-    engine = loop.build_engine(config, workdir)
-    state, got = loop.load_run_state(engine, os.path.join(workdir, "train"), str(step))
-    assert got == step
-    return jax.device_get(state)
-
-
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path, monkeypatch):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=6)
@@ -300,7 +279,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, monkeypatch):
     # Kill the second run inside step 5 (after the checkpoint at step 4, before step 6's).
     killed_dir = str(tmp_path / "killed")
     with monkeypatch.context() as m:
-        _kill_at(m, 4)
+        helpers.kill_at(m, 4)
         with pytest.raises(KeyboardInterrupt):
             pipeline.train_and_evaluate(config, killed_dir)
     ck = checkpointing.Checkpointer(os.path.join(killed_dir, "train", "checkpoints"))
@@ -308,7 +287,8 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, monkeypatch):
     ck.close()
     pipeline.train_and_evaluate(config, killed_dir)  # the same command again
 
-    _leaves_equal(_final_state(config, full_dir, 6), _final_state(config, killed_dir, 6))
+    _leaves_equal(helpers.final_state(config, full_dir, 6),
+                  helpers.final_state(config, killed_dir, 6))
 
 
 def test_lecam_anchors_resume_after_kill(tmp_path, monkeypatch):
@@ -320,12 +300,12 @@ def test_lecam_anchors_resume_after_kill(tmp_path, monkeypatch):
     pipeline.train_and_evaluate(config, full_dir)
     # 2 steps (checkpoint at step 2), killed inside step 3, then the same command to step 4.
     with monkeypatch.context() as m:
-        _kill_at(m, 2)
+        helpers.kill_at(m, 2)
         with pytest.raises(KeyboardInterrupt):
             pipeline.train_and_evaluate(config, killed_dir)
     pipeline.train_and_evaluate(config, killed_dir)
-    full = _final_state(config, full_dir, 4)
-    resumed = _final_state(config, killed_dir, 4)
+    full = helpers.final_state(config, full_dir, 4)
+    resumed = helpers.final_state(config, killed_dir, 4)
     anchors = full["parts"]["lecam"]
     assert set(anchors) == {"real", "fake"}
     assert float(anchors["real"]) != 0.0 and float(anchors["fake"]) != 0.0  # moved from init
