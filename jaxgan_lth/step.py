@@ -262,6 +262,21 @@ def make_step_fns(
             rngs.update(r)
         return cols, rngs
 
+    def add_terms(method, ctx, loss, metrics, pstates, hp):
+        """``loss`` plus every loss term's ``method`` (``d_term`` or ``g_term``) value.
+
+        The terms' metrics go into ``metrics``; returns ``(loss, parts' states)`` with the
+        terms' new (gradient-stopped) states.
+        """
+        new_p = dict(pstates)
+        for t in terms:
+            val, m, new_p_t = getattr(t, method)(ctx, pstates.get(t.name), hp)
+            loss = loss + val
+            metrics.update(m)
+            if new_p_t is not None:
+                new_p[t.name] = jax.lax.stop_gradient(new_p_t)
+        return loss, new_p
+
     def init(key):
         kg, kd, kr = jax.random.split(key, 3)
         z, y = sample_latent(kg, 1, latent_dim, ncls)
@@ -336,13 +351,7 @@ def make_step_fns(
                 d_apply=lambda xr: D.apply(variables, xr, y[:b] if ncls else None, train=False),
                 step=state["step"], x=x, features=h, d_features=d_features,
                 key=jax.random.fold_in(key, _TERMS_SALT))
-            new_p = dict(pstates)
-            for t in terms:
-                val, m, new_p_t = t.d_term(ctx, pstates.get(t.name), hparams)
-                loss = loss + val
-                metrics.update(m)
-                if new_p_t is not None:
-                    new_p[t.name] = jax.lax.stop_gradient(new_p_t)
+            loss, new_p = add_terms("d_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], logits, metrics, new_p)
 
         (loss, (d_bs, logits, extra, new_p)), grads = jax.value_and_grad(
@@ -406,13 +415,7 @@ def make_step_fns(
                 loss, m = g_pert.g_loss(k_adv, logits_at, g_point_shape, loss, hparams)
                 metrics.update(m)
             ctx = parts_lib.GContext(logits_fake=logits, step=state["step"])
-            new_p = dict(pstates)
-            for t in terms:
-                val, m, new_p_t = t.g_term(ctx, pstates.get(t.name), hparams)
-                loss = loss + val
-                metrics.update(m)
-                if new_p_t is not None:
-                    new_p[t.name] = jax.lax.stop_gradient(new_p_t)
+            loss, new_p = add_terms("g_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], metrics, new_p)
 
         (loss, (g_bs, extra, new_p)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
