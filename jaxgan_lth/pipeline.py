@@ -47,7 +47,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import checkpointing, config_lib, io_utils, loop, parallel
+from jaxgan_lth import checkpointing, config_lib, dst_stage, io_utils, loop, parallel
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth import step as step_lib
@@ -57,7 +57,7 @@ from jaxgan_lth.sparsity import pruning
 
 Pytree = Any
 NETS = ("g", "d")
-STAGES = ("train", "imp", "ticket")
+STAGES = ("train", "imp", "ticket", "dst")
 MASK_TYPES = ("imp", "random_like", "omp", "random_global", "dense")
 PRUNE_NETS = ("g", "d", "gd")
 PRUNE_METHODS = ("global", "layerwise")
@@ -96,6 +96,8 @@ def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collection
     if stage in ("imp", "ticket"):
         section = cfg.imp if stage == "imp" else cfg.ticket
         cfg.train.num_steps = section.num_steps
+    if stage == "dst":  # sparse from scratch (jaxgan_lth/dst_stage.py); top-level parts
+        cfg.train.num_steps = cfg.dst.num_steps
     if stage == "ticket":
         for cls in parts_lib.REGISTRY.values():
             if cls.section in cfg and cls.section in cfg.ticket:
@@ -178,6 +180,8 @@ def validate_config(config: ml_collections.ConfigDict) -> dict[str, ml_collectio
     for key in ("d_batch_size", "g_batch_size"):
         parallel.check_batch_divisible(config.train[key], mesh, f"train.{key}")
     validate_lottery(config)
+    if "dst" in config:
+        dst_stage.validate_config(config)
     parts_lib.validate_config(config)
     parts_lib.validate_config(config.ticket, prefix="ticket.")
     stage_cfgs = {s: stage_config(config, s) for s in stages}
@@ -579,6 +583,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     for stage in parse_stages(config):
         if stage == "train":
             result["stages"]["train"] = run_train(config, stage_cfgs["train"], workdir)
+        elif stage == "dst":
+            result["stages"]["dst"] = dst_stage.run_dst(
+                config, stage_cfgs["dst"], workdir, _runs_of(config, "dst", stage_cfgs["dst"]),
+                _strategy(config))
         else:
             lottery = lottery or Lottery(config, workdir, stage_cfgs)
             if stage == "imp":

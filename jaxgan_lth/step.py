@@ -143,6 +143,11 @@ class StepFns:
       d_logits: ``d_logits(d_variables, x, y) -> [B]`` (D in eval mode).
       hparams: default traced hyper-parameters (``{name: float32 scalar}``).
       parts: the parts wired into the step.
+      g_grads: ``g_grads(state, masks, data, key, hparams) -> (grads, aux)``: the gradient of
+        :func:`g_step`'s loss w.r.t. G's parameters (the forward of the G update, no update).
+      d_grads: the same for :func:`d_step`'s loss and D's parameters.
+      optimizers: ``{"g": optax transformation of G, "d": of D}`` (their states are
+        ``state["g_opt"]`` / ``state["d_opt"]``).
     """
 
     init: Callable
@@ -153,6 +158,9 @@ class StepFns:
     d_logits: Callable
     hparams: dict
     parts: tuple
+    g_grads: Callable | None = None
+    d_grads: Callable | None = None
+    optimizers: dict | None = None
 
 
 def scan_unroll(setting: int, n_dis: int) -> int | bool:
@@ -306,7 +314,8 @@ def make_step_fns(
             return x, upd["batch_stats"]
         return G.apply(variables, z, y, train=False), g_vars["batch_stats"]
 
-    def d_step(state, masks, data, key, hparams):
+    def d_grads(state, masks, data, key, hparams):
+        """D's loss gradient and what the D update needs (the forward of :func:`d_step`)."""
         k_real, k_lat, k_aug, k_adv = jax.random.split(key, 4)
         pstates = state.get("parts", {})
         x_real, y_real = sample_real(k_real, data, tc.d_batch_size, random_flip)
@@ -354,8 +363,13 @@ def make_step_fns(
             loss, new_p = add_terms("d_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], logits, metrics, new_p)
 
-        (loss, (d_bs, logits, extra, new_p)), grads = jax.value_and_grad(
-            loss_fn, has_aux=True)(state["d"]["params"])
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["d"]["params"])
+        return grads, (loss, aux, x, g_bs, k_aug)
+
+    def d_step(state, masks, data, key, hparams):
+        grads, (loss, (d_bs, logits, extra, new_p), x, g_bs, k_aug) = d_grads(
+            state, masks, data, key, hparams)
+        b = tc.d_batch_size
         params, opt = masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"])
         for j, a in enumerate(augs):  # adaptive augmentations see D's real logits (ADA's r_t)
             if a.name in new_p:
@@ -378,7 +392,8 @@ def make_step_fns(
         }
         return new, metrics
 
-    def g_step(state, masks, data, key, hparams):
+    def g_grads(state, masks, data, key, hparams):
+        """G's loss gradient and what the G update needs (the forward of :func:`g_step`)."""
         del data
         k_lat, k_aug, k_adv = jax.random.split(key, 3)
         pstates = state.get("parts", {})
@@ -418,9 +433,11 @@ def make_step_fns(
             loss, new_p = add_terms("g_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], metrics, new_p)
 
-        (loss, (g_bs, extra, new_p)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["g"]["params"]
-        )
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["g"]["params"])
+        return grads, (loss, aux)
+
+    def g_step(state, masks, data, key, hparams):
+        grads, (loss, (g_bs, extra, new_p)) = g_grads(state, masks, data, key, hparams)
         params, opt = masked_update(tx_g, grads, state["g_opt"], state["g"]["params"], masks["g"])
         new = dict(state)
         new["g"] = {"params": params, "batch_stats": g_bs}
@@ -465,4 +482,5 @@ def make_step_fns(
     hparams = {"ema_decay": jnp.float32(tc.ema_decay)}
     for p in parts:
         hparams.update({k: jnp.float32(v) for k, v in p.hparams().items()})
-    return StepFns(init, d_step, g_step, iteration, sample, d_logits, hparams, parts)
+    return StepFns(init, d_step, g_step, iteration, sample, d_logits, hparams, parts,
+                   g_grads=g_grads, d_grads=d_grads, optimizers={"g": tx_g, "d": tx_d})
