@@ -138,6 +138,10 @@ def get_config():
     config.train.ema_start = 0  # G step from which the EMA is updated (copied before)
     # EMA G's batch-norm statistics / spectral-norm buffers: "copy" G's or "average" them
     config.train.ema_buffers = "copy"
+    # L1 weight on G's batch-norm scales added to G's gradient (network slimming's sparsity
+    # training, Liu et al. 2017: 1e-4 for VGG); 0 = off. The ticket's "slimming" baseline sets it
+    # from ticket.slimming_l1 for its dense run
+    config.train.g_bn_l1 = 0.0
 
     # ---- augmentation of plain training and IMP rounds (the ticket has its own below) --------
     config.diffaug = diffaug_config(policy="")
@@ -171,8 +175,14 @@ def get_config():
     config.ticket.target_sparsity = 0.0  # > 0: the round whose sparsity is nearest this
     config.ticket.mask_workdir = ""  # take the mask from another workdir (mask transfer)
     # "imp" (the ticket), baselines: "random_like" (same per-layer densities), "random_global",
-    # "omp" (one-shot magnitude from round 0's trained weights), "dense"
+    # "omp" (one-shot magnitude from round 0's trained weights), "dense", "slimming" (network
+    # slimming: channel masks of G from a dense run with L1 on its batch-norm scales),
+    # "small_dense" (a dense G narrowed to the ticket's parameter count); jaxgan_lth/baselines.py
     config.ticket.mask_type = "imp"
+    config.ticket.slimming_l1 = 1e-4  # "slimming": L1 weight on G's BN scales (NS paper, VGG)
+    # "small_dense": match the ticket's "prunable" weight count (what density counts) or "all"
+    # of G's parameters (dcgan: linear_in is not prunable and holds most of them)
+    config.ticket.small_dense_count = "prunable"
     config.ticket.num_steps = 1200
     # stage 2 "trains the ticket toughly": data-level DiffAugment + feature-level AdvAug
     config.ticket.diffaug = diffaug_config(policy="translation,cutout")

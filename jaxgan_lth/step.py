@@ -33,12 +33,14 @@ the accelerator (uniform with replacement), so no host input pipeline can stall.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from flax import traverse_util
 
 from jaxgan_lth import losses, parallel
 from jaxgan_lth import models as models_lib
@@ -95,6 +97,27 @@ def sample_real(key, data: dict, batch: int, random_flip: bool):
         flip = jax.random.bernoulli(k_flip, 0.5, (batch,))
         x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
     return x, y
+
+
+#: G parameters that network slimming's L1 penalty acts on: the batch-norm scales (gamma) of
+#: ``bn*`` modules (dcgan ``bn1``/``bn2``, sngan ``block*/bn1``, ``bn2``, ``bn_out``).
+BN_SCALE_PATTERN = r"(.*/)?bn[^/]*/scale"
+
+
+def add_bn_l1(grads, params, weight: float, pattern: str = BN_SCALE_PATTERN):
+    """``grads`` plus ``weight * sign(gamma)`` on the batch-norm scales (network slimming).
+
+    The subgradient of ``weight * sum |gamma|`` added after the backward pass, as network
+    slimming's reference ``updateBN`` (Liu et al., ICCV 2017, "Learning Efficient Convolutional
+    Networks through Network Slimming", Eq. 1; github.com/Eric-mingjie/network-slimming
+    ``main.py``). Leaves whose '/'-joined path fully matches ``pattern`` are penalised.
+    """
+    flat_g = traverse_util.flatten_dict(grads, sep="/")
+    flat_p = traverse_util.flatten_dict(params, sep="/")
+    rx = re.compile(pattern)
+    out = {k: g + weight * jnp.sign(flat_p[k]) if rx.fullmatch(k) else g
+           for k, g in flat_g.items()}
+    return traverse_util.unflatten_dict(out, sep="/")
 
 
 def masked_update(tx, grads, opt_state, params, mask):
@@ -179,7 +202,9 @@ def scan_unroll(setting: int, n_dis: int) -> int | bool:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Checks the step-level keys the parts do not own (``train.ema_buffers``, ``n_dis_unroll``).
+    """Checks the step-level keys the parts do not own (``train.ema_buffers`` and others).
+
+    ``train.ema_buffers``, ``train.n_dis_unroll`` and ``train.g_bn_l1``.
 
     Raises:
       ValueError: naming the key and the accepted values.
@@ -187,6 +212,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     eb = config.train.get("ema_buffers", "copy")
     if eb not in EMA_BUFFERS:
         raise ValueError(f"config.train.ema_buffers = {eb!r}; accepted: {EMA_BUFFERS}.")
+    l1 = config.train.get("g_bn_l1", 0.0)
+    if isinstance(l1, bool) or not isinstance(l1, (int, float)) or l1 < 0:
+        raise ValueError(f"config.train.g_bn_l1 = {l1!r} must be a number >= 0 (0 = off).")
     un = config.train.get("n_dis_unroll", 0)
     if isinstance(un, bool) or not isinstance(un, int) or un < 0:
         raise ValueError(f"config.train.n_dis_unroll = {un!r} must be an integer >= 0 "
@@ -224,6 +252,7 @@ def make_step_fns(
     unroll = scan_unroll(tc.get("n_dis_unroll", 0), n_dis)
     decay = bool(tc.lr_decay)
     ema_buffers = tc.get("ema_buffers", "copy")
+    bn_l1 = float(tc.get("g_bn_l1", 0.0))
     tx_g = make_optimizer(tc.g_lr, tuple(tc.g_betas), tc.adam_eps, tc.num_steps if decay else None)
     tx_d = make_optimizer(
         tc.d_lr, tuple(tc.d_betas), tc.adam_eps, tc.num_steps * n_dis if decay else None
@@ -438,6 +467,8 @@ def make_step_fns(
 
     def g_step(state, masks, data, key, hparams):
         grads, (loss, (g_bs, extra, new_p)) = g_grads(state, masks, data, key, hparams)
+        if bn_l1:  # network slimming's sparsity training (train.g_bn_l1)
+            grads = add_bn_l1(grads, state["g"]["params"], bn_l1)
         params, opt = masked_update(tx_g, grads, state["g_opt"], state["g"]["params"], masks["g"])
         new = dict(state)
         new["g"] = {"params": params, "batch_stats": g_bs}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxgan_lth import checkpointing, dst_stage, loop, parallel, pipeline
+from jaxgan_lth import baselines, checkpointing, dst_stage, loop, parallel, pipeline
 from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import dst as dst_lib
 from jaxgan_lth.sparsity import erk, pruning
@@ -321,3 +321,84 @@ def test_exploring_a_dense_network_is_refused(folder):
     config.dst.update_frequency = 0
     dst_stage.validate_config(config)
     assert math.isclose(dst_lib.drop_rate(0, 1), 0.5)
+
+
+# ---- ticket baselines: network slimming and small dense ---------------------------------------
+
+
+def test_slimming_mask_removes_channels_by_gamma_until_the_density_is_reached():
+    params = {"bn1": {"scale": np.array([0.5, 0.01, 0.3, -0.02])},
+              "bn2": {"scale": np.array([0.05, 0.4])},
+              "conv1": {"kernel": np.ones((2, 2, 4, 2))},  # [kh, kw, in (bn1), out (bn2)]
+              "conv_out": {"kernel": np.ones((2, 2, 2, 1))}}
+    groups = baselines.CHANNEL_GROUPS["dcgan"](list(params))
+    # by hand, 40 prunable weights, target 0.5: drop bn1 channel 1 (8 weights; 32 left), bn1
+    # channel 3 (|-0.02|; 24 left), bn2 channel 0 (conv1 out 0: 8 still alive, conv_out in 0: 4;
+    # 12 left = 0.3 <= 0.5): conv1 keeps [:, :, {0, 2}, 1], conv_out keeps [:, :, 1, :]
+    m = baselines.slimming_mask(params, 0.5, groups)
+    want = np.zeros((2, 2, 4, 2), bool)
+    want[:, :, [0, 2], 1] = True
+    np.testing.assert_array_equal(m["conv1"]["kernel"], want)
+    np.testing.assert_array_equal(m["conv_out"]["kernel"][:, :, :, 0],
+                                  np.stack([np.zeros((2, 2)), np.ones((2, 2))], -1).astype(bool))
+    assert m["bn1"]["scale"].all()  # batch-norm parameters are not masked
+    assert pruning.density(m) == pytest.approx(12 / 40)
+    # target 1: nothing removed
+    assert pruning.density(baselines.slimming_mask(params, 1.0, groups)) == 1.0
+
+
+def test_bn_l1_adds_the_sign_of_gamma_to_batch_norm_scales_only():
+    params = {"bn1": {"scale": jnp.array([0.5, -0.2]), "bias": jnp.array([1.0, -1.0])},
+              "block1": {"bn2": {"scale": jnp.array([-3.0])}},
+              "conv1": {"kernel": jnp.array([2.0, -2.0])}}
+    grads = jax.tree.map(jnp.zeros_like, params)
+    out = step_lib.add_bn_l1(grads, params, 1e-2)
+    np.testing.assert_allclose(out["bn1"]["scale"], [1e-2, -1e-2])
+    np.testing.assert_allclose(out["block1"]["bn2"]["scale"], [-1e-2])
+    np.testing.assert_array_equal(out["bn1"]["bias"], [0.0, 0.0])
+    np.testing.assert_array_equal(out["conv1"]["kernel"], [0.0, 0.0])
+
+
+def test_small_dense_width_matches_the_ticket_parameter_count_by_hand(folder):
+    config = helpers.tiny_config(folder)  # dcgan, g_channels 8, 3 IMP rounds of 20%
+    # dcgan prunable G weights at width c: conv1 4*4*2c*c + conv_out 4*4*c*1 = 32c^2 + 16c;
+    # c = 8: 2176; ticket 0.8^3 * 2176 = 1114.1; c = 6: 1248 (off by 134), c = 5: 880 (234)
+    assert baselines.g_param_count(config, 8, "prunable") == 2176
+    width, info = baselines.small_dense_width(config)
+    assert width == 6 and info["params"] == 1248 and info["target_params"] == 1114
+    config.ticket.target_sparsity = 0.9  # 217.6: c = 2 gives 160, c = 3 gives 336
+    assert baselines.small_dense_width(config)[0] == 2
+
+
+def test_slimming_and_small_dense_tickets_train(folder, tmp_path):
+    config = helpers.tiny_config(folder, num_steps=2)
+    config.stages = "ticket"
+    config.ticket.mask_type = "slimming"
+    config.ticket.slimming_l1 = 1e-3
+    config.ticket.target_sparsity = 0.6
+    config.ticket.diffaug.policy = ""
+    config.ticket.advaug.mode = "none"
+    row = pipeline.train_and_evaluate(config, str(tmp_path / "ns"))["stages"]["ticket"]
+    assert row["mask_type"] == "slimming" and row["g_density"] <= 0.4 + 1e-9
+    assert row["g_density"] > 0.2  # channel steps of this tiny G are coarse, not that coarse
+    assert os.path.isdir(tmp_path / "ns" / "ticket_slimming" / "checkpoints")
+    config.ticket.mask_type = "small_dense"
+    row = pipeline.train_and_evaluate(config, str(tmp_path / "sd"))["stages"]["ticket"]
+    assert row["mask_type"] == "small_dense" and row["g_density"] == 1.0
+    engine = loop.build_engine(pipeline.stage_config(config, "ticket"), str(tmp_path / "sd"))
+    state, _ = loop.load_run_state(engine, str(tmp_path / "sd" / "ticket"))
+    assert state["g"]["params"]["conv1"]["kernel"].shape[-1] == row["g_channels"] < 8
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("mask_type", "slim", "ticket.mask_type = 'slim'; accepted"),
+    ("slimming_l1", -1.0, r"ticket.slimming_l1 = -1.0 must be a number >= 0"),
+    ("small_dense_count", "some", r"ticket.small_dense_count = 'some'; accepted: \('prunable'"),
+])
+def test_bad_baseline_config_is_named(folder, key, value, match):
+    config = helpers.tiny_config(folder)
+    config.ticket.mask_type = {"slimming_l1": "slimming",
+                               "small_dense_count": "small_dense"}.get(key, "imp")
+    config.ticket[key] = value
+    with pytest.raises(ValueError, match=match):
+        pipeline.validate_config(config)
