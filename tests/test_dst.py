@@ -291,6 +291,30 @@ def test_static_erk_keeps_its_masks(folder, tmp_path):
     assert row["d_density"] == pytest.approx(0.5, abs=0.01)
 
 
+def test_swept_dst_with_diffaugment_and_advaug_keeps_one_mask_sequence_per_run(folder, tmp_path):
+    config = _dst_config(folder, steps=2, every=1)
+    config.diffaug.policy = "translation"
+    config.advaug.mode = "pgd"
+    config.sweep.stages = "dst"
+    config.sweep.seeds = "0,1"
+    row = pipeline.train_and_evaluate(config, str(tmp_path))["stages"]["dst"]
+    assert sorted(row["runs"]) == ["seed0", "seed1"] and row["mask_steps"] == [0, 1, 2]
+    engine = loop.build_engine(pipeline.stage_config(config, "dst"), str(tmp_path))
+    like = jax.eval_shape(engine.fns.init, jax.random.key(0))
+    ck = checkpointing.Checkpointer(os.path.join(str(tmp_path), "dst", "masks"))
+    first, last = (dst_stage.load_masks(ck, s, like, 2) for s in (0, 2))
+    ck.close()
+    for net in ("g", "d"):  # each run: its own ERK draw, counts kept, masks moved
+        assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(first[0][net]),
+                                                  jax.tree.leaves(first[1][net])))
+        for i in range(2):
+            for a, b in zip(pruning.density_table(first[i][net]),
+                            pruning.density_table(last[i][net])):
+                assert a["kept"] == b["kept"]
+            assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(first[i][net]),
+                                                      jax.tree.leaves(last[i][net])))
+
+
 # ---- bad input --------------------------------------------------------------------------------
 
 
