@@ -160,7 +160,9 @@ def get_config():
     # ---- stage "imp": iterative magnitude pruning with rewinding -----------------------------
     config.imp = ml_collections.ConfigDict()
     config.imp.rounds = 3  # IMP rounds R: masks m_0 (dense) .. m_R (density 0.8^R)
-    config.imp.num_steps = 400  # G iterations per round
+    # G iterations per round; equal to ticket.num_steps, so the dense row (round 0) and the
+    # ticket are compared at the same G-step budget (docs/results.md: the multi-seed study)
+    config.imp.num_steps = 600
     config.imp.rewind_step = 0  # 0 = rewind to theta_0; k > 0 = late rewinding to round 0 step k
     config.imp.reset_d = True  # reset D to its initial weights every round (else keep trained D)
 
@@ -169,10 +171,13 @@ def get_config():
     config.ticket.round = -1  # mask m_r to train; -1 = the last (m_R)
     config.ticket.target_sparsity = 0.0  # > 0: the round whose sparsity is nearest this
     config.ticket.mask_workdir = ""  # take the mask from another workdir (mask transfer)
+    # a shared IMP: take masks, theta_0 (rewinding) and round 0 (omp) from this workdir, whose
+    # IMP config must equal this one's (several ticket variants of one IMP, configs/study_*.py)
+    config.ticket.imp_workdir = ""
     # "imp" (the ticket), baselines: "random_like" (same per-layer densities), "random_global",
     # "omp" (one-shot magnitude from round 0's trained weights), "dense"
     config.ticket.mask_type = "imp"
-    config.ticket.num_steps = 1200
+    config.ticket.num_steps = 600  # the same budget as an IMP round (dense = round 0)
     # stage 2 "trains the ticket toughly": data-level DiffAugment + feature-level AdvAug
     config.ticket.diffaug = diffaug_config(policy="translation,cutout")
     config.ticket.advaug = advaug_config(mode="pgd")
