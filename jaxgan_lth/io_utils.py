@@ -74,8 +74,9 @@ def append_jsonl(path: str, record: dict) -> None:
 
 
 def read_jsonl(path: str) -> list[dict]:
-    """The records of a JSON-lines file (``[]`` when it does not exist); a torn last line (a
-    kill while writing) is skipped.
+    """The records of a JSON-lines file (``[]`` when it does not exist).
+
+    A torn last line (a kill while writing) is skipped.
     """
     if not os.path.exists(path):
         return []

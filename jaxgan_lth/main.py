@@ -33,8 +33,9 @@ class _DropLibraryInfo(pylogging.Filter):
 
 
 def main(argv):
-    """Runs the pipeline of ``--config`` in ``--workdir`` (resuming when it exists), then
-    writes ``--workdir/report/report.md`` (:mod:`jaxgan_lth.report`).
+    """Runs the pipeline of ``--config`` in ``--workdir`` (resuming when it exists).
+
+    Then writes ``--workdir/report/report.md`` (:mod:`jaxgan_lth.report`).
     """
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
