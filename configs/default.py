@@ -38,6 +38,19 @@ def advaug_config(mode: str = "none") -> ml_collections.ConfigDict:
     return c
 
 
+def ada_config(pipeline: str = "") -> ml_collections.ConfigDict:
+    """ADA (Karras et al., NeurIPS 2020) section; stylegan2-ada-pytorch's constants."""
+    c = ml_collections.ConfigDict()
+    c.pipeline = pipeline  # "bgc" (reference default), "bg", "blit", "geom", "color"; "" = off
+    c.p_init = 0.0  # initial augmentation probability p (reference 0)
+    c.adjust = True  # adapt p (False: fixed p = p_init, the reference's --aug=fixed)
+    c.target = 0.6  # target of r_t = mean(sign(D(x_real_aug))) (reference --target 0.6)
+    c.interval = 4  # D steps between adjustments of p (reference ada_interval 4)
+    c.kimg = 500.0  # thousands of real images for p to move by 1 (reference ada_kimg 500)
+    c.p_max = 0.0  # upper clamp of p; 0 = none (reference: clamped at 0 only; StudioGAN 1)
+    return c
+
+
 def lecam_config(weight: float = 0.0) -> ml_collections.ConfigDict:
     """LeCam (Tseng et al., CVPR 2021) section, google/lecam-gan BigGAN-CIFAR values."""
     c = ml_collections.ConfigDict()
@@ -141,6 +154,7 @@ def get_config():
     # ---- augmentation of plain training and IMP rounds (the ticket has its own below) --------
     config.diffaug = diffaug_config(policy="")
     config.advaug = advaug_config(mode="none")
+    config.ada = ada_config(pipeline="")
     config.lecam = lecam_config(weight=0.0)
     config.nice = nice_config(enabled=False)
     config.maskedgan = maskedgan_config(ops="")
@@ -181,6 +195,7 @@ def get_config():
     # stage 2 "trains the ticket toughly": data-level DiffAugment + feature-level AdvAug
     config.ticket.diffaug = diffaug_config(policy="translation,cutout")
     config.ticket.advaug = advaug_config(mode="pgd")
+    config.ticket.ada = ada_config(pipeline="")
     config.ticket.lecam = lecam_config(weight=0.0)
     config.ticket.nice = nice_config(enabled=False)
     config.ticket.maskedgan = maskedgan_config(ops="")

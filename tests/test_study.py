@@ -82,7 +82,7 @@ def test_a_ticket_from_a_shared_imp_equals_the_ticket_trained_in_place(tmp_path)
     shared = tiny_config(folder)
     shared.stages = "ticket"
     shared.imp.rounds = 2
-    shared.sweep.stages = "imp,ticket"
+    shared.sweep.stages = "ticket"
     shared.sweep.seeds = "0,1"
     shared.ticket.imp_workdir = str(tmp_path / "both")
     pipeline.train_and_evaluate(shared, str(tmp_path / "ticket_only"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxgan_lth.parts import base
+from jaxgan_lth.parts.ada import ADA
 from jaxgan_lth.parts.advaug import AdvAug
 from jaxgan_lth.parts.base import (
     Augmentation,
@@ -27,6 +28,7 @@ from jaxgan_lth.parts.nice import NICE
 
 REGISTRY: dict[str, type[base.Part]] = {
     DiffAugment.name: DiffAugment,
+    ADA.name: ADA,
     AdvAug.name: AdvAug,
     LeCam.name: LeCam,
     NICE.name: NICE,
@@ -55,7 +57,7 @@ def traced_hparams() -> dict[str, tuple[type[base.Part], HParam]]:
 
 
 __all__ = [
-    "REGISTRY", "AdvAug", "Augmentation", "DContext", "DiffAugment", "FeaturePerturbation",
+    "REGISTRY", "ADA", "AdvAug", "Augmentation", "DContext", "DiffAugment", "FeaturePerturbation",
     "GContext", "HParam", "LeCam", "LossTerm", "Part", "build", "traced_hparams",
     "validate_config",
 ]
