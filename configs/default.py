@@ -121,6 +121,13 @@ def get_config():
     config.data.subset_seed = 0  # seed of "random" selection
     config.data.tfds_data_dir = ""  # tfds data_dir; "" = tfds default (~/tensorflow_datasets)
     config.data.random_flip = False  # random horizontal flips of real images (BigGAN recipe)
+    # real batches: "replacement" (uniform with replacement; the CPU default's measured numbers)
+    # or "epoch" (without replacement within an epoch: the reference loaders' shuffle=True,
+    # drop_last=True; the few-shot and paper configs)
+    config.data.sampling = "replacement"
+    # an image folder is the whole training set: a subset_fraction / subset_count that would cut
+    # it is refused before training unless this is True
+    config.data.allow_folder_subset = False
 
     # ---- models --------------------------------------------------------------------------------
     config.model = ml_collections.ConfigDict()

@@ -83,7 +83,8 @@ def build_engine(config: ml_collections.ConfigDict, workdir: str | None) -> Engi
         num_classes=num_classes if config.model.conditional else 0, **model_kwargs)
     fns = step_lib.make_step_fns(
         config, pair.generator, pair.discriminator,
-        image_shape=tuple(train_set.images.shape[1:]), num_classes=num_classes, mesh=mesh)
+        image_shape=tuple(train_set.images.shape[1:]), num_classes=num_classes, mesh=mesh,
+        num_real=int(train_set.images.shape[0]))
     data = parallel.replicate(
         {"images": jnp.asarray(train_set.images), "labels": jnp.asarray(train_set.labels)}, mesh)
     return Engine(config, train_set, data, pair.generator, pair.discriminator, fns, mesh,

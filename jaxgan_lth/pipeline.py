@@ -171,8 +171,8 @@ def validate_imp_source(config: ml_collections.ConfigDict, stages: list[str]) ->
 
     The ticket then takes its masks, theta_0 (rewinding) and, for ``mask_type="omp"``, round 0's
     trained weights from that workdir, whose IMP stage config must equal this config's
-    (sections :data:`IMP_SOURCE_SECTIONS` and the parts'): otherwise its theta_0 is not this
-    config's initialisation.
+    (sections :data:`IMP_SOURCE_SECTIONS` and those of the parts switched on in either config):
+    otherwise its theta_0 is not this config's initialisation.
 
     Raises:
       ValueError: ``imp_workdir`` set together with ``mask_workdir`` or with the ``imp`` stage,
@@ -191,7 +191,11 @@ def validate_imp_source(config: ml_collections.ConfigDict, stages: list[str]) ->
         return
     src = imp_source_config(config)
     mine, theirs = stage_config(config, "imp"), stage_config(src, "imp")
-    sections = IMP_SOURCE_SECTIONS + tuple(c.section for c in parts_lib.REGISTRY.values())
+    # a part's section counts when the part is on in either config: a section the source's
+    # (older) config lacks is equivalent to that part switched off
+    sections = IMP_SOURCE_SECTIONS + tuple(
+        c.section for c in parts_lib.REGISTRY.values()
+        if c.enabled(mine) or (c.section in theirs and c.enabled(theirs)))
     a = config_lib.flatten({k: config_lib.to_dict(mine)[k] for k in sections if k in mine})
     b = config_lib.flatten({k: config_lib.to_dict(theirs).get(k) for k in sections if k in mine})
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
@@ -236,6 +240,15 @@ def validate_config(config: ml_collections.ConfigDict) -> dict[str, ml_collectio
     mesh = parallel.create_mesh()  # the batch is split over the devices (loop.build_engine)
     for key in ("d_batch_size", "g_batch_size"):
         parallel.check_batch_divisible(config.train[key], mesh, f"train.{key}")
+    if config.data.name == "folder":
+        from jaxgan_lth.data import datasets as datasets_lib
+
+        n = datasets_lib.folder_training_size(config.data)
+        if n < config.train.d_batch_size:
+            raise ValueError(
+                f"data.folder={config.data.folder!r} gives {n} training images, fewer than one "
+                f"D batch (train.d_batch_size={config.train.d_batch_size}); accepted: a batch "
+                f"of at most {n}, or a folder with more images.")
     validate_lottery(config)
     validate_imp_source(config, stages)
     parts_lib.validate_config(config)
