@@ -192,9 +192,10 @@ class _EvalLog:
     def best(self) -> dict | None:
         return min(self.history, key=lambda h: (h["fid"], h["step"])) if self.history else None
 
-    def add(self, step: int, result: dict, state, protocol: dict) -> None:
+    def add(self, step: int, result: dict, state, protocol: dict, kimg: float) -> None:
         previous = self.best()
-        self.history.append({"step": int(step), **result, "protocol": protocol})
+        self.history.append({"step": int(step), "kimg": round(float(kimg), 6), **result,
+                             "protocol": protocol})
         if previous is None or result["fid"] < previous["fid"]:
             self.best_ckpt.save(step, state, {"fid": result["fid"]})
         if parallel.is_main_process():
@@ -394,7 +395,9 @@ def train_runs(
             logging.info("%s%sstep %d: FID %.3f  KID %.5f +- %.5f  (%.0f s)", log_prefix,
                          f"{names[i]} " if k > 1 else "", step, result["fid"], result["kid"],
                          result["kid_std"], time.time() - t_eval)
-            evals[i].add(step, result, s, evaluator.protocol())
+            # kimg: thousands of real images shown to D (StyleGAN's unit of training length)
+            kimg = step * int(config.train.n_dis) * int(config.train.d_batch_size) / 1000
+            evals[i].add(step, result, s, evaluator.protocol(), kimg)
 
     start = int(np.asarray(jax.device_get(axis.stacked(states)["step"]))[0]) if latest else 0
     jsonl = [os.path.join(d, "metrics.jsonl") for d in run_dirs]

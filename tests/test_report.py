@@ -95,6 +95,9 @@ def test_group_mean_and_std_over_seeds_match_numpy(finished):
     assert groups["imp/round_00"]["g_density"] == 1.0
     assert abs(groups["imp/round_01"]["g_density"] - 0.8) < 0.01
     assert "4 generated images of the ema generator vs 16 reference images" in md
+    # every FID record states its G step and kimg: 4 G steps x n_dis 2 x D batch 4 = 0.032
+    hist = io_utils.read_json(os.path.join(workdir, "ticket", "runs", "seed0", "eval.json"))
+    assert [(h["step"], h["kimg"]) for h in hist["history"]] == [(4, 0.032)]
 
 
 def test_plots_are_pngs_with_the_expected_points(finished):
