@@ -146,8 +146,15 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "") -> str:
     gains = {}
     for root, rep, frac in zip(roots, reports, fractions):
         rows = method_rows(rep)
+        times = io_utils.read_jsonl(os.path.join(root, "wall_times.jsonl"))
+        wall = (f"Wall time of `launch/study.sh` (`{root}/wall_times.jsonl`): "
+                + " + ".join(f"{t['seconds'] / 60:.1f} min (commit {t.get('commit')}, load "
+                             f"average at the end {t.get('loadavg_end')})" for t in times)
+                + (f" = {sum(t['seconds'] for t in times) / 60:.1f} min." if times else "")
+                if times else "Wall time: not recorded (no wall_times.jsonl).")
         lines += [f"## {frac:g} of the training split ({frac * 100:g}%)", "",
                   f"Report with per-run rows and plots: `{os.path.join(root, 'report')}`.", "",
+                  wall, "",
                   "| method | G density | G steps | n | FID | KID x 10^3 |",
                   "|---|---:|---:|---:|---:|---:|"]
         for label, _, _ in METHODS:
