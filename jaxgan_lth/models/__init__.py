@@ -16,6 +16,8 @@ Registered models (see each module's docstring for the architecture and its sour
 * ``dcgan``  -- small DCGAN-style pair for 28x28 / 32x32 (CPU-friendly), optional conditioning.
 * ``sngan``  -- SNGAN CIFAR ResNet of the lottery-ticket code (unconditional, 32x32).
 * ``biggan`` -- StudioGAN BigGAN (class-conditional, 32x32).
+* ``stylegan2`` -- StyleGAN2 config F (skip G, resnet D; unconditional, 32..1024), NVIDIA's
+  stylegan2-ada-pytorch; its G draws noise / style mixing from the ``g_noise`` PRNG stream.
 
 Interface shared by every model:
 
@@ -41,7 +43,7 @@ from jaxgan_lth.models.registry import (  # noqa: F401
 
 # isort: split
 # Importing the model modules registers them.
-from jaxgan_lth.models import biggan, dcgan, sngan  # noqa: F401
+from jaxgan_lth.models import biggan, dcgan, sngan, stylegan2  # noqa: F401
 
 __all__ = [
     "ModelPair",
