@@ -312,3 +312,175 @@ def test_bfloat16_compute_runs_close_to_float32(tiny32):
     b = Gb.apply(g_vars, z, train=False)
     assert b.dtype == jnp.float32
     assert np.abs(np.asarray(a) - np.asarray(b)).max() < 0.1 * np.abs(np.asarray(a)).max()
+
+
+# ------------------------------------------------------------------------------------------------
+# Training terms: R1, path length, kimg schedules
+# ------------------------------------------------------------------------------------------------
+
+
+def _r1_part(gamma=10.0, interval=1, through_augment=True):
+    from configs import default
+    from jaxgan_lth import parts
+
+    config = default.get_config()
+    config.r1 = default.r1_config(gamma)
+    config.r1.interval = interval
+    config.r1.through_augment = through_augment
+    [part] = [p for p in parts.build(config) if p.name == "r1"]
+    return part
+
+
+def _tiny_d():
+    w = jnp.asarray(RNG.standard_normal((2 * 3 * 3, 5)), jnp.float32)
+    v = jnp.asarray(RNG.standard_normal((5,)), jnp.float32)
+    return lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w) @ v  # [B, 2, 3, 3] -> [B]
+
+
+def test_r1_matches_finite_differences_and_interval():
+    from jaxgan_lth import parts
+
+    d = _tiny_d()
+    x = RNG.standard_normal((3, 2, 3, 3)).astype(np.float64)
+    # central differences of sum_b D(x_b) w.r.t. every input element, in float64 numpy
+    f = lambda a: float(np.sum(np.asarray(d(jnp.asarray(a, jnp.float32)), np.float64)))  # noqa
+    grad = np.zeros_like(x)
+    h = 1e-2
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = h
+        grad[idx] = (f(x + e) - f(x - e)) / (2 * h)
+    want = np.mean(np.sum(grad ** 2, axis=(1, 2, 3)))
+    xr = jnp.asarray(x, jnp.float32)
+    ctx = parts.DContext(logits_real=d(xr), logits_fake=None, x_real=xr, d_apply=d,
+                         step=jnp.int32(0), key=jax.random.key(0))
+    part = _r1_part(10.0, through_augment=False)
+    val, _, st = part.d_term(ctx, part.init_state(), part.hparams())
+    np.testing.assert_allclose(float(st["penalty"]), want, rtol=2e-3)
+    np.testing.assert_allclose(float(val), 5.0 * want, rtol=2e-3)  # gamma / 2
+    # lazy: x interval on steps divisible by it, 0 (and the last penalty kept) otherwise
+    lazy = _r1_part(10.0, interval=4, through_augment=False)
+    val4, _, _ = lazy.d_term(ctx, lazy.init_state(), lazy.hparams())
+    np.testing.assert_allclose(float(val4), 4 * 5.0 * want, rtol=2e-3)
+    ctx.step = jnp.int32(5)
+    val5, _, st5 = lazy.d_term(ctx, {"penalty": jnp.float32(7.0)}, lazy.hparams())
+    assert float(val5) == 0.0 and float(st5["penalty"]) == 7.0
+    # through the augmentation: D(2 x) has the gradient 2 D'(2 x) w.r.t. x
+    ctx = parts.DContext(logits_real=None, logits_fake=None, x_real=2 * xr, d_apply=d,
+                         step=jnp.int32(0), key=jax.random.key(0), x_real_clean=xr,
+                         augment=lambda k, a: 2 * a)
+    thr = _r1_part(10.0)
+    _, _, st = thr.d_term(ctx, thr.init_state(), thr.hparams())
+    off = _r1_part(10.0, through_augment=False)
+    _, _, st_off = off.d_term(ctx, off.init_state(), off.hparams())
+    np.testing.assert_allclose(float(st["penalty"]), 4 * float(st_off["penalty"]), rtol=1e-5)
+
+
+def test_pathlen_mean_and_penalty_by_hand_on_a_linear_generator():
+    from configs import default
+    from jaxgan_lth import parts
+    from jaxgan_lth.parts import pathlen
+
+    b, n_ws, w_dim, hw, c = 4, 3, 2, 2, 1
+    a = RNG.standard_normal((n_ws, w_dim, hw * hw * c)).astype(np.float32)
+
+    def g_apply(*args, method=None, rngs=None):  # ws_of: z repeated; synthesis: linear in ws
+        if method == "ws_of":
+            return jnp.repeat(args[0][:, None, :], n_ws, axis=1)
+        ws = args[0]
+        return jnp.einsum("blw,lwp->bp", ws, a).reshape(ws.shape[0], hw, hw, c)
+
+    config = default.get_config()
+    config.pathlen = default.pathlen_config(2.0)
+    config.model.name = "stylegan2"  # validation: the generator has ws_of / synthesis
+    config.data.resolution, config.data.channels = 32, 3
+    parts.validate_config(config)
+    [part] = [p for p in parts.build(config) if p.name == "pathlen"]
+    z = jnp.asarray(RNG.standard_normal((2 * b, w_dim)), jnp.float32)
+    ctx = parts.GContext(logits_fake=None, step=jnp.int32(8), z=z, g_apply=g_apply,
+                         key=jax.random.key(5))
+    state = {"pl_mean": jnp.float32(0.3), "penalty": jnp.float32(0.0)}
+    val, _, new = part.g_term(ctx, state, part.hparams())
+    # by hand: the noise the part draws (its helper), J^T u = a u per layer, lengths, mean
+    k_u = jax.random.split(jax.random.fold_in(ctx.key, pathlen._SALT), 3)[2]
+    u = np.asarray(pathlen.pl_noise(k_u, (b, hw, hw, c))).reshape(b, -1)
+    g = np.einsum("lwp,bp->blw", a, u)
+    lengths = np.sqrt(np.mean(np.sum(g ** 2, axis=2), axis=1))
+    pl_mean = 0.3 + 0.01 * (lengths.mean() - 0.3)
+    pen = np.mean((lengths - pl_mean) ** 2)
+    np.testing.assert_allclose(float(new["pl_mean"]), pl_mean, rtol=1e-5)
+    np.testing.assert_allclose(float(new["penalty"]), pen, rtol=1e-4)
+    np.testing.assert_allclose(float(val), 4 * 2.0 * pen, rtol=1e-4)  # interval x weight
+    ctx.step = jnp.int32(9)  # not a regularisation step: nothing added, state kept
+    val9, _, new9 = part.g_term(ctx, state, part.hparams())
+    assert float(val9) == 0.0 and float(new9["pl_mean"]) == pytest.approx(0.3)
+    config.model.name = "dcgan"
+    config.data.resolution, config.data.channels = 28, 1
+    with pytest.raises(ValueError, match="pathlen.weight = 2.0 needs a style-based generator"):
+        parts.validate_config(config)
+
+
+def test_kimg_schedules():
+    from jaxgan_lth import schedules
+
+    assert schedules.ema_beta(16, 10.0) == pytest.approx(0.5 ** (16 / 10000))
+    # the weight of a snapshot halves after ema_kimg: beta ** (10000 / 16) = 0.5
+    assert schedules.ema_beta(16, 10.0) ** (10000 / 16) == pytest.approx(0.5)
+    assert schedules.steps_for_kimg(300, 16) == 18750
+    assert schedules.steps_for_kimg(0.1, 64) == 2
+    lr, (b1, b2) = schedules.lazy_regularization_adam(0.002, (0.0, 0.99), 16)
+    assert lr == pytest.approx(0.002 * 16 / 17) and b1 == 0.0
+    assert b2 == pytest.approx(0.99 ** (16 / 17))
+    d = schedules.ema_rampup_decay(jnp.float32(0.999), jnp.arange(4), 0.05)
+    # step t: half-life capped at 0.05 t iterations' images: 0.5 ** (1 / (0.05 t))
+    np.testing.assert_allclose(d, [0.0, 0.5 ** 20, 0.5 ** 10, 0.5 ** (1 / 0.15)], rtol=1e-5)
+    assert float(schedules.ema_rampup_decay(jnp.float32(0.9), jnp.int32(10 ** 6), 0.05)) == \
+        pytest.approx(0.9)
+    with pytest.raises(ValueError, match="ema_kimg = 0"):
+        schedules.ema_beta(16, 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# The project's step with StyleGAN2, R1, path length and the kimg EMA
+# ------------------------------------------------------------------------------------------------
+
+
+def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
+    from configs import default
+    from jaxgan_lth import loop, pipeline, schedules
+    from tests.helpers import make_image_folder, tiny_config
+
+    folder = make_image_folder(tmp_path / "imgs", n=8, size=32, channels=3)
+    config = tiny_config(folder, resolution=32, channels=3, num_steps=2)
+    config.model.name = "stylegan2"
+    config.model.channel_base = 128
+    config.model.mapping_layers = 2
+    config.train.loss = "nonsaturating"
+    config.train.n_dis = 1
+    config.train.g_batch_size = 4
+    config.train.ema_kimg = 0.01  # 10 images: beta = 0.5 ** (4 / 10)
+    config.r1 = default.r1_config(1.0)
+    config.pathlen = default.pathlen_config(2.0)
+    config.pathlen.interval = 2
+    config.diffaug.policy = "translation"
+    pipeline.validate_config(config)
+    engine = loop.build_engine(config, str(tmp_path))
+    fns = engine.fns
+    assert float(fns.hparams["ema_decay"]) == pytest.approx(schedules.ema_beta(4, 0.01))
+    state = jax.jit(fns.init)(jax.random.key(0))
+    masks = loop.dense_masks(state)
+    it = jax.jit(fns.iteration)
+    s1, m1 = it(state, masks, engine.data, fns.hparams)
+    s2, m2 = it(s1, masks, engine.data, fns.hparams)
+    for m in (m1, m2):
+        assert all(np.isfinite(np.asarray(v)).all() for v in m.values()), m
+    assert float(m1["r1_penalty"]) > 0 and float(m1["pl_penalty"]) > 0
+    # path length ran at step 0 only (interval 2): pl_mean = 0.01 * mean length, then kept
+    assert float(s1["parts"]["pathlen"]["pl_mean"]) > 0
+    assert float(s2["parts"]["pathlen"]["pl_mean"]) == float(s1["parts"]["pathlen"]["pl_mean"])
+    w_avg = [s["g"]["batch_stats"]["mapping_net"]["w_avg"] for s in (state, s1)]
+    assert not np.allclose(w_avg[0], w_avg[1])  # updated in the train-mode forwards
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), state["g"]["params"],
+                         s2["g"]["params"])
+    assert max(jax.tree.leaves(moved)) > 0
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(s2))

@@ -32,7 +32,7 @@ Interface shared by every model:
   :data:`PRUNABLE_KERNEL_REGEX`.
 """
 
-from jaxgan_lth.models.base import D_PERTURB, G_PERTURB  # noqa: F401
+from jaxgan_lth.models.base import D_PERTURB, G_NOISE, G_PERTURB  # noqa: F401
 from jaxgan_lth.models.layers import PRUNABLE_KERNEL_REGEX  # noqa: F401
 from jaxgan_lth.models.registry import (  # noqa: F401
     ModelPair,
@@ -53,4 +53,5 @@ __all__ = [
     "PRUNABLE_KERNEL_REGEX",
     "G_PERTURB",
     "D_PERTURB",
+    "G_NOISE",
 ]

@@ -358,17 +358,17 @@ class StyleGAN2Generator(nn.Module):
         """
         return self.synthesis(self.mapping(z, y, False, psi, cutoff), noise_mode)
 
-    def __call__(self, z: Array, y: Optional[Array] = None, train: bool = True) -> Array:
-        """Generates images.
+    def ws_of(self, z: Array, y: Optional[Array] = None, train: bool = True) -> Array:
+        """The ws G's forward synthesises: :meth:`mapping`, then style mixing in train mode.
 
         Args:
             z: latents ``[B, latent_dim]`` ~ N(0, I).
             y: labels (ignored: unconditional).
-            train: update ``w_avg`` (with ``mutable=['batch_stats']``) and apply style mixing
-                with probability ``style_mixing_prob`` (draws from the ``g_noise`` stream).
+            train: update ``w_avg`` (with ``mutable=['batch_stats']``) and mix styles with
+                probability ``style_mixing_prob`` (draws from the ``g_noise`` stream).
 
         Returns:
-            float32 images ``[B, r, r, out_channels]``, roughly in [-1, 1] (not clipped).
+            ``[B, num_ws, w_dim]``.
 
         Raises:
             ValueError: train mode with style mixing but without the ``g_noise`` PRNG stream.
@@ -388,7 +388,23 @@ class StyleGAN2Generator(nn.Module):
             w2, _ = self.mapping_net(jax.random.normal(k_z, z.shape, jnp.float32))
             keep = (jnp.arange(self.num_ws) < cut)[None, :, None]
             ws = jnp.where(keep, ws, w2[:, None, :])
-        return self.synthesis(ws)
+        return ws
+
+    def __call__(self, z: Array, y: Optional[Array] = None, train: bool = True) -> Array:
+        """Generates images: ``synthesis(ws_of(z, y, train))``.
+
+        Args:
+            z: latents ``[B, latent_dim]`` ~ N(0, I).
+            y: labels (ignored: unconditional).
+            train: see :meth:`ws_of`; noise is random when the ``g_noise`` stream is given.
+
+        Returns:
+            float32 images ``[B, r, r, out_channels]``, roughly in [-1, 1] (not clipped).
+
+        Raises:
+            ValueError: train mode with style mixing but without the ``g_noise`` PRNG stream.
+        """
+        return self.synthesis(self.ws_of(z, y, train))
 
 
 class DBlock(nn.Module):
