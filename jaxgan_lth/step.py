@@ -142,7 +142,8 @@ class StepFns:
         plus the EMA update.
       iteration: ``iteration(state, masks, data, hparams) -> (state, metrics)``: ``n_dis`` D
         steps (scan) then one G step; increments ``state["step"]``.
-      sample: ``sample(variables, z, y) -> images [B, H, W, C] in [-1, 1]`` (G in eval mode).
+      sample: ``sample(variables, z, y, key=None) -> images [B, H, W, C] in [-1, 1]`` (G in
+        eval mode; ``key`` feeds G's own noise, e.g. StyleGAN2's random noise inputs).
       d_logits: ``d_logits(d_variables, x, y) -> [B]`` (D in eval mode).
       hparams: default traced hyper-parameters (``{name: float32 scalar}``).
       parts: the parts wired into the step.
@@ -479,8 +480,11 @@ def make_step_fns(
                 metrics.update(p.metrics_of_state(state["parts"][p.name]))
         return state, metrics
 
-    def sample(variables, z, y=None):
-        return G.apply(variables, z, y, train=False)
+    def sample(variables, z, y=None, key=None):
+        # key: G's own randomness in eval mode (StyleGAN2's noise inputs; the models.G_NOISE
+        # stream), None = the model's deterministic choice (StyleGAN2: its fixed noise maps)
+        rngs = None if key is None else {models_lib.G_NOISE: key}
+        return G.apply(variables, z, y, train=False, rngs=rngs)
 
     def d_logits(d_variables, x, y=None):
         return D.apply(d_variables, x, y, train=False)

@@ -82,6 +82,30 @@ def test_upsample_and_downsample_keep_a_constant_image():
     np.testing.assert_allclose(down[0, 1:-1, 1:-1], 3.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("k,up,down", [(3, 2, 1), (3, 1, 2), (1, 1, 2), (3, 1, 1)])
+def test_conv2d_resample_matches_scipy(k, up, down):
+    # reference paddings (conv2d_resample.py, padding k // 2, 4-tap filter): FIR-upsample with
+    # (k//2 + 2, k//2 + 1) then a valid conv; FIR-filter with (k//2 + 1, k//2 + 1) then a
+    # stride-2 valid conv; 1x1: FIR-downsample with (1, 1) then the 1x1 conv; else "same"
+    x = RNG.standard_normal((1, 6, 6, 1)).astype(np.float32)
+    w = RNG.standard_normal((k, k, 1, 1)).astype(np.float32)
+    p = k // 2
+    if up > 1:
+        t = 4 * _upfirdn_scipy(x, ops.FIR_TAPS, 2, 1, (p + 2, p + 1) * 2)[0, :, :, 0]
+        want = scipy.signal.correlate2d(t, w[:, :, 0, 0], mode="valid")
+    elif k == 1:
+        t = _upfirdn_scipy(x, ops.FIR_TAPS, 1, 2, (1, 1, 1, 1))[0, :, :, 0]
+        want = t * w[0, 0, 0, 0]
+    elif down > 1:
+        t = _upfirdn_scipy(x, ops.FIR_TAPS, 1, 1, (p + 1,) * 4)[0, :, :, 0]
+        want = scipy.signal.correlate2d(t, w[:, :, 0, 0], mode="valid")[::2, ::2]
+    else:
+        want = scipy.signal.correlate2d(x[0, :, :, 0], w[:, :, 0, 0], mode="same")
+    got = ops.conv2d_resample(jnp.asarray(x), jnp.asarray(w), ops.fir_filter(), up=up, down=down)
+    assert got.shape == (1, 6 * up // down, 6 * up // down, 1)
+    np.testing.assert_allclose(np.asarray(got)[0, :, :, 0], want, rtol=1e-4, atol=1e-5)
+
+
 def _explicit_modconv(x, w, s, demodulate, up):
     """Per sample: build w' = w * s (and demodulate), convolve that sample with it."""
     outs = []
@@ -484,3 +508,19 @@ def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
                          s2["g"]["params"])
     assert max(jax.tree.leaves(moved)) > 0
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(s2))
+
+
+def test_nice_noise_points_in_the_residual_blocks(tiny32):
+    from jaxgan_lth.models.base import D_NOISE, d_noise_variables
+
+    _, D, _, d_vars, _, x = tiny32
+    assert D.noise_paths == (("blocks_b32", "beta"), ("blocks_b16", "beta"),
+                             ("blocks_b8", "beta"))
+    plain = D.apply(d_vars, x, train=False)
+    zero = d_noise_variables(D, jnp.float32(0.0), 2)
+    np.testing.assert_allclose(
+        D.apply({**d_vars, D_NOISE: zero}, x, train=False, rngs={D_NOISE: jax.random.key(0)}),
+        plain, rtol=1e-6)
+    noisy = D.apply({**d_vars, D_NOISE: d_noise_variables(D, jnp.float32(0.5), 2)}, x,
+                    train=False, rngs={D_NOISE: jax.random.key(0)})
+    assert not np.allclose(noisy, plain)
