@@ -98,6 +98,30 @@ def maskedgan_config(ops: str = "") -> ml_collections.ConfigDict:
     return c
 
 
+def r1_config(gamma: float = 0.0) -> ml_collections.ConfigDict:
+    """R1 gradient penalty (Mescheder et al. 2018) section, stylegan2-ada-pytorch loss.py."""
+    c = ml_collections.ConfigDict()
+    c.gamma = gamma  # R1 weight gamma (L_D += gamma/2 * R1); 0 = off (DiffAugment low-shot: 10)
+    # G iterations between penalties; the penalty is then multiplied by interval (lazy R1 of
+    # the reference: 16, with no extra optimizer step here, see jaxgan_lth/schedules.py);
+    # 1 = every step (DiffAugment TF low-shot, lazy_regularization=False)
+    c.interval = 1
+    # gradient w.r.t. the reals before the D-input augmentations, through them (PyTorch code,
+    # TF ns_DiffAugment_r1); False: w.r.t. the augmented reals (TF ns_r1_DiffAugment)
+    c.through_augment = True
+    return c
+
+
+def pathlen_config(weight: float = 0.0) -> ml_collections.ConfigDict:
+    """Path-length regularisation (StyleGAN2 eq. 4) section; needs model.name = "stylegan2"."""
+    c = ml_collections.ConfigDict()
+    c.weight = weight  # pl_weight; 0 = off (stylegan2-ada configs: 2; DiffAugment TF low-shot: 0)
+    c.interval = 4  # G iterations between penalties (G_reg_interval); penalty x interval
+    c.decay = 0.01  # EMA decay of the running mean path length pl_mean (pl_decay)
+    c.batch_shrink = 2  # the penalty's batch is g_batch_size // batch_shrink (pl_batch_shrink)
+    return c
+
+
 def get_config():
     """Returns the default `ml_collections.ConfigDict` (every key is documented inline)."""
     config = ml_collections.ConfigDict()
@@ -136,6 +160,16 @@ def get_config():
     config.model.g_channels = 64
     config.model.d_channels = 64
     config.model.conditional = False  # class-conditional G and D (needs labels)
+    # model.name = "stylegan2" (jaxgan_lth/models/stylegan2.py) also accepts these keys, added
+    # by its configs (the other models refuse them):
+    #   w_dim = 0              # size of w; 0 = latent_dim (official 512)
+    #   channel_base = 32768   # channels min(channel_base // res, cap), PyTorch convention;
+    #                          # 32768 = official / DiffAugment low-shot, 16384 = ADA paper256
+    #   (the caps are g_channels / d_channels: 512 in every official config)
+    #   mapping_layers = 8     # mapping FC layers (8 paper / DiffAugment TF; 2 ADA auto)
+    #   style_mixing_prob = 0.9  # style mixing in G's training forwards (0 = off)
+    #   mbstd_group = 4        # minibatch-stddev group; D batches must be multiples of it
+    #   dtype = "float32"      # compute dtype: "float32" or "bfloat16" (params stay float32)
 
     # ---- training ------------------------------------------------------------------------------
     config.train = ml_collections.ConfigDict()
@@ -157,6 +191,12 @@ def get_config():
     config.train.ema_start = 0  # G step from which the EMA is updated (copied before)
     # EMA G's batch-norm statistics / spectral-norm buffers: "copy" G's or "average" them
     config.train.ema_buffers = "copy"
+    # > 0: EMA decay from a half-life in kimg (thousands of reals shown to D, d_batch_size *
+    # n_dis per G step): 0.5 ** (images per step / (ema_kimg * 1000)), replacing ema_decay
+    # (StyleGAN2 ema_kimg 10; jaxgan_lth/schedules.py); 0 = use ema_decay
+    config.train.ema_kimg = 0.0
+    # > 0: cap the EMA half-life at ema_rampup * images so far (ADA auto/cifar: 0.05); 0 = off
+    config.train.ema_rampup = 0.0
 
     # ---- augmentation of plain training and IMP rounds (the ticket has its own below) --------
     config.diffaug = diffaug_config(policy="")
@@ -165,6 +205,9 @@ def get_config():
     config.lecam = lecam_config(weight=0.0)
     config.nice = nice_config(enabled=False)
     config.maskedgan = maskedgan_config(ops="")
+    # StyleGAN2 regularisers, in every stage (the ticket has no copies of these sections)
+    config.r1 = r1_config(gamma=0.0)
+    config.pathlen = pathlen_config(weight=0.0)
 
     # ---- sparsity: which weights are prunable and how IMP prunes them ----------------------
     config.sparsity = ml_collections.ConfigDict()

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxgan_lth import losses, parallel
+from jaxgan_lth import losses, parallel, schedules
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth.sparsity import masks as masks_lib
@@ -62,6 +62,9 @@ _TERMS_SALT = 0x4E494346
 _SAMPLER_SALT = 0x5045524D
 #: ``data.sampling`` values: with replacement, or without replacement within an epoch.
 SAMPLING = ("replacement", "epoch")
+#: Salt of the key of G's own PRNG stream (models.base.G_NOISE: StyleGAN2's noise inputs and
+#: style mixing) in a train-mode G forward.
+_G_NOISE_SALT = 0x4E494347
 
 
 def make_optimizer(
@@ -195,7 +198,8 @@ class StepFns:
         plus the EMA update.
       iteration: ``iteration(state, masks, data, hparams) -> (state, metrics)``: ``n_dis`` D
         steps (scan) then one G step; increments ``state["step"]``.
-      sample: ``sample(variables, z, y) -> images [B, H, W, C] in [-1, 1]`` (G in eval mode).
+      sample: ``sample(variables, z, y, key=None) -> images [B, H, W, C] in [-1, 1]`` (G in
+        eval mode; ``key`` feeds G's own noise, e.g. StyleGAN2's random noise inputs).
       d_logits: ``d_logits(d_variables, x, y) -> [B]`` (D in eval mode).
       hparams: default traced hyper-parameters (``{name: float32 scalar}``).
       parts: the parts wired into the step.
@@ -227,7 +231,9 @@ def scan_unroll(setting: int, n_dis: int) -> int | bool:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Checks the step-level keys the parts do not own (``train.ema_buffers``, ``n_dis_unroll``).
+    """Checks the step-level train keys the parts do not own.
+
+    ``train.ema_buffers``, ``n_dis_unroll``, ``ema_kimg``, ``ema_rampup``.
 
     Raises:
       ValueError: naming the key and the accepted values.
@@ -242,6 +248,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if isinstance(un, bool) or not isinstance(un, int) or un < 0:
         raise ValueError(f"config.train.n_dis_unroll = {un!r} must be an integer >= 0 "
                          "(0 = automatic: unrolled on CPUs, rolled on accelerators).")
+    for key in ("ema_kimg", "ema_rampup"):
+        v = config.train.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ValueError(f"config.train.{key} = {v!r} must be a number >= 0 (0 = off).")
 
 
 def make_step_fns(
@@ -281,6 +291,7 @@ def make_step_fns(
     unroll = scan_unroll(tc.get("n_dis_unroll", 0), n_dis)
     decay = bool(tc.lr_decay)
     ema_buffers = tc.get("ema_buffers", "copy")
+    ema_rampup = float(tc.get("ema_rampup", 0.0))
     tx_g = make_optimizer(tc.g_lr, tuple(tc.g_betas), tc.adam_eps, tc.num_steps if decay else None)
     tx_d = make_optimizer(
         tc.d_lr, tuple(tc.d_betas), tc.adam_eps, tc.num_steps * n_dis if decay else None
@@ -372,10 +383,11 @@ def make_step_fns(
             state["sampler"] = init_sampler(num_real)
         return state
 
-    def g_forward(g_vars, g_params, z, y, train):
+    def g_forward(g_vars, g_params, z, y, train, key=None):
         variables = {"params": g_params, "batch_stats": g_vars["batch_stats"]}
         if train:
-            x, upd = G.apply(variables, z, y, train=True, mutable=["batch_stats"])
+            x, upd = G.apply(variables, z, y, train=True, mutable=["batch_stats"],
+                             rngs={models_lib.G_NOISE: key})
             return x, upd["batch_stats"]
         return G.apply(variables, z, y, train=False), g_vars["batch_stats"]
 
@@ -392,8 +404,10 @@ def make_step_fns(
         x_real = parallel.shard_batch(x_real, mesh)
         z = parallel.shard_batch(z, mesh)
         g_params = masks_lib.apply(state["g"]["params"], masks["g"])
-        x_fake, g_bs = g_forward(state["g"], g_params, z, y_fake, train=True)
+        x_fake, g_bs = g_forward(state["g"], g_params, z, y_fake, train=True,
+                                 key=jax.random.fold_in(k_lat, _G_NOISE_SALT))
         x_fake = jax.lax.stop_gradient(x_fake)
+        x_real_clean = x_real
         x = augment(k_aug, jnp.concatenate([x_real, x_fake], axis=0), pstates, hparams)
         y = jnp.concatenate([y_real, y_fake], axis=0) if ncls else None
         b = tc.d_batch_size
@@ -428,7 +442,8 @@ def make_step_fns(
                 logits_real=logits[:b], logits_fake=logits[b:], x_real=x[:b],
                 d_apply=lambda xr: D.apply(variables, xr, y[:b] if ncls else None, train=False),
                 step=state["step"], x=x, features=h, d_features=d_features,
-                key=jax.random.fold_in(key, _TERMS_SALT))
+                key=jax.random.fold_in(key, _TERMS_SALT), x_real_clean=x_real_clean,
+                augment=lambda kk, xx: augment(kk, xx, pstates, hparams))
             loss, new_p = add_terms("d_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], logits, metrics, new_p)
 
@@ -471,19 +486,21 @@ def make_step_fns(
         d_cols, d_rngs = d_extras(jax.random.fold_in(key, _D_FORWARD_SALT), pstates, hparams, "g")
         d_vars.update(d_cols)
 
+        g_rngs = {models_lib.G_NOISE: jax.random.fold_in(k_lat, _G_NOISE_SALT)}
+
         def logits_of(g_params, delta=None, augmented=True):
-            """D(augment(G(z))) with ``delta`` added at G's first-layer output."""
+            """D(augment(G(z))) with ``delta`` added at G's first-layer output, and G(z)."""
             variables = {"params": g_params, "batch_stats": state["g"]["batch_stats"]}
             if delta is not None:
                 variables["perturbations"] = {models_lib.G_PERTURB: delta}
-            x_fake, upd = G.apply(variables, z, y_fake, train=True, mutable=["batch_stats"])
-            if augmented:
-                x_fake = augment(k_aug, x_fake, pstates, hparams)
-            return D.apply(d_vars, x_fake, y_fake, train=False, rngs=d_rngs or None), upd
+            x_fake, upd = G.apply(variables, z, y_fake, train=True, mutable=["batch_stats"],
+                                  rngs=g_rngs)
+            x_in = augment(k_aug, x_fake, pstates, hparams) if augmented else x_fake
+            return D.apply(d_vars, x_in, y_fake, train=False, rngs=d_rngs or None), upd, x_fake
 
         def loss_fn(g_params):
             g_params = masks_lib.apply(g_params, masks["g"])
-            logits, upd = logits_of(g_params)
+            logits, upd, x_fake = logits_of(g_params)
             loss = losses.g_loss(logits, loss_kind)
             metrics = {}
             if g_pert is not None:  # at G's first-layer output (g_first)
@@ -494,7 +511,11 @@ def make_step_fns(
 
                 loss, m = g_pert.g_loss(k_adv, logits_at, g_point_shape, loss, hparams)
                 metrics.update(m)
-            ctx = parts_lib.GContext(logits_fake=logits, step=state["step"])
+            g_vars = {"params": g_params, "batch_stats": state["g"]["batch_stats"]}
+            ctx = parts_lib.GContext(
+                logits_fake=logits, step=state["step"], x_fake=x_fake, z=z, y=y_fake,
+                g_apply=lambda *a, **kw: G.apply(g_vars, *a, **kw),
+                key=jax.random.fold_in(key, _TERMS_SALT))
             loss, new_p = add_terms("g_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], metrics, new_p)
 
@@ -505,7 +526,10 @@ def make_step_fns(
         new = dict(state)
         new["g"] = {"params": params, "batch_stats": g_bs}
         new["g_opt"] = opt
-        new["ema"] = ema_update(state["ema"], new["g"], masks["g"], hparams["ema_decay"],
+        decay = hparams["ema_decay"]
+        if ema_rampup > 0:  # half-life capped at ema_rampup * images so far (schedules.py)
+            decay = schedules.ema_rampup_decay(decay, state["step"], ema_rampup)
+        new["ema"] = ema_update(state["ema"], new["g"], masks["g"], decay,
                                 state["step"], tc.ema_start, ema_buffers)
         if new_p:
             new["parts"] = new_p
@@ -536,13 +560,20 @@ def make_step_fns(
                 metrics.update(p.metrics_of_state(state["parts"][p.name]))
         return state, metrics
 
-    def sample(variables, z, y=None):
-        return G.apply(variables, z, y, train=False)
+    def sample(variables, z, y=None, key=None):
+        # key: G's own randomness in eval mode (StyleGAN2's noise inputs; the models.G_NOISE
+        # stream), None = the model's deterministic choice (StyleGAN2: its fixed noise maps)
+        rngs = None if key is None else {models_lib.G_NOISE: key}
+        return G.apply(variables, z, y, train=False, rngs=rngs)
 
     def d_logits(d_variables, x, y=None):
         return D.apply(d_variables, x, y, train=False)
 
-    hparams = {"ema_decay": jnp.float32(tc.ema_decay)}
+    ema_decay = tc.ema_decay
+    if tc.get("ema_kimg", 0.0) > 0:  # EMA by half-life in kimg (schedules.ema_beta)
+        ema_decay = schedules.ema_beta(
+            schedules.images_per_iteration(tc.d_batch_size, n_dis), tc.ema_kimg)
+    hparams = {"ema_decay": jnp.float32(ema_decay)}
     for p in parts:
         hparams.update({k: jnp.float32(v) for k, v in p.hparams().items()})
     return StepFns(init, d_step, g_step, iteration, sample, d_logits, hparams, parts)

@@ -25,6 +25,8 @@ from jaxgan_lth.parts.diffaug import DiffAugment
 from jaxgan_lth.parts.lecam import LeCam
 from jaxgan_lth.parts.maskedgan import MaskedGAN
 from jaxgan_lth.parts.nice import NICE
+from jaxgan_lth.parts.pathlen import PathLength
+from jaxgan_lth.parts.r1 import R1
 
 REGISTRY: dict[str, type[base.Part]] = {
     DiffAugment.name: DiffAugment,
@@ -33,6 +35,8 @@ REGISTRY: dict[str, type[base.Part]] = {
     LeCam.name: LeCam,
     NICE.name: NICE,
     MaskedGAN.name: MaskedGAN,
+    R1.name: R1,
+    PathLength.name: PathLength,
 }
 
 
@@ -57,7 +61,7 @@ def traced_hparams() -> dict[str, tuple[type[base.Part], HParam]]:
 
 
 __all__ = [
-    "REGISTRY", "ADA", "AdvAug", "Augmentation", "DContext", "DiffAugment", "FeaturePerturbation",
-    "GContext", "HParam", "LeCam", "LossTerm", "Part", "build", "traced_hparams",
-    "validate_config",
+    "REGISTRY", "ADA", "AdvAug", "Augmentation", "DContext", "DiffAugment",
+    "FeaturePerturbation", "GContext", "HParam", "LeCam", "LossTerm", "Part", "PathLength", "R1",
+    "build", "traced_hparams", "validate_config",
 ]
