@@ -129,6 +129,7 @@ def get_config():
     # Stages run by `python -m jaxgan_lth.main`, comma-separated, in order:
     #   "train"       dense GAN training (DIR/train)
     #   "imp,ticket"  lottery tickets: IMP rounds with rewinding, then train the ticket
+    #   "dst"         sparse-to-sparse training from scratch (STU-GAN; static with updates off)
     config.stages = "imp,ticket"
 
     # ---- data ----------------------------------------------------------------------------------
@@ -197,6 +198,10 @@ def get_config():
     config.train.ema_kimg = 0.0
     # > 0: cap the EMA half-life at ema_rampup * images so far (ADA auto/cifar: 0.05); 0 = off
     config.train.ema_rampup = 0.0
+    # L1 weight on G's batch-norm scales added to G's gradient (network slimming's sparsity
+    # training, Liu et al. 2017: 1e-4 for VGG); 0 = off. The ticket's "slimming" baseline sets it
+    # from ticket.slimming_l1 for its dense run
+    config.train.g_bn_l1 = 0.0
 
     # ---- augmentation of plain training and IMP rounds (the ticket has its own below) --------
     config.diffaug = diffaug_config(policy="")
@@ -239,8 +244,14 @@ def get_config():
     # IMP config must equal this one's (several ticket variants of one IMP, configs/study_*.py)
     config.ticket.imp_workdir = ""
     # "imp" (the ticket), baselines: "random_like" (same per-layer densities), "random_global",
-    # "omp" (one-shot magnitude from round 0's trained weights), "dense"
+    # "omp" (one-shot magnitude from round 0's trained weights), "dense", "slimming" (network
+    # slimming: channel masks of G from a dense run with L1 on its batch-norm scales),
+    # "small_dense" (a dense G narrowed to the ticket's parameter count); jaxgan_lth/baselines.py
     config.ticket.mask_type = "imp"
+    config.ticket.slimming_l1 = 1e-4  # "slimming": L1 weight on G's BN scales (NS paper, VGG)
+    # "small_dense": match the ticket's "prunable" weight count (what density counts) or "all"
+    # of G's parameters (dcgan: linear_in is not prunable and holds most of them)
+    config.ticket.small_dense_count = "prunable"
     config.ticket.num_steps = 600  # the same budget as an IMP round (dense = round 0)
     # stage 2 "trains the ticket toughly": data-level DiffAugment + feature-level AdvAug
     config.ticket.diffaug = diffaug_config(policy="translation,cutout")
@@ -249,6 +260,26 @@ def get_config():
     config.ticket.lecam = lecam_config(weight=0.0)
     config.ticket.nice = nice_config(enabled=False)
     config.ticket.maskedgan = maskedgan_config(ops="")
+
+    # ---- stage "dst": sparse G and D trained from scratch (STU-GAN, jaxgan_lth/dst_stage.py) --
+    # uses the top-level part sections (diffaug, advaug, ...) as the train stage does
+    config.dst = ml_collections.ConfigDict()
+    config.dst.num_steps = 1200  # G iterations
+    # densities of the prunable weights (sparsity.prunable) of G and D in (0, 1]; 1 = dense.
+    # STU-GAN SNGAN scripts: G 0.05-0.9 with D 0.5; "balanced" = equal densities
+    config.dst.g_density = 0.2
+    config.dst.d_density = 1.0
+    config.dst.distribution = "erk"  # layer densities: "erk" (with the dense fix-up) or "uniform"
+    # True: prune and grow every update_frequency G steps (DST); False: the initial masks stay
+    # fixed (static sparse training, e.g. static ERK)
+    config.dst.updates = True
+    config.dst.explore = "g"  # networks whose masks are updated: "g" (STU-GAN), "d" or "gd"
+    # G steps between mask updates (STU-GAN: 500-2000 over 50k-100k G steps; here 12 updates)
+    config.dst.update_frequency = 100
+    config.dst.drop_rate_start = 0.5  # cosine drop-rate schedule over all D steps: start ...
+    config.dst.drop_rate_end = 0.005  # ... and end (CosineAnnealingLR eta_min)
+    config.dst.g_growth = "gradient"  # G's growth: "gradient" (largest |dL_G/dw|) or "random"
+    config.dst.d_growth = "random"  # D's growth: "random" (STU-GAN) or "gradient" (|dL_D/dw|)
 
     # ---- sweeps: any stage as K runs over seeds and traced strengths (jaxgan_lth/sweep.py) ---
     # type_safe=False: seeds and hparams take a string (command line) or Python values (files)

@@ -297,6 +297,8 @@ def train_runs(
     log_prefix: str = "",
     evaluator=None,
     run_info: Sequence[dict] | None = None,
+    hook: Callable[[int, list[Pytree], list[Pytree]], tuple[list, list]] | None = None,
+    hook_every: int = 0,
 ) -> tuple[list[Pytree], dict]:
     """Trains K runs from step 0 (or the latest checkpoint in ``stage_dir``) to ``num_steps``.
 
@@ -314,11 +316,17 @@ def train_runs(
         D-accuracy diagnostic at every log step.
       run_info: optional K JSON dicts merged into the runs' summaries (e.g. the stage, the
         mask's G and D densities), so that ``summary.json`` describes a run on its own.
+      hook: optional ``hook(step, states, masks) -> (states, masks)`` called with the per-run
+        lists after the iteration that reaches every multiple ``step`` of ``hook_every`` (before
+        that step's logging, samples and checkpoint); what it returns replaces the states and
+        masks (same structures, so nothing recompiles). Used by the ``dst`` stage's mask
+        updates; the hook saves what a resume needs (the masks) itself.
+      hook_every: G steps between hook calls (0 = never).
 
     Every run's folder receives ``summary.json`` (the run summary below plus ``run_info``),
     ``metrics.jsonl`` (one line ``{"step", metric: value}`` per log step: losses, D outputs,
     the D-accuracy diagnostic) and, with an evaluator, ``eval.json`` (every FID/KID with its
-    protocol).
+    G step, kimg and protocol).
 
     Returns:
       ``(final per-run states, summary)``. With K = 1 the summary is the run's (``steps``,
@@ -365,12 +373,14 @@ def train_runs(
     base = {n: float(v) for n, v in engine.fns.hparams.items()}
     hparams = [parallel.replicate({n: jnp.float32(r.hparams.get(n, base[n])) for n in base},
                                   engine.mesh) for r in runs]
-    masks = [parallel.replicate(jax.tree.map(lambda m: jnp.asarray(m, bool), m), engine.mesh)
-             for m in masks]
-    if axis.strategy == "vmap":
-        masks_in, hparams_in = stack(masks), stack(hparams)
-    else:
-        masks_in, hparams_in = masks, hparams
+
+    def place(trees):  # masks on the mesh, and as the run axis takes them
+        trees = [parallel.replicate(jax.tree.map(lambda m: jnp.asarray(m, bool), m),
+                                    engine.mesh) for m in trees]
+        return trees, (stack(trees) if axis.strategy == "vmap" else trees)
+
+    masks, masks_in = place(masks)
+    hparams_in = stack(hparams) if axis.strategy == "vmap" else hparams
     states = axis.join(states)
     writers = [metric_writers.create_default_writer(d, just_logging=not main,
                                                     asynchronous=False) for d in run_dirs]
@@ -408,6 +418,10 @@ def train_runs(
     eval_every = int(config.eval.every) if evaluator is not None else 0
     for step in range(start + 1, num_steps + 1):
         states, metrics = axis(states, masks_in, engine.data, hparams_in)
+        if hook is not None and hook_every and step % hook_every == 0:
+            new_states, new_masks = hook(step, axis.split(states), masks)
+            states = axis.join(new_states)
+            masks, masks_in = place(new_masks)
         log_now = step % config.log_every == 0 or step == num_steps
         sample_now = step % config.sample_every == 0 or step == num_steps
         per_run = axis.split(states) if (log_now or sample_now or

@@ -47,7 +47,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import checkpointing, config_lib, io_utils, loop, parallel
+from jaxgan_lth import baselines, checkpointing, config_lib, dst_stage, io_utils, loop, parallel
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth import step as step_lib
@@ -57,8 +57,8 @@ from jaxgan_lth.sparsity import pruning
 
 Pytree = Any
 NETS = ("g", "d")
-STAGES = ("train", "imp", "ticket")
-MASK_TYPES = ("imp", "random_like", "omp", "random_global", "dense")
+STAGES = ("train", "imp", "ticket", "dst")
+MASK_TYPES = ("imp", "random_like", "omp", "random_global", "dense", "slimming", "small_dense")
 PRUNE_NETS = ("g", "d", "gd")
 PRUNE_METHODS = ("global", "layerwise")
 MAGNITUDES = ("g", "ema")
@@ -96,10 +96,14 @@ def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collection
     if stage in ("imp", "ticket"):
         section = cfg.imp if stage == "imp" else cfg.ticket
         cfg.train.num_steps = section.num_steps
+    if stage == "dst":  # sparse from scratch (jaxgan_lth/dst_stage.py); top-level parts
+        cfg.train.num_steps = cfg.dst.num_steps
     if stage == "ticket":
         for cls in parts_lib.REGISTRY.values():
             if cls.section in cfg and cls.section in cfg.ticket:
                 cfg[cls.section] = copy.deepcopy(cfg.ticket[cls.section])
+        if cfg.ticket.mask_type == "small_dense":  # the parameter-matched narrower G
+            cfg.model.g_channels = baselines.small_dense_width(config)[0]
     return cfg
 
 
@@ -251,6 +255,9 @@ def validate_config(config: ml_collections.ConfigDict) -> dict[str, ml_collectio
                 f"of at most {n}, or a folder with more images.")
     validate_lottery(config)
     validate_imp_source(config, stages)
+    baselines.validate_config(config)
+    if "dst" in config:
+        dst_stage.validate_config(config)
     parts_lib.validate_config(config)
     parts_lib.validate_config(config.ticket, prefix="ticket.")
     stage_cfgs = {s: stage_config(config, s) for s in stages}
@@ -544,6 +551,13 @@ class Lottery:
             source = checkpointing.Checkpointer(mdir, keep=10_000)
         if tc.mask_type == "dense":
             return [loop.dense_masks(like)], {"mask_type": "dense"}
+        if tc.mask_type == "small_dense":  # like: the narrower G of the ticket's engine
+            return [loop.dense_masks(like)], baselines.small_dense_width(self.config)[1]
+        if tc.mask_type == "slimming":
+            return baselines.slimming_masks(
+                self.config, self.stage_cfgs.get("imp") or stage_config(self.config, "imp"),
+                self.workdir, self.imp_runs, self.rewind_states, _strategy(self.config),
+                baselines.ticket_density(self.config))
         rounds = source.all_steps()
         if tc.target_sparsity:
             dens = {}
@@ -618,6 +632,9 @@ class Lottery:
             out = []
             for r, i, m in zip(runs, idx, masks):
                 s = dict(loop.initial_state(engine, r.seed))  # fresh optimizers, parts, rng
+                if info["mask_type"] == "small_dense":  # its own width: its own theta_0
+                    out.append(s)
+                    continue
                 src = rewound[min(i, len(rewound) - 1)]
                 s["g"], s["d"], s["ema"] = src["g"], src["d"], src["ema"]
                 out.append(_apply_masks(s, m))
@@ -665,6 +682,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     for stage in parse_stages(config):
         if stage == "train":
             result["stages"]["train"] = run_train(config, stage_cfgs["train"], workdir)
+        elif stage == "dst":
+            result["stages"]["dst"] = dst_stage.run_dst(
+                config, stage_cfgs["dst"], workdir, _runs_of(config, "dst", stage_cfgs["dst"]),
+                _strategy(config))
         else:
             lottery = lottery or Lottery(config, workdir, stage_cfgs)
             if stage == "imp":

@@ -37,12 +37,14 @@ about 47 distinct images).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from flax import traverse_util
 
 from jaxgan_lth import losses, parallel, schedules
 from jaxgan_lth import models as models_lib
@@ -154,6 +156,25 @@ def sample_real_epoch(sampler: dict, base_key, data: dict, key, batch: int,
         flip = jax.random.bernoulli(jax.random.split(key)[1], 0.5, (batch,))
         x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
     return x, y, {**s, "pos": s["pos"] + batch}
+#: G parameters that network slimming's L1 penalty acts on: the batch-norm scales (gamma) of
+#: ``bn*`` modules (dcgan ``bn1``/``bn2``, sngan ``block*/bn1``, ``bn2``, ``bn_out``).
+BN_SCALE_PATTERN = r"(.*/)?bn[^/]*/scale"
+
+
+def add_bn_l1(grads, params, weight: float, pattern: str = BN_SCALE_PATTERN):
+    """``grads`` plus ``weight * sign(gamma)`` on the batch-norm scales (network slimming).
+
+    The subgradient of ``weight * sum |gamma|`` added after the backward pass, as network
+    slimming's reference ``updateBN`` (Liu et al., ICCV 2017, "Learning Efficient Convolutional
+    Networks through Network Slimming", Eq. 1; github.com/Eric-mingjie/network-slimming
+    ``main.py``). Leaves whose '/'-joined path fully matches ``pattern`` are penalised.
+    """
+    flat_g = traverse_util.flatten_dict(grads, sep="/")
+    flat_p = traverse_util.flatten_dict(params, sep="/")
+    rx = re.compile(pattern)
+    out = {k: g + weight * jnp.sign(flat_p[k]) if rx.fullmatch(k) else g
+           for k, g in flat_g.items()}
+    return traverse_util.unflatten_dict(out, sep="/")
 
 
 def masked_update(tx, grads, opt_state, params, mask):
@@ -203,6 +224,11 @@ class StepFns:
       d_logits: ``d_logits(d_variables, x, y) -> [B]`` (D in eval mode).
       hparams: default traced hyper-parameters (``{name: float32 scalar}``).
       parts: the parts wired into the step.
+      g_grads: ``g_grads(state, masks, data, key, hparams) -> (grads, aux)``: the gradient of
+        :func:`g_step`'s loss w.r.t. G's parameters (the forward of the G update, no update).
+      d_grads: the same for :func:`d_step`'s loss and D's parameters.
+      optimizers: ``{"g": optax transformation of G, "d": of D}`` (their states are
+        ``state["g_opt"]`` / ``state["d_opt"]``).
     """
 
     init: Callable
@@ -213,6 +239,9 @@ class StepFns:
     d_logits: Callable
     hparams: dict
     parts: tuple
+    g_grads: Callable | None = None
+    d_grads: Callable | None = None
+    optimizers: dict | None = None
 
 
 def scan_unroll(setting: int, n_dis: int) -> int | bool:
@@ -231,9 +260,10 @@ def scan_unroll(setting: int, n_dis: int) -> int | bool:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Checks the step-level train keys the parts do not own.
+    """Checks the step-level keys the parts do not own.
 
-    ``train.ema_buffers``, ``n_dis_unroll``, ``ema_kimg``, ``ema_rampup``.
+    ``train.ema_buffers``, ``n_dis_unroll``, ``ema_kimg``, ``ema_rampup``, ``g_bn_l1`` and
+    ``data.sampling``.
 
     Raises:
       ValueError: naming the key and the accepted values.
@@ -244,6 +274,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     sm = config.data.get("sampling", "replacement")
     if sm not in SAMPLING:
         raise ValueError(f"config.data.sampling = {sm!r}; accepted: {SAMPLING}.")
+    l1 = config.train.get("g_bn_l1", 0.0)
+    if isinstance(l1, bool) or not isinstance(l1, (int, float)) or l1 < 0:
+        raise ValueError(f"config.train.g_bn_l1 = {l1!r} must be a number >= 0 (0 = off).")
     un = config.train.get("n_dis_unroll", 0)
     if isinstance(un, bool) or not isinstance(un, int) or un < 0:
         raise ValueError(f"config.train.n_dis_unroll = {un!r} must be an integer >= 0 "
@@ -292,6 +325,7 @@ def make_step_fns(
     decay = bool(tc.lr_decay)
     ema_buffers = tc.get("ema_buffers", "copy")
     ema_rampup = float(tc.get("ema_rampup", 0.0))
+    bn_l1 = float(tc.get("g_bn_l1", 0.0))
     tx_g = make_optimizer(tc.g_lr, tuple(tc.g_betas), tc.adam_eps, tc.num_steps if decay else None)
     tx_d = make_optimizer(
         tc.d_lr, tuple(tc.d_betas), tc.adam_eps, tc.num_steps * n_dis if decay else None
@@ -391,7 +425,8 @@ def make_step_fns(
             return x, upd["batch_stats"]
         return G.apply(variables, z, y, train=False), g_vars["batch_stats"]
 
-    def d_step(state, masks, data, key, hparams):
+    def d_grads(state, masks, data, key, hparams):
+        """D's loss gradient and what the D update needs (the forward of :func:`d_step`)."""
         k_real, k_lat, k_aug, k_adv = jax.random.split(key, 4)
         pstates = state.get("parts", {})
         if epoch_sampling:
@@ -400,6 +435,7 @@ def make_step_fns(
                 state["sampler"], base, data, k_real, tc.d_batch_size, random_flip)
         else:
             x_real, y_real = sample_real(k_real, data, tc.d_batch_size, random_flip)
+            sampler = None
         z, y_fake = sample_latent(k_lat, tc.d_batch_size, latent_dim, ncls)
         x_real = parallel.shard_batch(x_real, mesh)
         z = parallel.shard_batch(z, mesh)
@@ -447,8 +483,13 @@ def make_step_fns(
             loss, new_p = add_terms("d_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], logits, metrics, new_p)
 
-        (loss, (d_bs, logits, extra, new_p)), grads = jax.value_and_grad(
-            loss_fn, has_aux=True)(state["d"]["params"])
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["d"]["params"])
+        return grads, (loss, aux, x, g_bs, k_aug, sampler)
+
+    def d_step(state, masks, data, key, hparams):
+        grads, (loss, (d_bs, logits, extra, new_p), x, g_bs, k_aug, sampler) = d_grads(
+            state, masks, data, key, hparams)
+        b = tc.d_batch_size
         params, opt = masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"])
         for j, a in enumerate(augs):  # adaptive augmentations see D's real logits (ADA's r_t)
             if a.name in new_p:
@@ -473,7 +514,8 @@ def make_step_fns(
         }
         return new, metrics
 
-    def g_step(state, masks, data, key, hparams):
+    def g_grads(state, masks, data, key, hparams):
+        """G's loss gradient and what the G update needs (the forward of :func:`g_step`)."""
         del data
         k_lat, k_aug, k_adv = jax.random.split(key, 3)
         pstates = state.get("parts", {})
@@ -519,9 +561,13 @@ def make_step_fns(
             loss, new_p = add_terms("g_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], metrics, new_p)
 
-        (loss, (g_bs, extra, new_p)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["g"]["params"]
-        )
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["g"]["params"])
+        return grads, (loss, aux)
+
+    def g_step(state, masks, data, key, hparams):
+        grads, (loss, (g_bs, extra, new_p)) = g_grads(state, masks, data, key, hparams)
+        if bn_l1:  # network slimming's sparsity training (train.g_bn_l1)
+            grads = add_bn_l1(grads, state["g"]["params"], bn_l1)
         params, opt = masked_update(tx_g, grads, state["g_opt"], state["g"]["params"], masks["g"])
         new = dict(state)
         new["g"] = {"params": params, "batch_stats": g_bs}
@@ -576,4 +622,5 @@ def make_step_fns(
     hparams = {"ema_decay": jnp.float32(ema_decay)}
     for p in parts:
         hparams.update({k: jnp.float32(v) for k, v in p.hparams().items()})
-    return StepFns(init, d_step, g_step, iteration, sample, d_logits, hparams, parts)
+    return StepFns(init, d_step, g_step, iteration, sample, d_logits, hparams, parts,
+                   g_grads=g_grads, d_grads=d_grads, optimizers={"g": tx_g, "d": tx_d})

@@ -31,7 +31,7 @@ import numpy as np
 from jaxgan_lth import parts as parts_lib
 
 STRATEGIES = ("vmap", "loop")
-SWEEPABLE_STAGES = ("train", "imp", "ticket")
+SWEEPABLE_STAGES = ("train", "imp", "ticket", "dst")
 #: Traced strengths owned by the step itself (not by a part), with their ranges.
 STEP_HPARAMS = {"ema_decay": parts_lib.HParam("ema_decay", 0.0, 1.0, high_open=True)}
 

@@ -686,11 +686,13 @@ def test_no_import_cycle_inside_the_package():
 
 
 #: Layers, lowest first: a module imports only modules of lower layers. ``sweep`` (run specs)
-#: and ``step`` sit side by side between the parts and the loop; CLIs sit on the pipeline.
+#: and ``step`` sit side by side between the parts and the loop; stage runners outside the
+#: pipeline module (``dst``, the ticket baselines) sit on the loop; CLIs sit on the pipeline.
 LAYERS = [
     None,  # every other module: data, models, parts, augment, sparsity, evaluation, ...
     {"jaxgan_lth.sweep", "jaxgan_lth.step"},
     {"jaxgan_lth.loop"},
+    {"jaxgan_lth.dst_stage", "jaxgan_lth.baselines"},
     {"jaxgan_lth.pipeline"},
     {"jaxgan_lth.main", "jaxgan_lth.evaluate"},
 ]

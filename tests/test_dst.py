@@ -1,0 +1,428 @@
+"""Sparse-to-sparse training (stage ``dst``): ERK, prune and grow, schedule, no retrace, resume."""
+
+import dataclasses
+import json
+import math
+import os
+
+import helpers
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from jaxgan_lth import baselines, checkpointing, dst_stage, loop, parallel, pipeline
+from jaxgan_lth import step as step_lib
+from jaxgan_lth.sparsity import dst as dst_lib
+from jaxgan_lth.sparsity import erk, pruning
+
+
+def _flat(tree):
+    return {"/".join(k): np.asarray(v) for k, v in
+            traverse_util.flatten_dict(jax.device_get(tree)).items()}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return helpers.make_image_folder(tmp_path_factory.mktemp("imgs"), n=8, size=20, channels=1)
+
+
+def _dst_config(folder, steps=6, every=2):
+    config = helpers.tiny_config(folder, num_steps=steps)
+    config.stages = "dst"
+    config.dst.num_steps = steps
+    config.dst.update_frequency = every
+    config.dst.g_density = 0.3
+    config.dst.d_density = 0.5
+    config.dst.explore = "gd"
+    config.sample_every = 100
+    config.checkpoint_every = 3
+    config.keep_checkpoints = 10
+    return config
+
+
+# ---- ERK, schedule, counts, one layer's update: hand computations ---------------------------
+
+
+def test_erk_densities_with_a_layer_forced_dense_match_a_hand_computation():
+    shapes = {"a": (3, 3, 16, 32), "b": (3, 3, 2, 4), "c": (1, 1, 64, 64)}
+    # By hand, target 0.5: raw = sum(shape)/prod(shape) -> raw * N = 54, 12, 130.
+    # First eps = 0.5 * 8776 / 196 = 22.39; eps * raw_b = 22.39 * 12/72 = 3.73 > 1: b is dense.
+    # Re-solved: eps = (0.5 * (4608 + 4096) - 0.5 * 72) / (54 + 130) = 4316 / 184.
+    eps = 4316 / 184
+    want = {"a": eps * 54 / 4608, "b": 1.0, "c": eps * 130 / 4096}
+    got = erk.erk_densities(shapes, 0.5)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert want["a"] == pytest.approx(0.274881, abs=1e-6)
+    assert want["c"] == pytest.approx(0.744470, abs=1e-6)
+    sizes = {"a": 4608, "b": 72, "c": 4096}
+    assert sum(got[k] * sizes[k] for k in sizes) / sum(sizes.values()) == pytest.approx(0.5)
+    # no layer above 1: plain ERK, eps = 0.1 * 8776 / 196, nothing dense
+    low = erk.erk_densities(shapes, 0.1)
+    assert low["b"] == pytest.approx(0.1 * 8776 / 196 * 12 / 72) and low["b"] < 1
+    assert erk.erk_densities(shapes, 1.0) == {"a": 1.0, "b": 1.0, "c": 1.0}
+
+
+def test_realised_densities_per_layer_and_uniform_option():
+    params = {"conv1": {"kernel": np.zeros((3, 3, 16, 32))},
+              "conv2": {"kernel": np.zeros((3, 3, 2, 4))}, "linear": {"kernel": np.zeros((4, 4))}}
+    dens = erk.layer_densities(params, 0.3, "erk")
+    masks = erk.random_masks(0, params, dens)
+    rows = {r["path"]: r for r in pruning.density_table(masks)}
+    for path, d in dens.items():
+        assert rows[path]["kept"] == round(d * rows[path]["size"])
+    assert masks["linear"]["kernel"].all()  # not prunable: dense
+    uni = erk.initial_masks(1, params, 0.25, "uniform")
+    for r in pruning.density_table(uni):
+        assert r["kept"] == round(0.25 * r["size"])
+    with pytest.raises(ValueError, match="accepted"):
+        erk.layer_densities(params, 0.3, "snip")
+
+
+def test_drop_rate_cosine_values_at_chosen_steps():
+    # end + (start - end) * (1 + cos(pi * t / T)) / 2 with start 0.5, end 0.005, T = 1000
+    assert dst_lib.drop_rate(0, 1000) == pytest.approx(0.5)
+    assert dst_lib.drop_rate(250, 1000) == pytest.approx(0.005 + 0.495 * (1 + 2 ** -0.5) / 2)
+    assert dst_lib.drop_rate(250, 1000) == pytest.approx(0.4275094, abs=1e-6)
+    assert dst_lib.drop_rate(500, 1000) == pytest.approx(0.2525)
+    assert dst_lib.drop_rate(1000, 1000) == pytest.approx(0.005)
+    assert dst_lib.drop_rate(3, 6, 0.4, 0.0) == pytest.approx(0.2)
+
+
+def test_drop_counts_are_ceil_of_rate_times_active_per_prunable_layer():
+    mask = {"conv1": {"kernel": np.array([True] * 10 + [False] * 6)},
+            "conv2": {"kernel": np.ones(7, bool)}, "bn": {"scale": np.ones(3, bool)}}
+    c = dst_lib.drop_counts(mask, 0.25)
+    assert int(c["conv1"]["kernel"]) == 3  # ceil(2.5)
+    assert int(c["conv2"]["kernel"]) == 2  # ceil(1.75)
+    assert int(c["bn"]["scale"]) == 0  # not prunable
+    assert int(dst_lib.drop_counts(mask, 0.0)["conv1"]["kernel"]) == 0
+
+
+def test_grown_positions_are_the_top_gradient_inactive_ones_on_a_hand_case():
+    w = jnp.array([0.5, -0.1, 0.0, 0.3, 0.0, 0.05, 0.0, 0.0, -0.7])
+    m = jnp.array([1, 1, 0, 1, 0, 1, 0, 0, 1], bool)
+    g = jnp.array([9.0, 0.01, 0.2, 9.0, -0.7, 0.1, 0.4, 0.6, 9.0])
+    # drop the 2 smallest |w| active: index 5 (0.05) and 1 (0.1); inactive then: 1 2 4 5 6 7
+    # with |g| 0.01 0.2 0.7 0.1 0.4 0.6 -> grow 4 (0.7) and 7 (0.6)
+    new = dst_lib.prune_and_grow(w, m, jnp.abs(g), jnp.int32(2))
+    np.testing.assert_array_equal(np.asarray(new), [1, 0, 0, 1, 1, 0, 0, 1, 1])
+    # a just-dropped weight with a large gradient is regrown (as the reference)
+    g2 = g.at[5].set(5.0)
+    new2 = dst_lib.prune_and_grow(w, m, jnp.abs(g2), jnp.int32(2))
+    np.testing.assert_array_equal(np.asarray(new2), [1, 0, 0, 1, 1, 1, 0, 0, 1])
+    assert int(dst_lib.prune_and_grow(w, m, jnp.abs(g), jnp.int32(0)).sum()) == 5
+
+
+# ---- the compiled update on a real state ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine_and_state(folder, tmp_path_factory):
+    config = _dst_config(folder)
+    engine = loop.build_engine(pipeline.stage_config(config, "dst"),
+                               str(tmp_path_factory.mktemp("eng")))
+    like = jax.eval_shape(engine.fns.init, jax.random.key(0))
+    masks = dst_stage.initial_masks(config, like, seed=0)
+    state = dst_lib.zero_outside(loop.initial_state(engine, 0), masks, engine.fns.optimizers)
+    return config, engine, state, masks
+
+
+def _assert_zero_outside(state, masks):
+    for net, trees in (("g", [state["g"]["params"], state["ema"]["params"]]),
+                       ("d", [state["d"]["params"]])):
+        adam = state[f"{net}_opt"].inner_state[0]
+        m = _flat(masks[net])
+        for tree in trees + [adam.mu, adam.nu]:
+            for path, value in _flat(tree).items():
+                assert np.all(value[~m[path]] == 0.0), (net, path)
+
+
+def test_update_keeps_counts_zeroes_dropped_and_grown_and_traces_once(engine_and_state):
+    config, engine, state, masks = engine_and_state
+    traces = {"iteration": 0, "update": 0}
+    update_fn = dst_lib.make_update(engine.fns, {"g": "gradient", "d": "random"})
+
+    def counted_iteration(*a):
+        traces["iteration"] += 1
+        return engine.fns.iteration(*a)
+
+    def counted_update(*a):
+        traces["update"] += 1
+        return update_fn(*a)
+
+    step, update = jax.jit(counted_iteration), jax.jit(counted_update)
+    hp = engine.fns.hparams
+
+    def place(m):  # as the loop places masks on the mesh
+        return parallel.replicate(jax.tree.map(lambda x: jnp.asarray(x, bool), m), engine.mesh)
+
+    masks = place(masks)
+    for u in range(3):
+        for _ in range(2):
+            state, _ = step(state, masks, engine.data, hp)
+        old = jax.device_get(masks)
+        counts = {n: dst_lib.drop_counts(old[n], dst_lib.drop_rate(2 * u, 6)) for n in ("g", "d")}
+        before = jax.device_get(state)
+        state, masks = update(state, masks, engine.data, jax.random.key(u), counts, hp)
+        masks = place(masks)
+        new = jax.device_get(masks)
+        _assert_zero_outside(jax.device_get(state), new)
+        for net in ("g", "d"):
+            a, b, c = _flat(old[net]), _flat(new[net]), _flat(counts[net])
+            moved = 0
+            for path in a:
+                assert a[path].sum() == b[path].sum(), path  # active count unchanged
+                grown = b[path] & ~a[path]
+                moved += int(grown.sum())
+                assert grown.sum() <= int(c[path])
+                if grown.any():  # grown weights start at zero, their Adam moments too
+                    assert np.all(_flat(jax.device_get(state)[net]["params"])[path][grown] == 0)
+                # weights active before and after keep their values
+                both = a[path] & b[path]
+                np.testing.assert_array_equal(
+                    _flat(jax.device_get(state)[net]["params"])[path][both],
+                    _flat(before[net]["params"])[path][both])
+            assert moved > 0, net
+    assert traces == {"iteration": 1, "update": 1}
+
+
+# ---- the stage: outputs, densities over time, kill and resume --------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(folder, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("dst_full"))
+    config = _dst_config(folder)
+    traces = {"iteration": 0, "update": 0}
+    real_fns, real_update = step_lib.make_step_fns, dst_lib.make_update
+
+    def fns_counted(*a, **k):
+        fns = real_fns(*a, **k)
+
+        def iteration(*args):
+            traces["iteration"] += 1
+            return fns.iteration(*args)
+
+        return dataclasses.replace(fns, iteration=iteration)
+
+    def update_counted(*a, **k):
+        update = real_update(*a, **k)
+
+        def counted(*args):
+            traces["update"] += 1
+            return update(*args)
+
+        return counted
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(step_lib, "make_step_fns", fns_counted)
+        mp.setattr(dst_lib, "make_update", update_counted)
+        summary = pipeline.train_and_evaluate(config, workdir)
+    return config, workdir, summary, traces
+
+
+def _stage_masks(config, workdir):
+    engine = loop.build_engine(pipeline.stage_config(config, "dst"), workdir)
+    like = jax.eval_shape(engine.fns.init, jax.random.key(0))
+    ck = checkpointing.Checkpointer(os.path.join(workdir, "dst", "masks"))
+    out = {s: dst_stage.load_masks(ck, s, like, 1)[0] for s in ck.all_steps()}
+    ck.close()
+    return engine, out
+
+
+def test_dst_stage_writes_masks_densities_and_keeps_zeros(finished):
+    config, workdir, summary, traces = finished
+    # three mask updates in the loop: the iteration and the update each traced once
+    assert traces == {"iteration": 1, "update": 1}
+    row = summary["stages"]["dst"]
+    assert row["mask_steps"] == [0, 2, 4, 6] and row["steps"] == 6
+    engine, masks = _stage_masks(config, workdir)
+    for s in (2, 4, 6):
+        for net in ("g", "d"):
+            for a, b in zip(pruning.density_table(masks[0][net]),
+                            pruning.density_table(masks[s][net])):
+                assert a["kept"] == b["kept"]
+    assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(masks[0]["g"]),
+                                              jax.tree.leaves(masks[6]["g"])))
+    assert row["g_density"] == pytest.approx(0.3, abs=0.01)
+    with open(os.path.join(workdir, "dst", "densities.json")) as f:
+        hist = json.load(f)["updates"]
+    assert [h["step"] for h in hist] == [0, 2, 4, 6]
+    assert hist[1]["drop_rate"] == pytest.approx(dst_lib.drop_rate(2, 6))
+    assert hist[1]["g"]["grown"] > 0
+    # the checkpoints at steps 3 and 6 hold zeros outside the masks in effect then (2 and 6)
+    for step, mstep in ((3, 2), (6, 6)):
+        state, _ = loop.load_run_state(engine, os.path.join(workdir, "dst"), str(step))
+        _assert_zero_outside(jax.device_get(state), masks[mstep])
+
+
+def test_kill_in_the_middle_of_dst_resumes_to_the_same_masks_and_weights(
+        folder, finished, tmp_path, monkeypatch):
+    config, full_dir, _, _ = finished
+    killed = str(tmp_path / "killed")
+    # checkpoints every 3 steps, updates every 2: killed after step 5, the masks of step 4 are
+    # on disk but the state is from step 3, so the resume starts under the masks of step 2
+    helpers.kill_at(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train_and_evaluate(config, killed)
+    monkeypatch.undo()
+    assert checkpointing.Checkpointer(os.path.join(killed, "dst", "masks")).all_steps() == \
+        [0, 2, 4]
+    pipeline.train_and_evaluate(config, killed)
+    engine, ma = _stage_masks(config, full_dir)
+    _, mb = _stage_masks(config, killed)
+    assert sorted(ma) == sorted(mb)
+    for s in ma:
+        for x, y in zip(jax.tree.leaves(ma[s]), jax.tree.leaves(mb[s])):
+            np.testing.assert_array_equal(x, y)
+    sa, _ = loop.load_run_state(engine, os.path.join(full_dir, "dst"))
+    sb, _ = loop.load_run_state(engine, os.path.join(killed, "dst"))
+    for x, y in zip(jax.tree.leaves(jax.device_get(sa)), jax.tree.leaves(jax.device_get(sb))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_static_erk_keeps_its_masks(folder, tmp_path):
+    config = _dst_config(folder, steps=2, every=1)
+    config.dst.updates = False
+    row = pipeline.train_and_evaluate(config, str(tmp_path))["stages"]["dst"]
+    assert row["mask_steps"] == [0] and row["updates"] is False
+    assert row["d_density"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_swept_dst_with_diffaugment_and_advaug_keeps_one_mask_sequence_per_run(folder, tmp_path):
+    config = _dst_config(folder, steps=2, every=1)
+    config.diffaug.policy = "translation"
+    config.advaug.mode = "pgd"
+    config.sweep.stages = "dst"
+    config.sweep.seeds = "0,1"
+    row = pipeline.train_and_evaluate(config, str(tmp_path))["stages"]["dst"]
+    assert sorted(row["runs"]) == ["seed0", "seed1"] and row["mask_steps"] == [0, 1, 2]
+    engine = loop.build_engine(pipeline.stage_config(config, "dst"), str(tmp_path))
+    like = jax.eval_shape(engine.fns.init, jax.random.key(0))
+    ck = checkpointing.Checkpointer(os.path.join(str(tmp_path), "dst", "masks"))
+    first, last = (dst_stage.load_masks(ck, s, like, 2) for s in (0, 2))
+    ck.close()
+    for net in ("g", "d"):  # each run: its own ERK draw, counts kept, masks moved
+        assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(first[0][net]),
+                                                  jax.tree.leaves(first[1][net])))
+        for i in range(2):
+            for a, b in zip(pruning.density_table(first[i][net]),
+                            pruning.density_table(last[i][net])):
+                assert a["kept"] == b["kept"]
+            assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(first[i][net]),
+                                                      jax.tree.leaves(last[i][net])))
+
+
+# ---- bad input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("g_density", 0.0, r"dst.g_density = 0.0 must be a number in \(0, 1\]"),
+    ("d_density", 1.5, r"dst.d_density = 1.5 must be a number in \(0, 1\]"),
+    ("update_frequency", 0, r"dst.update_frequency = 0 with config.dst.updates=True.*>= 1"),
+    ("g_growth", "momentum", r"dst.g_growth = 'momentum'; accepted: \('gradient', 'random'\)"),
+    ("d_growth", "x", r"dst.d_growth = 'x'; accepted"),
+    ("distribution", "snip", r"dst.distribution = 'snip'; accepted: \('erk', 'uniform'\)"),
+    ("explore", "x", r"dst.explore = 'x'; accepted: \('g', 'd', 'gd'\)"),
+])
+def test_bad_dst_config_names_key_and_accepted_values(folder, tmp_path, key, value, match):
+    config = _dst_config(folder)
+    config.dst[key] = value
+    workdir = tmp_path / "w"
+    with pytest.raises(ValueError, match=match):
+        pipeline.train_and_evaluate(config, str(workdir))
+    assert not workdir.exists()
+
+
+def test_exploring_a_dense_network_is_refused(folder):
+    config = _dst_config(folder)
+    config.dst.d_density = 1.0
+    with pytest.raises(ValueError, match="d_density = 1.0 .*nothing to prune"):
+        dst_stage.validate_config(config)
+    config.dst.updates = False  # static: a dense D is fine
+    config.dst.update_frequency = 0
+    dst_stage.validate_config(config)
+    assert math.isclose(dst_lib.drop_rate(0, 1), 0.5)
+
+
+# ---- ticket baselines: network slimming and small dense ---------------------------------------
+
+
+def test_slimming_mask_removes_channels_by_gamma_until_the_density_is_reached():
+    params = {"bn1": {"scale": np.array([0.5, 0.01, 0.3, -0.02])},
+              "bn2": {"scale": np.array([0.05, 0.4])},
+              "conv1": {"kernel": np.ones((2, 2, 4, 2))},  # [kh, kw, in (bn1), out (bn2)]
+              "conv_out": {"kernel": np.ones((2, 2, 2, 1))}}
+    groups = baselines.CHANNEL_GROUPS["dcgan"](list(params))
+    # by hand, 40 prunable weights, target 0.5: drop bn1 channel 1 (8 weights; 32 left), bn1
+    # channel 3 (|-0.02|; 24 left), bn2 channel 0 (conv1 out 0: 8 still alive, conv_out in 0: 4;
+    # 12 left = 0.3 <= 0.5): conv1 keeps [:, :, {0, 2}, 1], conv_out keeps [:, :, 1, :]
+    m = baselines.slimming_mask(params, 0.5, groups)
+    want = np.zeros((2, 2, 4, 2), bool)
+    want[:, :, [0, 2], 1] = True
+    np.testing.assert_array_equal(m["conv1"]["kernel"], want)
+    np.testing.assert_array_equal(m["conv_out"]["kernel"][:, :, :, 0],
+                                  np.stack([np.zeros((2, 2)), np.ones((2, 2))], -1).astype(bool))
+    assert m["bn1"]["scale"].all()  # batch-norm parameters are not masked
+    assert pruning.density(m) == pytest.approx(12 / 40)
+    # target 1: nothing removed
+    assert pruning.density(baselines.slimming_mask(params, 1.0, groups)) == 1.0
+
+
+def test_bn_l1_adds_the_sign_of_gamma_to_batch_norm_scales_only():
+    params = {"bn1": {"scale": jnp.array([0.5, -0.2]), "bias": jnp.array([1.0, -1.0])},
+              "block1": {"bn2": {"scale": jnp.array([-3.0])}},
+              "conv1": {"kernel": jnp.array([2.0, -2.0])}}
+    grads = jax.tree.map(jnp.zeros_like, params)
+    out = step_lib.add_bn_l1(grads, params, 1e-2)
+    np.testing.assert_allclose(out["bn1"]["scale"], [1e-2, -1e-2])
+    np.testing.assert_allclose(out["block1"]["bn2"]["scale"], [-1e-2])
+    np.testing.assert_array_equal(out["bn1"]["bias"], [0.0, 0.0])
+    np.testing.assert_array_equal(out["conv1"]["kernel"], [0.0, 0.0])
+
+
+def test_small_dense_width_matches_the_ticket_parameter_count_by_hand(folder):
+    config = helpers.tiny_config(folder)  # dcgan, g_channels 8, 3 IMP rounds of 20%
+    # dcgan prunable G weights at width c: conv1 4*4*2c*c + conv_out 4*4*c*1 = 32c^2 + 16c;
+    # c = 8: 2176; ticket 0.8^3 * 2176 = 1114.1; c = 6: 1248 (off by 134), c = 5: 880 (234)
+    assert baselines.g_param_count(config, 8, "prunable") == 2176
+    width, info = baselines.small_dense_width(config)
+    assert width == 6 and info["params"] == 1248 and info["target_params"] == 1114
+    config.ticket.target_sparsity = 0.9  # 217.6: c = 2 gives 160, c = 3 gives 336
+    assert baselines.small_dense_width(config)[0] == 2
+
+
+def test_slimming_and_small_dense_tickets_train(folder, tmp_path):
+    config = helpers.tiny_config(folder, num_steps=2)
+    config.stages = "ticket"
+    config.ticket.mask_type = "slimming"
+    config.ticket.slimming_l1 = 1e-3
+    config.ticket.target_sparsity = 0.6
+    config.ticket.diffaug.policy = ""
+    config.ticket.advaug.mode = "none"
+    row = pipeline.train_and_evaluate(config, str(tmp_path / "ns"))["stages"]["ticket"]
+    assert row["mask_type"] == "slimming" and row["g_density"] <= 0.4 + 1e-9
+    assert row["g_density"] > 0.2  # channel steps of this tiny G are coarse, not that coarse
+    assert os.path.isdir(tmp_path / "ns" / "ticket_slimming" / "checkpoints")
+    config.ticket.mask_type = "small_dense"
+    row = pipeline.train_and_evaluate(config, str(tmp_path / "sd"))["stages"]["ticket"]
+    assert row["mask_type"] == "small_dense" and row["g_density"] == 1.0
+    engine = loop.build_engine(pipeline.stage_config(config, "ticket"), str(tmp_path / "sd"))
+    state, _ = loop.load_run_state(engine, str(tmp_path / "sd" / "ticket"))
+    assert state["g"]["params"]["conv1"]["kernel"].shape[-1] == row["g_channels"] < 8
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("mask_type", "slim", "ticket.mask_type = 'slim'; accepted"),
+    ("slimming_l1", -1.0, r"ticket.slimming_l1 = -1.0 must be a number >= 0"),
+    ("small_dense_count", "some", r"ticket.small_dense_count = 'some'; accepted: \('prunable'"),
+])
+def test_bad_baseline_config_is_named(folder, key, value, match):
+    config = helpers.tiny_config(folder)
+    config.ticket.mask_type = {"slimming_l1": "slimming",
+                               "small_dense_count": "small_dense"}.get(key, "imp")
+    config.ticket[key] = value
+    with pytest.raises(ValueError, match=match):
+        pipeline.validate_config(config)
