@@ -242,12 +242,16 @@ class ConvBN(nn.Module):
         beta = self.param("beta", nn.initializers.zeros_init(), (features,), jnp.float32)
         mean = self.param("mean", nn.initializers.zeros_init(), (features,), jnp.float32)
         var = self.param("var", nn.initializers.ones_init(), (features,), jnp.float32)
+        # Batch norm folded into the conv: conv(x, w) * s + (beta - mean * s), s = rsqrt(var +
+        # eps), computed as conv(x, w * s) + shift (the same values up to float rounding; one
+        # pass less over every activation map).
+        scale = jax.lax.rsqrt(var + BN_EPS)
         y = jax.lax.conv_general_dilated(
-            x, weight.astype(x.dtype), window_strides=(self.spec.stride, self.spec.stride),
+            x, (weight * scale).astype(x.dtype),
+            window_strides=(self.spec.stride, self.spec.stride),
             padding=((ph, ph), (pw, pw)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
             precision=self.precision)
-        y = (y - mean) * jax.lax.rsqrt(var + BN_EPS) + beta
-        return nn.relu(y)
+        return nn.relu(y + (beta - mean * scale).astype(y.dtype))
 
 
 class _Sequential(nn.Module):
