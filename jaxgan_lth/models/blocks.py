@@ -96,8 +96,10 @@ class GenBlock(nn.Module):
 
 
 def _has_noise(block: nn.Module) -> bool:
-    """Whether NICE's noise point ``beta`` of ``block`` is active in this call (see
-    :func:`~jaxgan_lth.models.base.noise_point`)."""
+    """Whether NICE's noise point ``beta`` of ``block`` is active in this call.
+
+    See :func:`~jaxgan_lth.models.base.noise_point`.
+    """
     return not block.is_initializing() and block.has_variable(D_NOISE, "beta")
 
 
