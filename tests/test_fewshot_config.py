@@ -7,7 +7,6 @@ from configs import stylegan2_fewshot
 from jaxgan_lth import pipeline
 
 
-
 def _with_folder(config, tmp_path):
     from tests.helpers import make_image_folder
 
