@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "numpy",
     "scipy",
     "Pillow",
+    "matplotlib",  # the report's plots (python -m jaxgan_lth.report)
     "absl-py",
     # tfds 4.9.10 imports it in download_and_prepare without declaring it (tfds#11212).
     "importlib_resources",

@@ -7,7 +7,7 @@ baseline; LeCam (weight 0.3, from step 0); NICE (adaptive noise in D's last 2 bl
 0.1, with the consistency term: one extra D forward, and noise only); MaskedGAN (shifted
 spatial masking, balanced spectral masking, both).
 
-    python benchmarks/augment_cost.py [--configs default,sngan_cifar10]
+    python benchmarks/augment_cost.py [--configs default,sngan_cifar10] [--variants plain,...]
         [--warmup W] [--iters N] [--repeats R]
 
 Timing per :func:`benchmarks.common.timing_protocol` (recorded in every row). Rows of configs not
@@ -49,10 +49,10 @@ def _edit(variant):
     return edit
 
 
-def run(name: str, protocol: dict) -> list[dict]:
-    """One row per variant: ms per iteration and the ratio to the plain iteration."""
+def run(name: str, protocol: dict, variants=tuple(VARIANTS)) -> list[dict]:
+    """One row per variant: ms per iteration and the ratio to the first (plain) iteration."""
     rows, base = [], None
-    for variant in VARIANTS:
+    for variant in variants:
         config, fns, state, masks, data = train_throughput.setup(name, edit=_edit(variant))
         sec = common.time_iteration(jax.jit(fns.iteration), fns, state, masks, data, protocol)
         base = base or sec
@@ -64,12 +64,17 @@ def run(name: str, protocol: dict) -> list[dict]:
 
 
 def main():
-    args = common.parse_config_args(__doc__)
+    args = common.parse_config_args(__doc__, extra={"--variants": {
+        "default": ",".join(VARIANTS), "help": f"comma list, plain first; of {list(VARIANTS)}"}})
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"--variants: unknown {unknown}; accepted: {list(VARIANTS)}")
     info = common.machine()
     names = args.configs.split(",")
     rows = common.previous_rows("augment_cost", info, exclude=names)
     for name in names:
-        rows += run(name, common.timing_protocol(name, info, args))
+        rows += run(name, common.timing_protocol(name, info, args), variants)
         table = common.markdown_table(
             rows, ["config", "model", "variant", "ms_per_it", "relative", "timing"])
         table += ("\n\ntiming = warm-up calls + timed calls x repeats (median); "

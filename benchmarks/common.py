@@ -9,7 +9,10 @@ import time
 
 import jax
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+#: Folder of the result files: ``$JAXGAN_BENCH_RESULTS`` when set (accelerator_suite.sh --smoke
+#: points it at a temporary folder), else benchmarks/results.
+RESULTS = os.environ.get("JAXGAN_BENCH_RESULTS") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results")
 
 # Dense FP32 peak per device. CPU: cores x clock x FLOPs/cycle; AMD Zen 2-4 and Intel AVX2
 # cores issue two 256-bit FMAs per cycle = 32 FP32 FLOPs/cycle. GPUs: vendor FP32 (non-tensor)
@@ -156,13 +159,16 @@ def time_iteration(step, fns, state, masks, data, protocol: dict) -> float:
     return time_calls(call, **protocol)
 
 
-def parse_config_args(doc: str, default_configs: str = "default,sngan_cifar10"):
+def parse_config_args(doc: str, default_configs: str = "default,sngan_cifar10",
+                      extra: dict | None = None):
     """``--configs`` (comma-separated config names), and ``--warmup``, ``--iters``,
     ``--repeats`` (-1 = the :func:`timing_protocol` default) of the per-config step
-    benchmarks."""
+    benchmarks; ``extra`` maps more option names to ``add_argument`` keyword dicts."""
     import argparse
 
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for flag, kwargs in (extra or {}).items():
+        p.add_argument(flag, **kwargs)
     p.add_argument("--configs", default=default_configs)
     p.add_argument("--warmup", type=int, default=-1, help="untimed calls after compiling")
     p.add_argument("--iters", type=int, default=-1, help="timed calls per repeat")

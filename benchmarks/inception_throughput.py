@@ -28,7 +28,8 @@ import numpy as np
 from jaxgan_lth.evaluation import features as features_lib
 from jaxgan_lth.evaluation import inception as inception_lib
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+RESULTS_DIR = os.environ.get("JAXGAN_BENCH_RESULTS") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def machine_info() -> dict:

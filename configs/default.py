@@ -38,6 +38,19 @@ def advaug_config(mode: str = "none") -> ml_collections.ConfigDict:
     return c
 
 
+def ada_config(pipeline: str = "") -> ml_collections.ConfigDict:
+    """ADA (Karras et al., NeurIPS 2020) section; stylegan2-ada-pytorch's constants."""
+    c = ml_collections.ConfigDict()
+    c.pipeline = pipeline  # "bgc" (reference default), "bg", "blit", "geom", "color"; "" = off
+    c.p_init = 0.0  # initial augmentation probability p (reference 0)
+    c.adjust = True  # adapt p (False: fixed p = p_init, the reference's --aug=fixed)
+    c.target = 0.6  # target of r_t = mean(sign(D(x_real_aug))) (reference --target 0.6)
+    c.interval = 4  # D steps between adjustments of p (reference ada_interval 4)
+    c.kimg = 500.0  # thousands of real images for p to move by 1 (reference ada_kimg 500)
+    c.p_max = 0.0  # upper clamp of p; 0 = none (reference: clamped at 0 only; StudioGAN 1)
+    return c
+
+
 def lecam_config(weight: float = 0.0) -> ml_collections.ConfigDict:
     """LeCam (Tseng et al., CVPR 2021) section, google/lecam-gan BigGAN-CIFAR values."""
     c = ml_collections.ConfigDict()
@@ -85,6 +98,30 @@ def maskedgan_config(ops: str = "") -> ml_collections.ConfigDict:
     return c
 
 
+def r1_config(gamma: float = 0.0) -> ml_collections.ConfigDict:
+    """R1 gradient penalty (Mescheder et al. 2018) section, stylegan2-ada-pytorch loss.py."""
+    c = ml_collections.ConfigDict()
+    c.gamma = gamma  # R1 weight gamma (L_D += gamma/2 * R1); 0 = off (DiffAugment low-shot: 10)
+    # G iterations between penalties; the penalty is then multiplied by interval (lazy R1 of
+    # the reference: 16, with no extra optimizer step here, see jaxgan_lth/schedules.py);
+    # 1 = every step (DiffAugment TF low-shot, lazy_regularization=False)
+    c.interval = 1
+    # gradient w.r.t. the reals before the D-input augmentations, through them (PyTorch code,
+    # TF ns_DiffAugment_r1); False: w.r.t. the augmented reals (TF ns_r1_DiffAugment)
+    c.through_augment = True
+    return c
+
+
+def pathlen_config(weight: float = 0.0) -> ml_collections.ConfigDict:
+    """Path-length regularisation (StyleGAN2 eq. 4) section; needs model.name = "stylegan2"."""
+    c = ml_collections.ConfigDict()
+    c.weight = weight  # pl_weight; 0 = off (stylegan2-ada configs: 2; DiffAugment TF low-shot: 0)
+    c.interval = 4  # G iterations between penalties (G_reg_interval); penalty x interval
+    c.decay = 0.01  # EMA decay of the running mean path length pl_mean (pl_decay)
+    c.batch_shrink = 2  # the penalty's batch is g_batch_size // batch_shrink (pl_batch_shrink)
+    return c
+
+
 def get_config():
     """Returns the default `ml_collections.ConfigDict` (every key is documented inline)."""
     config = ml_collections.ConfigDict()
@@ -109,6 +146,13 @@ def get_config():
     config.data.subset_seed = 0  # seed of "random" selection
     config.data.tfds_data_dir = ""  # tfds data_dir; "" = tfds default (~/tensorflow_datasets)
     config.data.random_flip = False  # random horizontal flips of real images (BigGAN recipe)
+    # real batches: "replacement" (uniform with replacement; the CPU default's measured numbers)
+    # or "epoch" (without replacement within an epoch: the reference loaders' shuffle=True,
+    # drop_last=True; the few-shot and paper configs)
+    config.data.sampling = "replacement"
+    # an image folder is the whole training set: a subset_fraction / subset_count that would cut
+    # it is refused before training unless this is True
+    config.data.allow_folder_subset = False
 
     # ---- models --------------------------------------------------------------------------------
     config.model = ml_collections.ConfigDict()
@@ -117,6 +161,16 @@ def get_config():
     config.model.g_channels = 64
     config.model.d_channels = 64
     config.model.conditional = False  # class-conditional G and D (needs labels)
+    # model.name = "stylegan2" (jaxgan_lth/models/stylegan2.py) also accepts these keys, added
+    # by its configs (the other models refuse them):
+    #   w_dim = 0              # size of w; 0 = latent_dim (official 512)
+    #   channel_base = 32768   # channels min(channel_base // res, cap), PyTorch convention;
+    #                          # 32768 = official / DiffAugment low-shot, 16384 = ADA paper256
+    #   (the caps are g_channels / d_channels: 512 in every official config)
+    #   mapping_layers = 8     # mapping FC layers (8 paper / DiffAugment TF; 2 ADA auto)
+    #   style_mixing_prob = 0.9  # style mixing in G's training forwards (0 = off)
+    #   mbstd_group = 4        # minibatch-stddev group; D batches must be multiples of it
+    #   dtype = "float32"      # compute dtype: "float32" or "bfloat16" (params stay float32)
 
     # ---- training ------------------------------------------------------------------------------
     config.train = ml_collections.ConfigDict()
@@ -138,6 +192,12 @@ def get_config():
     config.train.ema_start = 0  # G step from which the EMA is updated (copied before)
     # EMA G's batch-norm statistics / spectral-norm buffers: "copy" G's or "average" them
     config.train.ema_buffers = "copy"
+    # > 0: EMA decay from a half-life in kimg (thousands of reals shown to D, d_batch_size *
+    # n_dis per G step): 0.5 ** (images per step / (ema_kimg * 1000)), replacing ema_decay
+    # (StyleGAN2 ema_kimg 10; jaxgan_lth/schedules.py); 0 = use ema_decay
+    config.train.ema_kimg = 0.0
+    # > 0: cap the EMA half-life at ema_rampup * images so far (ADA auto/cifar: 0.05); 0 = off
+    config.train.ema_rampup = 0.0
     # L1 weight on G's batch-norm scales added to G's gradient (network slimming's sparsity
     # training, Liu et al. 2017: 1e-4 for VGG); 0 = off. The ticket's "slimming" baseline sets it
     # from ticket.slimming_l1 for its dense run
@@ -146,9 +206,13 @@ def get_config():
     # ---- augmentation of plain training and IMP rounds (the ticket has its own below) --------
     config.diffaug = diffaug_config(policy="")
     config.advaug = advaug_config(mode="none")
+    config.ada = ada_config(pipeline="")
     config.lecam = lecam_config(weight=0.0)
     config.nice = nice_config(enabled=False)
     config.maskedgan = maskedgan_config(ops="")
+    # StyleGAN2 regularisers, in every stage (the ticket has no copies of these sections)
+    config.r1 = r1_config(gamma=0.0)
+    config.pathlen = pathlen_config(weight=0.0)
 
     # ---- sparsity: which weights are prunable and how IMP prunes them ----------------------
     config.sparsity = ml_collections.ConfigDict()
@@ -165,7 +229,9 @@ def get_config():
     # ---- stage "imp": iterative magnitude pruning with rewinding -----------------------------
     config.imp = ml_collections.ConfigDict()
     config.imp.rounds = 3  # IMP rounds R: masks m_0 (dense) .. m_R (density 0.8^R)
-    config.imp.num_steps = 400  # G iterations per round
+    # G iterations per round; equal to ticket.num_steps, so the dense row (round 0) and the
+    # ticket are compared at the same G-step budget (docs/results.md: the multi-seed study)
+    config.imp.num_steps = 600
     config.imp.rewind_step = 0  # 0 = rewind to theta_0; k > 0 = late rewinding to round 0 step k
     config.imp.reset_d = True  # reset D to its initial weights every round (else keep trained D)
 
@@ -174,6 +240,9 @@ def get_config():
     config.ticket.round = -1  # mask m_r to train; -1 = the last (m_R)
     config.ticket.target_sparsity = 0.0  # > 0: the round whose sparsity is nearest this
     config.ticket.mask_workdir = ""  # take the mask from another workdir (mask transfer)
+    # a shared IMP: take masks, theta_0 (rewinding) and round 0 (omp) from this workdir, whose
+    # IMP config must equal this one's (several ticket variants of one IMP, configs/study_*.py)
+    config.ticket.imp_workdir = ""
     # "imp" (the ticket), baselines: "random_like" (same per-layer densities), "random_global",
     # "omp" (one-shot magnitude from round 0's trained weights), "dense", "slimming" (network
     # slimming: channel masks of G from a dense run with L1 on its batch-norm scales),
@@ -183,10 +252,11 @@ def get_config():
     # "small_dense": match the ticket's "prunable" weight count (what density counts) or "all"
     # of G's parameters (dcgan: linear_in is not prunable and holds most of them)
     config.ticket.small_dense_count = "prunable"
-    config.ticket.num_steps = 1200
+    config.ticket.num_steps = 600  # the same budget as an IMP round (dense = round 0)
     # stage 2 "trains the ticket toughly": data-level DiffAugment + feature-level AdvAug
     config.ticket.diffaug = diffaug_config(policy="translation,cutout")
     config.ticket.advaug = advaug_config(mode="pgd")
+    config.ticket.ada = ada_config(pipeline="")
     config.ticket.lecam = lecam_config(weight=0.0)
     config.ticket.nice = nice_config(enabled=False)
     config.ticket.maskedgan = maskedgan_config(ops="")

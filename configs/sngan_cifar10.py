@@ -107,6 +107,7 @@ def get_config(arg=None):
     config.data.resolution = 32
     config.data.channels = 3
     config.data.subset_fraction = 0.1
+    config.data.sampling = "epoch"  # the released code's shuffled DataLoader (no replacement)
     config.data.subset_selection = "first"
     config.data.random_flip = False
 

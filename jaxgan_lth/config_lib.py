@@ -67,12 +67,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.train.ema_decay = {config.train.ema_decay} must be in [0, 1).")
 
 
-def _flatten(d, prefix=""):
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested dict as ``{"a.b.c": value}``."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -100,7 +101,7 @@ def write_or_check(
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        a, b = _flatten(old), _flatten(new)
+        a, b = flatten(old), flatten(new)
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         bad = [k for k in diff if k not in RESUMABLE_CHANGES]
         if bad and not allow_changes:

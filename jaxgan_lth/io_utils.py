@@ -61,3 +61,46 @@ def fmt_eta(seconds: float) -> str:
     """``h:mm:ss`` of a duration in seconds."""
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def append_jsonl(path: str, record: dict) -> None:
+    """Appends ``record`` as one JSON line to ``path`` (the per-run ``metrics.jsonl``).
+
+    Own code: clu's writers go to TensorBoard event files, which need TensorFlow to read back;
+    a JSON-lines file is readable by the report (and by anyone) with the standard library.
+    """
+    with open(path, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """The records of a JSON-lines file (``[]`` when it does not exist).
+
+    A torn last line (a kill while writing) is skipped.
+    """
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def truncate_jsonl(path: str, max_step: int) -> None:
+    """Keeps the records of ``path`` with ``record["step"] <= max_step`` (atomically).
+
+    A resumed run first drops what it logged after its last checkpoint, so the log holds each
+    step once, as an uninterrupted run's would.
+    """
+    if not os.path.exists(path):
+        return
+    keep = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= max_step]
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        for r in keep:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+    os.replace(tmp, path)

@@ -83,7 +83,8 @@ def build_engine(config: ml_collections.ConfigDict, workdir: str | None) -> Engi
         num_classes=num_classes if config.model.conditional else 0, **model_kwargs)
     fns = step_lib.make_step_fns(
         config, pair.generator, pair.discriminator,
-        image_shape=tuple(train_set.images.shape[1:]), num_classes=num_classes, mesh=mesh)
+        image_shape=tuple(train_set.images.shape[1:]), num_classes=num_classes, mesh=mesh,
+        num_real=int(train_set.images.shape[0]))
     data = parallel.replicate(
         {"images": jnp.asarray(train_set.images), "labels": jnp.asarray(train_set.labels)}, mesh)
     return Engine(config, train_set, data, pair.generator, pair.discriminator, fns, mesh,
@@ -191,9 +192,10 @@ class _EvalLog:
     def best(self) -> dict | None:
         return min(self.history, key=lambda h: (h["fid"], h["step"])) if self.history else None
 
-    def add(self, step: int, result: dict, state) -> None:
+    def add(self, step: int, result: dict, state, protocol: dict, kimg: float) -> None:
         previous = self.best()
-        self.history.append({"step": int(step), **result})
+        self.history.append({"step": int(step), "kimg": round(float(kimg), 6), **result,
+                             "protocol": protocol})
         if previous is None or result["fid"] < previous["fid"]:
             self.best_ckpt.save(step, state, {"fid": result["fid"]})
         if parallel.is_main_process():
@@ -206,7 +208,7 @@ class _EvalLog:
         best = self.best()
         return {"final_fid": final["fid"], "final_kid": final["kid"],
                 "final_kid_std": final["kid_std"], "best_fid": best["fid"],
-                "best_step": best["step"]}
+                "best_step": best["step"], "fid_protocol": final.get("protocol")}
 
     def close(self) -> None:
         self.best_ckpt.close()
@@ -294,6 +296,7 @@ def train_runs(
     meta: dict | None = None,
     log_prefix: str = "",
     evaluator=None,
+    run_info: Sequence[dict] | None = None,
     hook: Callable[[int, list[Pytree], list[Pytree]], tuple[list, list]] | None = None,
     hook_every: int = 0,
 ) -> tuple[list[Pytree], dict]:
@@ -311,12 +314,19 @@ def train_runs(
       log_prefix: prefix of metric names and log lines (e.g. ``"imp/round_01/"``).
       evaluator: optional evaluator: FID/KID every ``eval.every`` steps and at the end, the
         D-accuracy diagnostic at every log step.
+      run_info: optional K JSON dicts merged into the runs' summaries (e.g. the stage, the
+        mask's G and D densities), so that ``summary.json`` describes a run on its own.
       hook: optional ``hook(step, states, masks) -> (states, masks)`` called with the per-run
         lists after the iteration that reaches every multiple ``step`` of ``hook_every`` (before
         that step's logging, samples and checkpoint); what it returns replaces the states and
         masks (same structures, so nothing recompiles). Used by the ``dst`` stage's mask
         updates; the hook saves what a resume needs (the masks) itself.
       hook_every: G steps between hook calls (0 = never).
+
+    Every run's folder receives ``summary.json`` (the run summary below plus ``run_info``),
+    ``metrics.jsonl`` (one line ``{"step", metric: value}`` per log step: losses, D outputs,
+    the D-accuracy diagnostic) and, with an evaluator, ``eval.json`` (every FID/KID with its
+    G step, kimg and protocol).
 
     Returns:
       ``(final per-run states, summary)``. With K = 1 the summary is the run's (``steps``,
@@ -336,6 +346,8 @@ def train_runs(
     names = [r.name for r in runs]
     if len(masks) != k:
         raise ValueError(f"{k} runs {names} but {len(masks)} mask trees: give one per run.")
+    if run_info is not None and len(run_info) != k:
+        raise ValueError(f"{k} runs {names} but {len(run_info)} run_info dicts.")
     main = parallel.is_main_process()
     run_dirs = ([stage_dir] if k == 1 else [os.path.join(stage_dir, "runs", n) for n in names])
     for d in run_dirs:
@@ -393,9 +405,15 @@ def train_runs(
             logging.info("%s%sstep %d: FID %.3f  KID %.5f +- %.5f  (%.0f s)", log_prefix,
                          f"{names[i]} " if k > 1 else "", step, result["fid"], result["kid"],
                          result["kid_std"], time.time() - t_eval)
-            evals[i].add(step, result, s)
+            # kimg: thousands of real images shown to D (StyleGAN's unit of training length)
+            kimg = step * int(config.train.n_dis) * int(config.train.d_batch_size) / 1000
+            evals[i].add(step, result, s, evaluator.protocol(), kimg)
 
     start = int(np.asarray(jax.device_get(axis.stacked(states)["step"]))[0]) if latest else 0
+    jsonl = [os.path.join(d, "metrics.jsonl") for d in run_dirs]
+    if main:
+        for path in jsonl:
+            io_utils.truncate_jsonl(path, start)
     t0 = time.time()
     eval_every = int(config.eval.every) if evaluator is not None else 0
     for step in range(start + 1, num_steps + 1):
@@ -424,6 +442,8 @@ def train_runs(
                 if name not in diverged:
                     last[i] = vals
                     writers[i].write_scalars(step, {log_prefix + m: v for m, v in vals.items()})
+                    if main:
+                        io_utils.append_jsonl(jsonl[i], {"step": step, **vals})
             if len(diverged) == k:
                 raise FloatingPointError(f"every run's losses became nan/inf ({diverged}).")
             rate = (step - start) / max(time.time() - t0, 1e-9)
@@ -466,8 +486,9 @@ def train_runs(
             s.update(evals[i].summary())
             evals[i].close()
         summaries[r.name] = s
-        if main and k > 1:
-            io_utils.write_json(os.path.join(run_dirs[i], "summary.json"), s)
+        if main:
+            io_utils.write_json(os.path.join(run_dirs[i], "summary.json"),
+                                {"run": r.name, **s, **(run_info[i] if run_info else {})})
     if k == 1:
         return final, summaries[names[0]]
     if main:

@@ -33,7 +33,10 @@ class _DropLibraryInfo(pylogging.Filter):
 
 
 def main(argv):
-    """Runs the pipeline of ``--config`` in ``--workdir`` (resuming when it exists)."""
+    """Runs the pipeline of ``--config`` in ``--workdir`` (resuming when it exists).
+
+    Then writes ``--workdir/report/report.md`` (:mod:`jaxgan_lth.report`).
+    """
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     for handler in pylogging.getLogger().handlers + pylogging.getLogger("absl").handlers:
@@ -49,6 +52,12 @@ def main(argv):
     logging.info("JAX devices: %s", jax.devices())
     pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir,
                                 allow_config_change=FLAGS.allow_config_change)
+    if parallel.is_main_process():
+        from jaxgan_lth import report
+
+        out = os.path.join(FLAGS.workdir, "report")
+        report.write_report([FLAGS.workdir], out)
+        logging.info("Report: %s", os.path.join(out, "report.md"))
 
 
 if __name__ == "__main__":

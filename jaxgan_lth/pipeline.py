@@ -147,6 +147,69 @@ def validate_lottery(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.ticket.target_sparsity = {ts} must be in (0, 1) (0 = unused).")
 
 
+#: Sections of the ``imp`` stage config that must equal those of ``ticket.imp_workdir``'s, so its
+#: theta_0 checkpoint, masks and round-0 weights are the ones this config would have made.
+IMP_SOURCE_SECTIONS = ("seed", "data", "model", "sparsity", "imp", "train")
+
+
+def imp_source_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:
+    """The config stored in ``ticket.imp_workdir`` (None when that key is empty).
+
+    Raises:
+      ValueError: the folder holds no finished IMP (no ``config.json`` or no ``masks/``).
+    """
+    src = config.ticket.get("imp_workdir", "")
+    if not src:
+        return None
+    cfg = io_utils.read_json(os.path.join(src, "config.json"))
+    if cfg is None or not os.path.isdir(os.path.join(src, "masks")):
+        raise ValueError(
+            f"config.ticket.imp_workdir={src!r} is not a workdir with IMP masks (expected "
+            f"{os.path.join(src, 'config.json')} and {os.path.join(src, 'masks')}); run "
+            "--config.stages=imp there first.")
+    return ml_collections.ConfigDict(cfg)
+
+
+def validate_imp_source(config: ml_collections.ConfigDict, stages: list[str]) -> None:
+    """Checks ``ticket.imp_workdir`` (a shared IMP for several ticket runs) before training.
+
+    The ticket then takes its masks, theta_0 (rewinding) and, for ``mask_type="omp"``, round 0's
+    trained weights from that workdir, whose IMP stage config must equal this config's
+    (sections :data:`IMP_SOURCE_SECTIONS` and those of the parts switched on in either config):
+    otherwise its theta_0 is not this config's initialisation.
+
+    Raises:
+      ValueError: ``imp_workdir`` set together with ``mask_workdir`` or with the ``imp`` stage,
+        no IMP there, or differing keys (each named with both values).
+    """
+    if not config.ticket.get("imp_workdir", ""):
+        return
+    if config.ticket.mask_workdir:
+        raise ValueError("config.ticket.imp_workdir and config.ticket.mask_workdir are both set; "
+                         "imp_workdir already supplies the masks: set only one.")
+    if "imp" in stages:
+        raise ValueError(f"config.stages={config.stages!r} runs imp here while "
+                         f"config.ticket.imp_workdir={config.ticket.imp_workdir!r} names another "
+                         "IMP; drop 'imp' from stages or clear imp_workdir.")
+    if "ticket" not in stages:
+        return
+    src = imp_source_config(config)
+    mine, theirs = stage_config(config, "imp"), stage_config(src, "imp")
+    # a part's section counts when the part is on in either config: a section the source's
+    # (older) config lacks is equivalent to that part switched off
+    sections = IMP_SOURCE_SECTIONS + tuple(
+        c.section for c in parts_lib.REGISTRY.values()
+        if c.enabled(mine) or (c.section in theirs and c.enabled(theirs)))
+    a = config_lib.flatten({k: config_lib.to_dict(mine)[k] for k in sections if k in mine})
+    b = config_lib.flatten({k: config_lib.to_dict(theirs).get(k) for k in sections if k in mine})
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if diff:
+        details = "; ".join(f"{k}: {b.get(k)!r} there, {a.get(k)!r} here" for k in diff[:8])
+        raise ValueError(
+            f"config.ticket.imp_workdir={config.ticket.imp_workdir!r} ran IMP with another "
+            f"config ({details}); its masks and theta_0 do not belong to this config.")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
     """Validates the whole config before any stage runs or any folder is written.
 
@@ -181,7 +244,17 @@ def validate_config(config: ml_collections.ConfigDict) -> dict[str, ml_collectio
     mesh = parallel.create_mesh()  # the batch is split over the devices (loop.build_engine)
     for key in ("d_batch_size", "g_batch_size"):
         parallel.check_batch_divisible(config.train[key], mesh, f"train.{key}")
+    if config.data.name == "folder":
+        from jaxgan_lth.data import datasets as datasets_lib
+
+        n = datasets_lib.folder_training_size(config.data)
+        if n < config.train.d_batch_size:
+            raise ValueError(
+                f"data.folder={config.data.folder!r} gives {n} training images, fewer than one "
+                f"D batch (train.d_batch_size={config.train.d_batch_size}); accepted: a batch "
+                f"of at most {n}, or a folder with more images.")
     validate_lottery(config)
+    validate_imp_source(config, stages)
     baselines.validate_config(config)
     if "dst" in config:
         dst_stage.validate_config(config)
@@ -217,11 +290,13 @@ def run_train(config, stage_cfg, workdir: str) -> dict:
     runs = _runs_of(config, "train", stage_cfg)
     like = jax.eval_shape(engine.fns.init, jax.random.key(0))
     masks = [loop.dense_masks(like) for _ in runs]
+    info = {"stage": "train", **_density_summary(masks[0], tuple(config.sparsity.prunable),
+                                                 _pruned_nets(config))}
     _, summary = loop.train_runs(
         engine, os.path.join(workdir, "train"), runs=runs,
         init_states=lambda: [loop.initial_state(engine, r.seed) for r in runs],
         masks=masks, num_steps=int(stage_cfg.train.num_steps), strategy=_strategy(config),
-        evaluator=loop.make_evaluator(stage_cfg, workdir, engine))
+        evaluator=loop.make_evaluator(stage_cfg, workdir, engine), run_info=[info] * len(runs))
     return summary
 
 
@@ -282,11 +357,18 @@ class Lottery:
         self.stage_cfgs = stage_cfgs
         self.patterns = tuple(config.sparsity.prunable)
         self.nets = _pruned_nets(config)
-        self.mask_ckpt = checkpointing.Checkpointer(os.path.join(workdir, "masks"),
+        # where the IMP lives: this workdir, or a shared one (ticket.imp_workdir)
+        src = imp_source_config(config)
+        self.imp_dir = config.ticket.imp_workdir if src is not None else workdir
+        self.mask_ckpt = checkpointing.Checkpointer(os.path.join(self.imp_dir, "masks"),
                                                     keep=10_000)
-        swept_imp = "imp" in sweep_lib.stages_of(config) and "imp" in stage_cfgs
-        self.imp_runs = (sweep_lib.seed_runs(config) if swept_imp
-                         else sweep_lib.single_run(config))
+        if src is not None:
+            swept_imp = "imp" in sweep_lib.stages_of(src) and "imp" in parse_stages(src)
+        else:
+            src = config
+            swept_imp = "imp" in sweep_lib.stages_of(config) and "imp" in stage_cfgs
+        self.imp_runs = (sweep_lib.seed_runs(src) if swept_imp
+                         else sweep_lib.single_run(src))
         self._engines: dict[str, loop.Engine] = {}
 
     def engine(self, stage: str) -> loop.Engine:
@@ -297,8 +379,8 @@ class Lottery:
         return self._engines[stage]
 
     def round_dir(self, r: int) -> str:
-        """``DIR/imp/round_XX``."""
-        return os.path.join(self.workdir, "imp", f"round_{r:02d}")
+        """``DIR/imp/round_XX`` (DIR = ``ticket.imp_workdir`` when set)."""
+        return os.path.join(self.imp_dir, "imp", f"round_{r:02d}")
 
     def _round0(self) -> checkpointing.Checkpointer:
         return checkpointing.Checkpointer(os.path.join(self.round_dir(0), "checkpoints"))
@@ -431,7 +513,9 @@ class Lottery:
                     _apply_masks(s, m) for s, m in zip(self.rewind_states(td), masks)],
                 masks=masks, num_steps=int(cfg.train.num_steps), strategy=_strategy(self.config),
                 meta={"round": r}, log_prefix=f"imp/round_{r:02d}/",
-                evaluator=loop.make_evaluator(cfg, self.workdir, engine))
+                evaluator=loop.make_evaluator(cfg, self.workdir, engine),
+                run_info=[{"stage": "imp", "round": r,
+                           **_density_summary(m, self.patterns, self.nets)} for m in masks])
             if not self.config.imp.reset_d:
                 trained_d = [s["d"] for s in final]
             new_masks = [self.prune(jax.device_get(s), m) for s, m in zip(final, masks)]
@@ -559,7 +643,9 @@ class Lottery:
         _, summary = loop.train_runs(
             engine, folder, runs=runs, init_states=starts, masks=masks,
             num_steps=int(cfg.train.num_steps), strategy=_strategy(self.config), meta=info,
-            log_prefix="ticket/", evaluator=loop.make_evaluator(cfg, self.workdir, engine))
+            log_prefix="ticket/", evaluator=loop.make_evaluator(cfg, self.workdir, engine),
+            run_info=[{"stage": "ticket", **info, **_density_summary(m, self.patterns, self.nets)}
+                      for m in masks])
         row = {"stage": "ticket", **info, "steps": summary["steps"],
                "wall_time_s": summary["wall_time_s"],
                **_density_summary(masks[0], self.patterns, self.nets),

@@ -27,7 +27,11 @@ Masks, traced strengths (``hparams``) and the parts' state are arguments, so non
 recompiles the step.
 
 Real batches are drawn inside the compiled step from the limited training set, which lives on
-the accelerator (uniform with replacement), so no host input pipeline can stall.
+the accelerator, so no host input pipeline can stall: uniformly with replacement
+(``data.sampling = "replacement"``) or without replacement within an epoch (``"epoch"``: a
+per-epoch permutation kept in ``state["sampler"]``, as the reference data loaders with
+``shuffle=True, drop_last=True``; with replacement, a batch of 64 from 100 images holds only
+about 47 distinct images).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import ml_collections
 import optax
 from flax import traverse_util
 
-from jaxgan_lth import losses, parallel
+from jaxgan_lth import losses, parallel, schedules
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth.sparsity import masks as masks_lib
@@ -57,6 +61,12 @@ EMA_BUFFERS = ("copy", "average")
 #: (fold_in, so the step's other draws are those of a config without such parts).
 _D_FORWARD_SALT = 0x4E494345
 _TERMS_SALT = 0x4E494346
+_SAMPLER_SALT = 0x5045524D
+#: ``data.sampling`` values: with replacement, or without replacement within an epoch.
+SAMPLING = ("replacement", "epoch")
+#: Salt of the key of G's own PRNG stream (models.base.G_NOISE: StyleGAN2's noise inputs and
+#: style mixing) in a train-mode G forward.
+_G_NOISE_SALT = 0x4E494347
 
 
 def make_optimizer(
@@ -99,6 +109,53 @@ def sample_real(key, data: dict, batch: int, random_flip: bool):
     return x, y
 
 
+def init_sampler(num_real: int) -> dict:
+    """The epoch sampler's state before the first batch: an empty epoch (``pos = N``).
+
+    Args:
+      num_real: N, images in the training set.
+
+    Returns:
+      ``{"perm": int32 [N], "pos": int32, "epoch": int32}``; the first draw shuffles epoch 0.
+    """
+    return {"perm": jnp.zeros((num_real,), jnp.int32), "pos": jnp.int32(num_real),
+            "epoch": jnp.int32(-1)}
+
+
+def sample_real_epoch(sampler: dict, base_key, data: dict, key, batch: int,
+                      random_flip: bool):
+    """A real batch drawn without replacement within an epoch.
+
+    When fewer than ``batch`` images of the current permutation are left (the tail is dropped,
+    as ``drop_last=True``), a new epoch starts with the permutation
+    ``permutation(fold_in(base_key, epoch), N)``, so the order depends only on the run's key and
+    the epoch (and resumes exactly).
+
+    Args:
+      sampler: :func:`init_sampler`'s state.
+      base_key: the run's PRNG key for permutations.
+      data: ``{"images": [N, H, W, C], "labels": [N]}``.
+      key: this draw's key (flips).
+      batch: B <= N.
+      random_flip: x-flip each image with probability 1/2.
+
+    Returns:
+      ``(x [B, H, W, C], y [B], new sampler state)``.
+    """
+    n = data["images"].shape[0]
+
+    def reshuffle(s):
+        epoch = s["epoch"] + 1
+        perm = jax.random.permutation(jax.random.fold_in(base_key, epoch), n).astype(jnp.int32)
+        return {"perm": perm, "pos": jnp.int32(0), "epoch": epoch}
+
+    s = jax.lax.cond(sampler["pos"] + batch > n, reshuffle, lambda s: s, sampler)
+    idx = jax.lax.dynamic_slice(s["perm"], (s["pos"],), (batch,))
+    x, y = data["images"][idx], data["labels"][idx]
+    if random_flip:
+        flip = jax.random.bernoulli(jax.random.split(key)[1], 0.5, (batch,))
+        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+    return x, y, {**s, "pos": s["pos"] + batch}
 #: G parameters that network slimming's L1 penalty acts on: the batch-norm scales (gamma) of
 #: ``bn*`` modules (dcgan ``bn1``/``bn2``, sngan ``block*/bn1``, ``bn2``, ``bn_out``).
 BN_SCALE_PATTERN = r"(.*/)?bn[^/]*/scale"
@@ -162,7 +219,8 @@ class StepFns:
         plus the EMA update.
       iteration: ``iteration(state, masks, data, hparams) -> (state, metrics)``: ``n_dis`` D
         steps (scan) then one G step; increments ``state["step"]``.
-      sample: ``sample(variables, z, y) -> images [B, H, W, C] in [-1, 1]`` (G in eval mode).
+      sample: ``sample(variables, z, y, key=None) -> images [B, H, W, C] in [-1, 1]`` (G in
+        eval mode; ``key`` feeds G's own noise, e.g. StyleGAN2's random noise inputs).
       d_logits: ``d_logits(d_variables, x, y) -> [B]`` (D in eval mode).
       hparams: default traced hyper-parameters (``{name: float32 scalar}``).
       parts: the parts wired into the step.
@@ -202,9 +260,10 @@ def scan_unroll(setting: int, n_dis: int) -> int | bool:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Checks the step-level keys the parts do not own (``train.ema_buffers`` and others).
+    """Checks the step-level keys the parts do not own.
 
-    ``train.ema_buffers``, ``train.n_dis_unroll`` and ``train.g_bn_l1``.
+    ``train.ema_buffers``, ``n_dis_unroll``, ``ema_kimg``, ``ema_rampup``, ``g_bn_l1`` and
+    ``data.sampling``.
 
     Raises:
       ValueError: naming the key and the accepted values.
@@ -212,6 +271,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     eb = config.train.get("ema_buffers", "copy")
     if eb not in EMA_BUFFERS:
         raise ValueError(f"config.train.ema_buffers = {eb!r}; accepted: {EMA_BUFFERS}.")
+    sm = config.data.get("sampling", "replacement")
+    if sm not in SAMPLING:
+        raise ValueError(f"config.data.sampling = {sm!r}; accepted: {SAMPLING}.")
     l1 = config.train.get("g_bn_l1", 0.0)
     if isinstance(l1, bool) or not isinstance(l1, (int, float)) or l1 < 0:
         raise ValueError(f"config.train.g_bn_l1 = {l1!r} must be a number >= 0 (0 = off).")
@@ -219,6 +281,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if isinstance(un, bool) or not isinstance(un, int) or un < 0:
         raise ValueError(f"config.train.n_dis_unroll = {un!r} must be an integer >= 0 "
                          "(0 = automatic: unrolled on CPUs, rolled on accelerators).")
+    for key in ("ema_kimg", "ema_rampup"):
+        v = config.train.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ValueError(f"config.train.{key} = {v!r} must be a number >= 0 (0 = off).")
 
 
 def make_step_fns(
@@ -229,6 +295,7 @@ def make_step_fns(
     image_shape: tuple[int, int, int],
     num_classes: int,
     mesh=None,
+    num_real: int = 0,
 ) -> StepFns:
     """Builds the pure D/G step functions of ``config`` for one generator/discriminator pair.
 
@@ -240,9 +307,14 @@ def make_step_fns(
       image_shape: ``(H, W, C)`` of real images.
       num_classes: classes of the conditional model (0 = unconditional).
       mesh: optional device mesh; sampled batches are split over its ``data`` axis.
+      num_real: N, images in the training set; needed by ``data.sampling = "epoch"`` (the
+        permutation lives in the state).
 
     Returns:
       A :class:`StepFns`.
+
+    Raises:
+      ValueError: epoch sampling without ``num_real``, or a D batch larger than it.
     """
     tc = config.train
     G, D = generator, discriminator
@@ -252,6 +324,7 @@ def make_step_fns(
     unroll = scan_unroll(tc.get("n_dis_unroll", 0), n_dis)
     decay = bool(tc.lr_decay)
     ema_buffers = tc.get("ema_buffers", "copy")
+    ema_rampup = float(tc.get("ema_rampup", 0.0))
     bn_l1 = float(tc.get("g_bn_l1", 0.0))
     tx_g = make_optimizer(tc.g_lr, tuple(tc.g_betas), tc.adam_eps, tc.num_steps if decay else None)
     tx_d = make_optimizer(
@@ -259,6 +332,12 @@ def make_step_fns(
     )
     loss_kind = tc.loss
     random_flip = bool(config.data.random_flip)
+    epoch_sampling = config.data.get("sampling", "replacement") == "epoch"
+    if epoch_sampling and not 0 < tc.d_batch_size <= num_real:
+        raise ValueError(
+            f"data.sampling='epoch' draws batches of train.d_batch_size={tc.d_batch_size} "
+            f"without replacement from {num_real} training images; accepted: a D batch of at "
+            "most the training set's size (or data.sampling='replacement').")
     parts = tuple(parts_lib.build(config))
     augs = [p for p in parts if p.kind == "augment"]
     perts = [p for p in parts if p.kind == "perturb"]
@@ -334,12 +413,15 @@ def make_step_fns(
         pstates = {p.name: p.init_state() for p in parts if p.init_state() is not None}
         if pstates:
             state["parts"] = pstates
+        if epoch_sampling:
+            state["sampler"] = init_sampler(num_real)
         return state
 
-    def g_forward(g_vars, g_params, z, y, train):
+    def g_forward(g_vars, g_params, z, y, train, key=None):
         variables = {"params": g_params, "batch_stats": g_vars["batch_stats"]}
         if train:
-            x, upd = G.apply(variables, z, y, train=True, mutable=["batch_stats"])
+            x, upd = G.apply(variables, z, y, train=True, mutable=["batch_stats"],
+                             rngs={models_lib.G_NOISE: key})
             return x, upd["batch_stats"]
         return G.apply(variables, z, y, train=False), g_vars["batch_stats"]
 
@@ -347,13 +429,21 @@ def make_step_fns(
         """D's loss gradient and what the D update needs (the forward of :func:`d_step`)."""
         k_real, k_lat, k_aug, k_adv = jax.random.split(key, 4)
         pstates = state.get("parts", {})
-        x_real, y_real = sample_real(k_real, data, tc.d_batch_size, random_flip)
+        if epoch_sampling:
+            base = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), _SAMPLER_SALT)
+            x_real, y_real, sampler = sample_real_epoch(
+                state["sampler"], base, data, k_real, tc.d_batch_size, random_flip)
+        else:
+            x_real, y_real = sample_real(k_real, data, tc.d_batch_size, random_flip)
+            sampler = None
         z, y_fake = sample_latent(k_lat, tc.d_batch_size, latent_dim, ncls)
         x_real = parallel.shard_batch(x_real, mesh)
         z = parallel.shard_batch(z, mesh)
         g_params = masks_lib.apply(state["g"]["params"], masks["g"])
-        x_fake, g_bs = g_forward(state["g"], g_params, z, y_fake, train=True)
+        x_fake, g_bs = g_forward(state["g"], g_params, z, y_fake, train=True,
+                                 key=jax.random.fold_in(k_lat, _G_NOISE_SALT))
         x_fake = jax.lax.stop_gradient(x_fake)
+        x_real_clean = x_real
         x = augment(k_aug, jnp.concatenate([x_real, x_fake], axis=0), pstates, hparams)
         y = jnp.concatenate([y_real, y_fake], axis=0) if ncls else None
         b = tc.d_batch_size
@@ -388,15 +478,16 @@ def make_step_fns(
                 logits_real=logits[:b], logits_fake=logits[b:], x_real=x[:b],
                 d_apply=lambda xr: D.apply(variables, xr, y[:b] if ncls else None, train=False),
                 step=state["step"], x=x, features=h, d_features=d_features,
-                key=jax.random.fold_in(key, _TERMS_SALT))
+                key=jax.random.fold_in(key, _TERMS_SALT), x_real_clean=x_real_clean,
+                augment=lambda kk, xx: augment(kk, xx, pstates, hparams))
             loss, new_p = add_terms("d_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], logits, metrics, new_p)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["d"]["params"])
-        return grads, (loss, aux, x, g_bs, k_aug)
+        return grads, (loss, aux, x, g_bs, k_aug, sampler)
 
     def d_step(state, masks, data, key, hparams):
-        grads, (loss, (d_bs, logits, extra, new_p), x, g_bs, k_aug) = d_grads(
+        grads, (loss, (d_bs, logits, extra, new_p), x, g_bs, k_aug, sampler) = d_grads(
             state, masks, data, key, hparams)
         b = tc.d_batch_size
         params, opt = masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"])
@@ -409,6 +500,8 @@ def make_step_fns(
         new = dict(state)
         new["d"] = {"params": params, "batch_stats": d_bs}
         new["d_opt"] = opt
+        if epoch_sampling:
+            new["sampler"] = sampler
         new["g"] = {"params": state["g"]["params"], "batch_stats": g_bs}
         if new_p:
             new["parts"] = new_p
@@ -435,19 +528,21 @@ def make_step_fns(
         d_cols, d_rngs = d_extras(jax.random.fold_in(key, _D_FORWARD_SALT), pstates, hparams, "g")
         d_vars.update(d_cols)
 
+        g_rngs = {models_lib.G_NOISE: jax.random.fold_in(k_lat, _G_NOISE_SALT)}
+
         def logits_of(g_params, delta=None, augmented=True):
-            """D(augment(G(z))) with ``delta`` added at G's first-layer output."""
+            """D(augment(G(z))) with ``delta`` added at G's first-layer output, and G(z)."""
             variables = {"params": g_params, "batch_stats": state["g"]["batch_stats"]}
             if delta is not None:
                 variables["perturbations"] = {models_lib.G_PERTURB: delta}
-            x_fake, upd = G.apply(variables, z, y_fake, train=True, mutable=["batch_stats"])
-            if augmented:
-                x_fake = augment(k_aug, x_fake, pstates, hparams)
-            return D.apply(d_vars, x_fake, y_fake, train=False, rngs=d_rngs or None), upd
+            x_fake, upd = G.apply(variables, z, y_fake, train=True, mutable=["batch_stats"],
+                                  rngs=g_rngs)
+            x_in = augment(k_aug, x_fake, pstates, hparams) if augmented else x_fake
+            return D.apply(d_vars, x_in, y_fake, train=False, rngs=d_rngs or None), upd, x_fake
 
         def loss_fn(g_params):
             g_params = masks_lib.apply(g_params, masks["g"])
-            logits, upd = logits_of(g_params)
+            logits, upd, x_fake = logits_of(g_params)
             loss = losses.g_loss(logits, loss_kind)
             metrics = {}
             if g_pert is not None:  # at G's first-layer output (g_first)
@@ -458,7 +553,11 @@ def make_step_fns(
 
                 loss, m = g_pert.g_loss(k_adv, logits_at, g_point_shape, loss, hparams)
                 metrics.update(m)
-            ctx = parts_lib.GContext(logits_fake=logits, step=state["step"])
+            g_vars = {"params": g_params, "batch_stats": state["g"]["batch_stats"]}
+            ctx = parts_lib.GContext(
+                logits_fake=logits, step=state["step"], x_fake=x_fake, z=z, y=y_fake,
+                g_apply=lambda *a, **kw: G.apply(g_vars, *a, **kw),
+                key=jax.random.fold_in(key, _TERMS_SALT))
             loss, new_p = add_terms("g_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], metrics, new_p)
 
@@ -473,7 +572,10 @@ def make_step_fns(
         new = dict(state)
         new["g"] = {"params": params, "batch_stats": g_bs}
         new["g_opt"] = opt
-        new["ema"] = ema_update(state["ema"], new["g"], masks["g"], hparams["ema_decay"],
+        decay = hparams["ema_decay"]
+        if ema_rampup > 0:  # half-life capped at ema_rampup * images so far (schedules.py)
+            decay = schedules.ema_rampup_decay(decay, state["step"], ema_rampup)
+        new["ema"] = ema_update(state["ema"], new["g"], masks["g"], decay,
                                 state["step"], tc.ema_start, ema_buffers)
         if new_p:
             new["parts"] = new_p
@@ -504,13 +606,20 @@ def make_step_fns(
                 metrics.update(p.metrics_of_state(state["parts"][p.name]))
         return state, metrics
 
-    def sample(variables, z, y=None):
-        return G.apply(variables, z, y, train=False)
+    def sample(variables, z, y=None, key=None):
+        # key: G's own randomness in eval mode (StyleGAN2's noise inputs; the models.G_NOISE
+        # stream), None = the model's deterministic choice (StyleGAN2: its fixed noise maps)
+        rngs = None if key is None else {models_lib.G_NOISE: key}
+        return G.apply(variables, z, y, train=False, rngs=rngs)
 
     def d_logits(d_variables, x, y=None):
         return D.apply(d_variables, x, y, train=False)
 
-    hparams = {"ema_decay": jnp.float32(tc.ema_decay)}
+    ema_decay = tc.ema_decay
+    if tc.get("ema_kimg", 0.0) > 0:  # EMA by half-life in kimg (schedules.ema_beta)
+        ema_decay = schedules.ema_beta(
+            schedules.images_per_iteration(tc.d_batch_size, n_dis), tc.ema_kimg)
+    hparams = {"ema_decay": jnp.float32(ema_decay)}
     for p in parts:
         hparams.update({k: jnp.float32(v) for k, v in p.hparams().items()})
     return StepFns(init, d_step, g_step, iteration, sample, d_logits, hparams, parts,

@@ -56,6 +56,7 @@ def folder_config(folder, **overrides) -> ml_collections.ConfigDict:
         channels=3,
         subset_fraction=0.0,
         subset_count=0,
+        allow_folder_subset=True,  # these tests exercise the subset rules on small folders
     )
     settings.update(overrides)
     return make_config(**settings)

@@ -120,7 +120,7 @@ def tiny():
 
 
 def test_available_models():
-    assert available_models() == ["biggan", "dcgan", "sngan"]
+    assert available_models() == ["biggan", "dcgan", "sngan", "stylegan2"]
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,8 @@ def validate_config(data_config) -> None:
 
     Checks: data.name (a `TFDS_LOADERS` name or "folder"), data.resolution and data.channels
     (`images.check_image_format`), the subset keys (`subset.check_subset_params`), data.split
-    (`check_split`), and for folders that data.folder exists and holds JPEG/PNG files.
+    (`check_split`), and for folders that data.folder exists and holds JPEG/PNG files, and that
+    the subset keys keep the whole folder (unless data.allow_folder_subset).
     data.heldout_split is checked by `jaxgan_lth.evaluation.validate_config` (it is used only by
     the evaluation's diagnostic).
 
@@ -142,7 +143,29 @@ def validate_config(data_config) -> None:
     subset_lib.check_subset_params(**_subset_params(data_config))
     check_split(name, _get(data_config, "split", FOLDER_SPLIT), "data.split")
     if name == FOLDER:
-        images_lib.list_image_files(_get(data_config, "folder", ""))
+        n = len(images_lib.list_image_files(_get(data_config, "folder", "")))
+        p = _subset_params(data_config)
+        k = folder_training_size(data_config)
+        if k < n and not _get(data_config, "allow_folder_subset", False):
+            key, value = (("subset_count", p["count"]) if p["count"] > 0
+                          else ("subset_fraction", p["fraction"]))
+            raise ValueError(
+                f"data.{key}={value!r} would keep {k} of the {n} images of data.folder="
+                f"{_get(data_config, 'folder', '')!r}; an image folder is the whole training "
+                "set (the few-shot protocol, FID against the same images): set "
+                "--config.data.subset_fraction=0 --config.data.subset_count=0, or "
+                "--config.data.allow_folder_subset=True to train on part of it.")
+
+
+def folder_training_size(data_config) -> int:
+    """Images of an image folder's training set after the subset keys (a cheap file count).
+
+    Raises:
+      FileNotFoundError: data.folder missing or without JPEG/PNG files.
+    """
+    n = len(images_lib.list_image_files(_get(data_config, "folder", "")))
+    p = _subset_params(data_config)
+    return p["count"] if p["count"] > 0 else int(n * p["fraction"]) if p["fraction"] > 0 else n
 
 
 def _subset_params(data_config) -> dict:

@@ -206,6 +206,34 @@ class Evaluator:
             )
         return self._reference
 
+    def protocol(self) -> dict[str, Any]:
+        """The FID/KID protocol of this evaluator, stored with every FID record.
+
+        Two FIDs are comparable only when these fields are equal (a report refuses to compare
+        others). Reads the reference statistics (computed or loaded on first use).
+
+        Returns:
+          ``{"generated": eval.num_samples, "reference": "<data set>:<split>", "reference_images":
+          N of the reference statistics, "resolution": px, "channels", "x_flips": whether the
+          training reals were x-flipped (``data.random_flip``), "generator": "ema",
+          "network": the Inception weights' SHA-1 prefix and feature layer}``.
+        """
+        ref = self.reference
+        meta = getattr(ref, "metadata", None) or {}
+        data = self.config.data
+        name = data.folder if data.name == datasets_lib.FOLDER else data.name
+        return {
+            "generated": int(self.ec.num_samples),
+            "reference": f"{os.path.basename(os.path.normpath(str(name)))}:"
+                         f"{self.ec.reference_split}",
+            "reference_images": int(meta.get("num_images", len(getattr(ref, "features", ())))),
+            "resolution": int(data.resolution),
+            "channels": int(data.channels),
+            "x_flips": bool(_get(data, "random_flip", False)),
+            "generator": "ema",
+            "network": f"inception-2015-12-05 pool3 sha1:{str(meta.get('weights_sha1', ''))[:8]}",
+        }
+
     def generate(self, sample_fn: SampleFn, num: int, seed: int = 0) -> np.ndarray:
         """``num`` images of ``sample_fn`` from fixed latents.
 

@@ -242,12 +242,26 @@ class ConvBN(nn.Module):
         beta = self.param("beta", nn.initializers.zeros_init(), (features,), jnp.float32)
         mean = self.param("mean", nn.initializers.zeros_init(), (features,), jnp.float32)
         var = self.param("var", nn.initializers.ones_init(), (features,), jnp.float32)
+        # Batch norm folded into the conv: conv(x, w) * s + (beta - mean * s), s = rsqrt(var +
+        # eps), computed as conv(x, w * s) + shift (the same values up to float rounding; one
+        # pass less over every activation map).
+        scale = jax.lax.rsqrt(var + BN_EPS)
+        # An unpadded stride-1 k x k conv (conv_1, conv_4) runs as the zero-padded "SAME" conv
+        # with its border cut off: the same values (the border outputs are the only ones that
+        # read padding), and XLA:CPU ran it about 2x faster (2 cores, 147x147x32 -> 32 and
+        # 73x73x80 -> 192, batch 10: see benchmarks/results/vs_pytorch_*).
+        crop = (self.spec.stride == 1 and (ph, pw) == (0, 0) and (kh, kw) != (1, 1)
+                and kh % 2 == 1 and kw % 2 == 1)
+        if crop:
+            ph, pw = (kh - 1) // 2, (kw - 1) // 2
         y = jax.lax.conv_general_dilated(
-            x, weight.astype(x.dtype), window_strides=(self.spec.stride, self.spec.stride),
+            x, (weight * scale).astype(x.dtype),
+            window_strides=(self.spec.stride, self.spec.stride),
             padding=((ph, ph), (pw, pw)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
             precision=self.precision)
-        y = (y - mean) * jax.lax.rsqrt(var + BN_EPS) + beta
-        return nn.relu(y)
+        if crop:
+            y = y[:, ph:y.shape[1] - ph, pw:y.shape[2] - pw]
+        return nn.relu(y + (beta - mean * scale).astype(y.dtype))
 
 
 class _Sequential(nn.Module):

@@ -16,6 +16,8 @@ Registered models (see each module's docstring for the architecture and its sour
 * ``dcgan``  -- small DCGAN-style pair for 28x28 / 32x32 (CPU-friendly), optional conditioning.
 * ``sngan``  -- SNGAN CIFAR ResNet of the lottery-ticket code (unconditional, 32x32).
 * ``biggan`` -- StudioGAN BigGAN (class-conditional, 32x32).
+* ``stylegan2`` -- StyleGAN2 config F (skip G, resnet D; unconditional, 32..1024), NVIDIA's
+  stylegan2-ada-pytorch; its G draws noise / style mixing from the ``g_noise`` PRNG stream.
 
 Interface shared by every model:
 
@@ -30,7 +32,7 @@ Interface shared by every model:
   :data:`PRUNABLE_KERNEL_REGEX`.
 """
 
-from jaxgan_lth.models.base import D_PERTURB, G_PERTURB  # noqa: F401
+from jaxgan_lth.models.base import D_PERTURB, G_NOISE, G_PERTURB  # noqa: F401
 from jaxgan_lth.models.layers import PRUNABLE_KERNEL_REGEX  # noqa: F401
 from jaxgan_lth.models.registry import (  # noqa: F401
     ModelPair,
@@ -41,7 +43,7 @@ from jaxgan_lth.models.registry import (  # noqa: F401
 
 # isort: split
 # Importing the model modules registers them.
-from jaxgan_lth.models import biggan, dcgan, sngan  # noqa: F401
+from jaxgan_lth.models import biggan, dcgan, sngan, stylegan2  # noqa: F401
 
 __all__ = [
     "ModelPair",
@@ -51,4 +53,5 @@ __all__ = [
     "PRUNABLE_KERNEL_REGEX",
     "G_PERTURB",
     "D_PERTURB",
+    "G_NOISE",
 ]

@@ -30,6 +30,10 @@ G_PERTURB = "g_first"
 D_PERTURB = "d_features"
 #: Variable collection and PRNG stream of NICE's adaptive noise in D (:func:`noise_point`).
 D_NOISE = "d_noise"
+#: PRNG stream of a generator's own randomness in training forwards (StyleGAN2's per-layer noise
+#: inputs and style mixing). The step passes it to every train-mode ``G.apply``
+#: (``rngs={G_NOISE: key}``); models without such randomness ignore it.
+G_NOISE = "g_noise"
 
 
 def noise_point(module: nn.Module, name: str, x: Array) -> Array:

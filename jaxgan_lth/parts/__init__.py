@@ -10,6 +10,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxgan_lth.parts import base
+from jaxgan_lth.parts.ada import ADA
 from jaxgan_lth.parts.advaug import AdvAug
 from jaxgan_lth.parts.base import (
     Augmentation,
@@ -24,13 +25,18 @@ from jaxgan_lth.parts.diffaug import DiffAugment
 from jaxgan_lth.parts.lecam import LeCam
 from jaxgan_lth.parts.maskedgan import MaskedGAN
 from jaxgan_lth.parts.nice import NICE
+from jaxgan_lth.parts.pathlen import PathLength
+from jaxgan_lth.parts.r1 import R1
 
 REGISTRY: dict[str, type[base.Part]] = {
     DiffAugment.name: DiffAugment,
+    ADA.name: ADA,
     AdvAug.name: AdvAug,
     LeCam.name: LeCam,
     NICE.name: NICE,
     MaskedGAN.name: MaskedGAN,
+    R1.name: R1,
+    PathLength.name: PathLength,
 }
 
 
@@ -55,7 +61,7 @@ def traced_hparams() -> dict[str, tuple[type[base.Part], HParam]]:
 
 
 __all__ = [
-    "REGISTRY", "AdvAug", "Augmentation", "DContext", "DiffAugment", "FeaturePerturbation",
-    "GContext", "HParam", "LeCam", "LossTerm", "Part", "build", "traced_hparams",
-    "validate_config",
+    "REGISTRY", "ADA", "AdvAug", "Augmentation", "DContext", "DiffAugment",
+    "FeaturePerturbation", "GContext", "HParam", "LeCam", "LossTerm", "Part", "PathLength", "R1",
+    "build", "traced_hparams", "validate_config",
 ]

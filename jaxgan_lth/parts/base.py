@@ -10,7 +10,7 @@ A part is one of three kinds, each a small interface the step builder
   features ``d_features``, G's first-layer output ``g_first``) that changes how the
   adversarial loss is computed (AdvAug PGD, the noise baseline).
 * :class:`LossTerm` -- a regulariser added to D's and/or G's loss, returning a scalar and its
-  metrics (LeCam, NICE's consistency; R1 later).
+  metrics (LeCam, NICE's consistency, R1, path-length regularisation).
 
 A part of any kind may also change D's *training forwards* (:attr:`Part.modifies_d`,
 :meth:`Part.d_forward`): extra variable collections and PRNG streams passed to every training
@@ -238,6 +238,10 @@ class DContext:
         the same parameters and spectral-norm state as this forward (statistics not updated)
         and the parts' D-forward extras (:meth:`Part.d_forward`) drawn from ``key``.
       key: a PRNG key for the loss terms, independent of the forward's (fold in per use).
+      x_real_clean: the real images ``[B, H, W, C]`` before the D-input augmentations (for a
+        gradient penalty taken through them, as stylegan2-ada-pytorch's R1).
+      augment: ``augment(key, x) -> x``, this step's D-input augmentations (identity when none
+        is on), differentiable in ``x``.
     """
 
     logits_real: Array
@@ -249,14 +253,34 @@ class DContext:
     features: Array | None = None
     d_features: Callable | None = None
     key: Array | None = None
+    x_real_clean: Array | None = None
+    augment: Callable | None = None
 
 
 @dataclasses.dataclass
 class GContext:
-    """What a loss term sees in the G step: D's logits ``[B]`` on the fakes and the step."""
+    """What a loss term sees in the G step (inside G's loss, so differentiable in G).
+
+    Attributes:
+      logits_fake: D's logits ``[B]`` on the (augmented) fakes.
+      step: G iterations done before this one (int32 scalar).
+      x_fake: G's images ``[B, H, W, C]`` of this step, before the D-input augmentations.
+      z: the latents ``[B, latent_dim]`` of ``x_fake``.
+      y: their int32 labels ``[B]``, or None (unconditional).
+      g_apply: ``g_apply(*args, **kwargs)`` = ``G.apply(variables, *args, **kwargs)`` with the
+        current (masked) G parameters and G's statistics, which it never updates; pass
+        ``method=`` for another generator method and ``rngs=`` for its PRNG streams (e.g.
+        StyleGAN2's ``synthesis`` for path-length regularisation).
+      key: a PRNG key for the loss terms, independent of the forward's (fold in per use).
+    """
 
     logits_fake: Array
     step: Array
+    x_fake: Array | None = None
+    z: Array | None = None
+    y: Array | None = None
+    g_apply: Callable | None = None
+    key: Array | None = None
 
 
 class LossTerm(Part):

@@ -1,0 +1,214 @@
+"""``python -m jaxgan_lth.study ROOT [ROOT ...] --out docs/results.md``: the study's write-up.
+
+Turns the reports of ``launch/study.sh`` (``ROOT/report/report.json``, one ROOT per data
+fraction, see ``configs/study_fashion_mnist.py``) into one Markdown page: a table per fraction
+with every method's FID and KID (mean ± std over seeds, n), and the lottery paper's claims
+(Chen et al., NeurIPS 2021, Tables 1-3 and Fig. 7) tested one by one at equal G-step budget:
+
+* the IMP ticket beats the dense network it was pruned from;
+* DiffAugment improves the ticket, and AdvAug improves it further;
+* the ticket beats the dense network under the same augmentation;
+* IMP tickets beat random tickets (same layer densities) and one-shot magnitude (OMP) tickets;
+* the gain of ticket + DiffAugment + AdvAug over dense is largest when data are scarcest.
+
+Each pairwise claim "A has a lower FID than B" gets the difference of the means, Welch's
+two-sided t-test over the seeds (``scipy.stats.ttest_ind(equal_var=False)``) and a verdict:
+``holds`` / ``reversed`` when p < 0.05, otherwise ``holds within the seeds' spread`` or
+``reversed within the seeds' spread`` (with 3 seeds a t-test is weak: read p with care). Every
+figure on the page is read from the reports; none is typed by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from jaxgan_lth import io_utils
+
+__all__ = ["METHODS", "CLAIMS", "method_rows", "compare", "write_results", "main"]
+
+#: The study's methods: ``(label, workdir (arm) name, stage folder)``. The dense row is round 0
+#: of the IMP arm: the unpruned network trained from the same theta_0 for the same G steps.
+METHODS = (
+    ("dense", "imp", "imp/round_00"),
+    ("dense + DiffAugment", "dense_da", "train"),
+    ("dense + DiffAugment + AdvAug", "dense_da_adv", "train"),
+    ("IMP ticket", "ticket", "ticket"),
+    ("random ticket", "ticket_random", "ticket"),
+    ("OMP ticket", "ticket_omp", "ticket"),
+    ("ticket + DiffAugment", "ticket_da", "ticket"),
+    ("ticket + DiffAugment + AdvAug", "ticket_da_adv", "ticket"),
+)
+
+#: Pairwise claims ``(better, worse, source in the paper)``: "better" has the lower FID.
+CLAIMS = (
+    ("IMP ticket", "dense", "Table 1: tickets match or beat the dense GAN"),
+    ("ticket + DiffAugment", "IMP ticket", "Tables 1-3: DiffAugment helps the ticket"),
+    ("ticket + DiffAugment + AdvAug", "ticket + DiffAugment", "Tables 1-3: AdvAug adds"),
+    ("ticket + DiffAugment", "dense + DiffAugment", "Tables 1-2: ticket vs dense, same aug."),
+    ("ticket + DiffAugment + AdvAug", "dense + DiffAugment + AdvAug",
+     "Tables 1-2: ticket vs dense, same aug."),
+    ("IMP ticket", "random ticket", "Fig. 7 / Table 6: IMP beats random pruning"),
+    ("IMP ticket", "OMP ticket", "Fig. 7 / Table 6: IMP beats one-shot pruning"),
+)
+
+
+def method_rows(report: dict) -> dict[str, dict]:
+    """``{method label: group row of report.json}`` for the methods the report holds.
+
+    Raises:
+      ValueError: a method's group appears more than once (the study sweeps only seeds).
+    """
+    out: dict[str, dict] = {}
+    for label, arm, stage in METHODS:
+        rows = [g for g in report["groups"] if g["workdir"] == arm and g["stage"] == stage]
+        if len(rows) > 1:
+            raise ValueError(f"{len(rows)} groups for {label!r} ({arm}/{stage}); the study "
+                             "sweeps only seeds.")
+        if rows:
+            out[label] = rows[0]
+    return out
+
+
+def _fids(report: dict, row: dict) -> np.ndarray:
+    return np.asarray([r["summary"]["final_fid"] for r in report["runs"]
+                       if r["workdir"] == row["workdir"] and r["stage"] == row["stage"]
+                       and r["summary"].get("final_fid") is not None], np.float64)
+
+
+def compare(better: np.ndarray, worse: np.ndarray, alpha: float = 0.05) -> dict:
+    """Tests "``better`` has the lower mean FID than ``worse``" over seeds.
+
+    Args:
+      better: FIDs ``[n]`` of the method claimed better (one per seed).
+      worse: FIDs ``[m]`` of the method claimed worse.
+      alpha: significance level of Welch's two-sided t-test.
+
+    Returns:
+      ``{"diff": mean(worse) - mean(better) (> 0: the claim's direction), "p": p-value (nan
+      with fewer than 2 values on a side), "verdict"}``.
+    """
+    from scipy import stats
+
+    diff = float(np.mean(worse) - np.mean(better))
+    p = float("nan")
+    if len(better) > 1 and len(worse) > 1:
+        p = float(stats.ttest_ind(better, worse, equal_var=False).pvalue)
+    direction = "holds" if diff > 0 else "reversed"
+    if np.isfinite(p) and p < alpha:
+        verdict = direction
+    else:
+        verdict = f"{direction} within the seeds' spread"
+    return {"diff": diff, "p": p, "verdict": verdict}
+
+
+def _pm(mean, std, scale=1.0) -> str:
+    if mean is None or not np.isfinite(mean):
+        return "-"
+    s = f"{mean * scale:.2f}"
+    return s + (f" ± {std * scale:.2f}" if std is not None and np.isfinite(std) else "")
+
+
+def write_results(roots: Sequence[str], out: str, preamble: str = "") -> str:
+    """Writes the study page for the fractions in ``roots``; returns its text.
+
+    Args:
+      roots: study folders of ``launch/study.sh``, each with ``report/report.json`` and the
+        arms' ``config.json`` (the data fraction is read from ``imp/config.json``).
+      out: the Markdown file to write.
+      preamble: text put before the tables (commands, machine, wall time).
+
+    Raises:
+      ValueError: a root without ``report/report.json``, or reports with different protocols.
+    """
+    reports, fractions = [], []
+    for root in roots:
+        rep = io_utils.read_json(os.path.join(root, "report", "report.json"))
+        if rep is None:
+            raise ValueError(f"{root!r} has no report/report.json; run launch/study.sh there "
+                             "to the end (it writes the report last).")
+        cfg = io_utils.read_json(os.path.join(root, "imp", "config.json")) or {}
+        reports.append(rep)
+        fractions.append(float(cfg.get("data", {}).get("subset_fraction", float("nan"))))
+    protocols = [r["protocol"] for r in reports]
+    if any(p != protocols[0] for p in protocols):
+        raise ValueError(f"the studies in {list(roots)} used different FID protocols "
+                         f"{protocols}; their FIDs are not comparable.")
+    p = protocols[0] or {}
+    lines = [preamble.rstrip(), ""] if preamble else []
+    lines += [f"FID/KID protocol of every number: {p.get('generated')} generated images of the "
+              f"EMA generator vs {p.get('reference_images')} images of `{p.get('reference')}` "
+              f"({p.get('network')}); mean ± sample std (ddof = 1) over n seeds; lower is "
+              "better.", ""]
+    gains = {}
+    for root, rep, frac in zip(roots, reports, fractions):
+        rows = method_rows(rep)
+        times = io_utils.read_jsonl(os.path.join(root, "wall_times.jsonl"))
+        wall = (f"Wall time of `launch/study.sh` (`{root}/wall_times.jsonl`): "
+                + " + ".join(f"{t['seconds'] / 60:.1f} min (commit {t.get('commit')}, load "
+                             f"average at the end {t.get('loadavg_end')})" for t in times)
+                + (f" = {sum(t['seconds'] for t in times) / 60:.1f} min." if times else "")
+                if times else "Wall time: not recorded (no wall_times.jsonl).")
+        lines += [f"## {frac:g} of the training split ({frac * 100:g}%)", "",
+                  f"Report with per-run rows and plots: `{os.path.join(root, 'report')}`.", "",
+                  wall, "",
+                  "| method | G density | G steps | n | FID | KID x 10^3 |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for label, _, _ in METHODS:
+            if label in rows:
+                g = rows[label]
+                lines.append(f"| {label} | {g['g_density']:.3f} | {g['steps']} | {g['n']} | "
+                             f"{_pm(g['fid_mean'], g['fid_std'])} | "
+                             f"{_pm(g['kid_mean'], g['kid_std'], 1e3)} |")
+        lines += ["", "| claim (lower FID first) | paper | FID difference | Welch p | verdict |",
+                  "|---|---|---:|---:|---|"]
+        for better, worse, src in CLAIMS:
+            if better in rows and worse in rows:
+                c = compare(_fids(rep, rows[better]), _fids(rep, rows[worse]))
+                pv = f"{c['p']:.3f}" if np.isfinite(c["p"]) else "-"
+                lines.append(f"| {better} < {worse} | {src} | {c['diff']:.2f} | {pv} | "
+                             f"{c['verdict']} |")
+        best = "ticket + DiffAugment + AdvAug"
+        if best in rows and "dense" in rows:
+            gains[frac] = rows["dense"]["fid_mean"] - rows[best]["fid_mean"]
+        lines.append("")
+    if len(gains) > 1:
+        fr = sorted(gains)
+        lines += ["## Is the gain largest when data are scarcest?", "",
+                  "FID(dense) - FID(ticket + DiffAugment + AdvAug), by fraction: "
+                  + ", ".join(f"{f:g}: {gains[f]:.2f}" for f in fr) + ". "
+                  + ("The gain is largest at the smallest fraction, as the paper reports."
+                     if gains[fr[0]] == max(gains.values()) else
+                     "The gain is NOT largest at the smallest fraction here."), ""]
+    text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``python -m jaxgan_lth.study ROOT [ROOT ...] --out FILE [--preamble FILE]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m jaxgan_lth.study",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("roots", nargs="+")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--preamble", default="", help="Markdown file put before the tables")
+    a = ap.parse_args(argv)
+    pre = open(a.preamble).read() if a.preamble else ""
+    try:
+        write_results(a.roots, a.out, pre)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The equal-budget study of configs/study_fashion_mnist.py for one data fraction:
+#   bash launch/study.sh FRACTION ROOT [--config.x=y ...]
+#   e.g. bash launch/study.sh 0.01 workdirs/study_1pct
+# Runs the arms one after the other (each resumes where it stopped when re-run), then writes
+# ROOT/report/report.md with python -m jaxgan_lth.report. The FID reference statistics are
+# shared by both fractions (ROOT/../study_fid_stats). Extra flags go to every arm. Every
+# completed invocation appends its wall time to ROOT/wall_times.jsonl (an interrupted one,
+# resumed by re-running the command, is counted from the resuming invocation's start).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fraction="${1:?usage: launch/study.sh FRACTION ROOT [flags]}"
+root="${2:?usage: launch/study.sh FRACTION ROOT [flags]}"
+shift 2
+py=".venv/bin/python"; [ -x "$py" ] || py=python
+cache="$(dirname "$root")/study_fid_stats"
+mkdir -p "$root"
+start=$(date +%s)
+for arm in imp dense_da dense_da_adv ticket ticket_random ticket_omp ticket_da ticket_da_adv; do
+  extra=()
+  case "$arm" in ticket*) extra=(--config.ticket.imp_workdir="$root/imp") ;; esac
+  echo "== $(date -u +%FT%TZ) arm $arm (fraction $fraction)"
+  "$py" -m jaxgan_lth.main --config="configs/study_fashion_mnist.py:fraction=$fraction,arm=$arm" \
+    --workdir="$root/$arm" --config.eval.cache_dir="$cache" "${extra[@]}" "$@"
+done
+end=$(date +%s)
+echo "== study wall time: $(( end - start )) s (this invocation)"
+# one line per completed invocation: python -m jaxgan_lth.study sums them into docs/results.md
+printf '{"start": %d, "end": %d, "seconds": %d, "fraction": "%s", "loadavg_end": "%s", "commit": "%s"}\n' \
+  "$start" "$end" "$(( end - start ))" "$fraction" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >> "$root/wall_times.jsonl"
+"$py" -m jaxgan_lth.report "$root"/imp "$root"/dense_da "$root"/dense_da_adv "$root"/ticket \
+  "$root"/ticket_random "$root"/ticket_omp "$root"/ticket_da "$root"/ticket_da_adv \
+  --out="$root/report"
