@@ -22,8 +22,10 @@ Variants (``get_config(arg)``, big_vision style):
               without augmentation, then the ticket trained with DiffAugment + AdvAug PGD-1.
               The released code has no StyleGAN2 scripts (seed_repos.md): rounds and budget
               are ours (config keys)
-``cpu``       a CPU preset: 64x64, small channels, batch 8, that trains in about 20 minutes
-              on 2 cores (README's few-shot section); DiffAugment, R1 gamma 1
+``cpu``       a CPU preset: 32x32, 64 channels, 2 mapping layers, batch 8, lazy R1 every 4
+              steps, DiffAugment; meant to train on 2 cores within about 20 minutes (a 64x64
+              probe ran at ~0.05 G-it/s under a load of ~11, far too slow; 32 px is not yet
+              timed on an idle machine)
 ============  =========================================================================
 
 Differences from the TF code, on purpose: each iteration here is one D step then one G step
@@ -115,20 +117,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.ticket.diffaug.policy = "color,translation,cutout"
         config.ticket.advaug.mode = "pgd"
     elif variant == "cpu":
-        config.data.resolution = 64
-        config.model.latent_dim = 128
-        config.model.w_dim = 128
-        config.model.channel_base = 4096  # 64 channels at 64 px, 128 below
-        config.model.g_channels = 128
-        config.model.d_channels = 128
+        config.data.resolution = 32
+        config.model.latent_dim = 64
+        config.model.w_dim = 64
+        config.model.channel_base = 2048  # min(2048 / res, 64): 64 channels everywhere
+        config.model.g_channels = 64
+        config.model.d_channels = 64
         config.model.mapping_layers = 2
         batch = 8
         config.train.g_batch_size = config.train.d_batch_size = batch
         config.model.mbstd_group = 4
-        config.train.num_steps = 1500
+        config.train.num_steps = 2000
         config.train.ema_kimg = 1.0
         config.train.ema_start = 0
-        config.r1.gamma = 1.0  # 0.0002 * res^2 / batch (stylegan2-ada 'auto') = 0.1; ours 1
+        config.r1.gamma = 1.0  # 0.0002 * res^2 / batch (stylegan2-ada 'auto') = 0.03; ours 1
+        config.r1.interval = 4  # lazy R1 (penalty x 4 every 4th step): a quarter of the cost
         config.eval.num_samples = 500  # a CPU-sized FID: 500 EMA samples vs the 100 images
         config.eval.every = 0
         config.eval.batch_size = 50
