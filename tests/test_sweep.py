@@ -404,6 +404,9 @@ class _FakeEvaluator:
         value = float(np.mean(np.abs(np.asarray(sample_fn(z, None)))))
         return {"fid": value, "kid": 0.0, "kid_std": 0.0}
 
+    def protocol(self):
+        return {"generated": 4, "reference": "fake"}
+
 
 def _final_states(engine, stage_dir, k, step):
     ck = checkpointing.Checkpointer(os.path.join(stage_dir, "checkpoints"))
