@@ -13,7 +13,7 @@ import pytest
 import scipy.signal
 from flax import traverse_util
 
-from jaxgan_lth.models import G_PERTURB, get_model
+from jaxgan_lth.models import D_PERTURB, G_PERTURB, get_model
 from jaxgan_lth.models import sg2_ops as ops
 from jaxgan_lth.models import stylegan2 as sg2
 from jaxgan_lth.models.base import G_NOISE
@@ -275,6 +275,10 @@ def test_shapes_at_32_and_noise_modes(tiny32):
     feats = D.apply(d_vars, x, train=False, method="features")
     assert logits.shape == (4,) and feats.shape == (4, D.feature_dim)
     np.testing.assert_allclose(logits, D.apply(d_vars, feats, method="head"), rtol=1e-6)
+    delta = jnp.asarray(RNG.standard_normal(feats.shape), jnp.float32)
+    pert = D.apply({**d_vars, "perturbations": {D_PERTURB: delta}}, x, train=False)
+    np.testing.assert_allclose(pert, D.apply(d_vars, feats + delta, method="head"), rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_shapes_at_64():
