@@ -85,7 +85,7 @@ def iteration_rows(protocol, tmp):
             config.pathlen = default.pathlen_config(2.0)
             config.pathlen.interval = 1
         engine = loop.build_engine(config, tmp)
-        state = jax.jit(engine.fns.init)(jax.random.key(0))
+        state = loop.initial_state(engine, 0)
         masks = loop.dense_masks(state)
         sec = common.time_iteration(jax.jit(engine.fns.iteration), engine.fns, state, masks,
                                     engine.data, protocol)

@@ -13,7 +13,7 @@ import pytest
 import scipy.signal
 from flax import traverse_util
 
-from jaxgan_lth.models import G_PERTURB, get_model
+from jaxgan_lth.models import D_PERTURB, G_PERTURB, get_model
 from jaxgan_lth.models import sg2_ops as ops
 from jaxgan_lth.models import stylegan2 as sg2
 from jaxgan_lth.models.base import G_NOISE
@@ -275,6 +275,10 @@ def test_shapes_at_32_and_noise_modes(tiny32):
     feats = D.apply(d_vars, x, train=False, method="features")
     assert logits.shape == (4,) and feats.shape == (4, D.feature_dim)
     np.testing.assert_allclose(logits, D.apply(d_vars, feats, method="head"), rtol=1e-6)
+    delta = jnp.asarray(RNG.standard_normal(feats.shape), jnp.float32)
+    pert = D.apply({**d_vars, "perturbations": {D_PERTURB: delta}}, x, train=False)
+    np.testing.assert_allclose(pert, D.apply(d_vars, feats + delta, method="head"), rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_shapes_at_64():
@@ -478,7 +482,7 @@ def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
     config = tiny_config(folder, resolution=32, channels=3, num_steps=2)
     config.model.name = "stylegan2"
     config.model.channel_base = 128
-    config.model.mapping_layers = 2
+    config.model.mapping_layers = 1
     config.train.loss = "nonsaturating"
     config.train.n_dis = 1
     config.train.g_batch_size = 4
@@ -491,11 +495,18 @@ def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
     engine = loop.build_engine(config, str(tmp_path))
     fns = engine.fns
     assert float(fns.hparams["ema_decay"]) == pytest.approx(schedules.ema_beta(4, 0.01))
-    state = jax.jit(fns.init)(jax.random.key(0))
+    state = loop.initial_state(engine, 0)
     masks = loop.dense_masks(state)
-    it = jax.jit(fns.iteration)
+    traces = [0]
+
+    def counted(*args):
+        traces[0] += 1  # runs only while jax traces
+        return fns.iteration(*args)
+
+    it = jax.jit(counted)
     s1, m1 = it(state, masks, engine.data, fns.hparams)
     s2, m2 = it(s1, masks, engine.data, fns.hparams)
+    assert traces[0] == 1  # the parts' new states and lax.cond branches do not retrace
     for m in (m1, m2):
         assert all(np.isfinite(np.asarray(v)).all() for v in m.values()), m
     assert float(m1["r1_penalty"]) > 0 and float(m1["pl_penalty"]) > 0

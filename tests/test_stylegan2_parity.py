@@ -62,7 +62,7 @@ def _np(t):
 
 def _set(flat, key, value):
     assert flat[key].shape == value.shape, (key, flat[key].shape, value.shape)
-    flat[key] = np.ascontiguousarray(value)
+    flat[key] = np.array(value)  # a copy (0-d stays 0-d)
 
 
 def test_generator_matches_reference(ref):
