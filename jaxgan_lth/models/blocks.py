@@ -13,7 +13,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from jaxgan_lth.models.base import D_NOISE, noise_point
+from jaxgan_lth.models.base import D_NOISE, noise_delta, noise_point
 from jaxgan_lth.models.layers import (
     ConditionalBatchNorm,
     LayerConfig,
@@ -104,15 +104,17 @@ def _has_noise(block: nn.Module) -> bool:
 
 
 def _conv_then_pool(block: nn.Module, conv: nn.Module, h: Array, train: bool) -> Array:
-    """``avg_pool_2x2(noise_point(conv(h)))``: one fused strided conv when no noise is active.
+    """``avg_pool_2x2(noise_point(conv(h)))`` with the conv and the pooling fused.
 
     The fusion (:class:`~jaxgan_lth.models.layers.PoolableConv3x3`) gives the same values up to
-    float rounding; NICE's noise multiplies the full-resolution output, so with noise the conv
-    and the pooling stay separate.
+    float rounding. NICE's noise multiplies the full-resolution output ``c``: as
+    ``pool(c * (1 + beta * eps)) = pool(c) + pool(beta * eps * c)``, the fused ``pool(c)``
+    gets the pooled noise term added, so beta = 0 gives exactly the plain discriminator.
     """
-    if _has_noise(block):
-        return downsample2x(noise_point(block, "beta", call_layer(conv, h, update_stats=train)))
-    return call_layer(conv, h, update_stats=train, pool=True)
+    if not _has_noise(block):
+        return call_layer(conv, h, update_stats=train, pool=True)
+    pooled, full = call_layer(conv, h, update_stats=train, pool=True, full=True)
+    return pooled + downsample2x(noise_delta(block, "beta", full))
 
 
 class DisOptBlock(nn.Module):
@@ -206,8 +208,6 @@ class DisBlock(nn.Module):
             h = noise_point(self, "beta", call_layer(self.conv2, nn.relu(h), update_stats=train))
         sc = x
         if self.learnable_sc:
-            if self.downsample and not _has_noise(self):  # 1x1 conv and pooling commute
-                return h + call_layer(self.conv_sc, downsample2x(x), update_stats=train)
             sc = noise_point(self, "beta", call_layer(self.conv_sc, x, update_stats=train))
             if self.downsample:
                 sc = downsample2x(sc)

@@ -262,15 +262,18 @@ class PoolableConv3x3(nn.Module):
     bias_init: Initializer = jax.nn.initializers.zeros
 
     @nn.compact
-    def __call__(self, x: Array, pool: bool = False) -> Array:
+    def __call__(self, x: Array, pool: bool = False, full: bool = False):
         """Applies the convolution (and the pooling when ``pool``).
 
         Args:
             x: ``[B, H, W, Cin]`` (H, W even when ``pool``).
             pool: fuse a 2x2 stride-2 average pooling of the output.
+            full: with ``pool``, also return the unpooled output (one call, so a spectrally
+                normalised layer uses one sigma for both).
 
         Returns:
-            ``[B, H, W, Cout]``, or ``[B, H/2, W/2, Cout]`` when ``pool``.
+            ``[B, H, W, Cout]``, or ``[B, H/2, W/2, Cout]`` when ``pool``, or the pair
+            ``(pooled, unpooled)`` when ``pool`` and ``full``.
         """
         cin, cout = x.shape[-1], self.features
         kernel = self.param("kernel", self.kernel_init, (3, 3, cin, cout)).astype(x.dtype)
@@ -281,12 +284,14 @@ class PoolableConv3x3(nn.Module):
             k = jnp.pad(k, (z, (0, 1), z, z)) + jnp.pad(k, (z, (1, 0), z, z))  # [4, 4, ..]
             y = jax.lax.conv_general_dilated(x, 0.25 * k, (2, 2), ((1, 1), (1, 1)),
                                              dimension_numbers=dn)
-        else:
-            y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
-                                             dimension_numbers=dn)
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (cout,)).astype(y.dtype)
-        return y
+        if not pool or full:
+            y_full = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                                  dimension_numbers=dn)
+        bias = self.param("bias", self.bias_init, (cout,)) if self.use_bias else None
+        add = (lambda v: v + bias.astype(v.dtype)) if bias is not None else (lambda v: v)
+        if not pool:
+            return add(y_full)
+        return (add(y), add(y_full)) if full else add(y)
 
 
 # ------------------------------------------------------------------------------------------------
