@@ -44,7 +44,7 @@ def setup(config_name: str, num_classes: int = 10, n_images: int = 5000, edit=No
     pair = models.get_model(config.model.name, resolution=r, channels=c, num_classes=ncls,
                             **kwargs)
     fns = step_lib.make_step_fns(config, pair.generator, pair.discriminator,
-                              image_shape=(r, r, c), num_classes=ncls)
+                              image_shape=(r, r, c), num_classes=ncls, num_real=n_images)
     key = jax.random.key(0)
     data = {"images": jax.random.uniform(key, (n_images, r, r, c), minval=-1.0, maxval=1.0),
             "labels": jax.random.randint(key, (n_images,), 0, max(ncls, 1))}
