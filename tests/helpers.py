@@ -63,6 +63,23 @@ def kill_at(monkeypatch, step):
     monkeypatch.setattr(loop.RunAxis, "__call__", call)
 
 
+def full_and_resumed(config, tmp_path, monkeypatch, kill_step, final_step):
+    """Runs ``config`` uninterrupted (``tmp_path/full``) and killed at ``kill_step`` then resumed
+    (``tmp_path/killed``); returns both host states at checkpoint ``final_step``."""
+    import pytest
+
+    from jaxgan_lth import pipeline
+
+    full_dir, killed_dir = str(tmp_path / "full"), str(tmp_path / "killed")
+    pipeline.train_and_evaluate(config, full_dir)
+    with monkeypatch.context() as m:
+        kill_at(m, kill_step)
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.train_and_evaluate(config, killed_dir)
+    pipeline.train_and_evaluate(config, killed_dir)
+    return final_state(config, full_dir, final_step), final_state(config, killed_dir, final_step)
+
+
 def final_state(config, workdir, step):
     """The host copy of ``workdir/train``'s state at checkpoint ``step``."""
     engine = loop.build_engine(config, workdir)

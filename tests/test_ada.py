@@ -13,7 +13,7 @@ import scipy.signal
 from jaxgan_lth import io_utils, pipeline
 from jaxgan_lth.augment import ada
 from jaxgan_lth.parts import ada as ada_part
-from tests.helpers import final_state, kill_at, make_image_folder, tiny_config
+from tests.helpers import full_and_resumed, make_image_folder, tiny_config
 
 H = W = 16
 
@@ -184,14 +184,7 @@ def _ada_config(tmp_path):
 
 def test_p_is_trained_logged_and_resumed_exactly(tmp_path, monkeypatch):
     config = _ada_config(tmp_path)
-    pipeline.train_and_evaluate(config, str(tmp_path / "u"))
-    with monkeypatch.context() as m:
-        kill_at(m, 4)
-        with pytest.raises(KeyboardInterrupt):
-            pipeline.train_and_evaluate(config, str(tmp_path / "k"))
-    pipeline.train_and_evaluate(config, str(tmp_path / "k"))
-    a = final_state(config, str(tmp_path / "u"), 6)
-    b = final_state(config, str(tmp_path / "k"), 6)
+    a, b = full_and_resumed(config, tmp_path, monkeypatch, 4, 6)
     # the controller ran after each of the 12 D steps (6 G steps x n_dis 2), each moving p by
     # +-4/10 (4 reals / 10 images per unit) or 0 (r_t = target); it is never clamped from
     # p_init = 2 within 12 steps of 0.4 except at 0, so p is a multiple of 0.4 in [0, 6.8]
@@ -200,7 +193,7 @@ def test_p_is_trained_logged_and_resumed_exactly(tmp_path, monkeypatch):
     p = float(st["p"])
     assert 0 <= p <= 6.8 + 1e-5 and abs(p / 0.4 - round(p / 0.4)) < 1e-4
     assert p == float(b["parts"]["ada"]["p"])
-    log = io_utils.read_jsonl(str(tmp_path / "u" / "train" / "metrics.jsonl"))
+    log = io_utils.read_jsonl(str(tmp_path / "full" / "train" / "metrics.jsonl"))
     assert log[-1]["step"] == 6 and log[-1]["ada_p"] == pytest.approx(p)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

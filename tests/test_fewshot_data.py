@@ -7,7 +7,7 @@ import pytest
 
 from jaxgan_lth import pipeline
 from jaxgan_lth import step as step_lib
-from tests.helpers import final_state, kill_at, make_image_folder, tiny_config
+from tests.helpers import full_and_resumed, make_image_folder, tiny_config
 
 
 def test_epoch_batches_are_disjoint_and_follow_the_epoch_permutation():
@@ -35,14 +35,7 @@ def test_epoch_sampling_trains_and_resumes_exactly(tmp_path, monkeypatch):
     folder = make_image_folder(tmp_path / "imgs", n=16, size=16, channels=1)
     config = tiny_config(folder, num_steps=6)
     config.data.sampling = "epoch"
-    pipeline.train_and_evaluate(config, str(tmp_path / "u"))
-    with monkeypatch.context() as m:
-        kill_at(m, 4)
-        with pytest.raises(KeyboardInterrupt):
-            pipeline.train_and_evaluate(config, str(tmp_path / "k"))
-    pipeline.train_and_evaluate(config, str(tmp_path / "k"))
-    a = final_state(config, str(tmp_path / "u"), 6)
-    b = final_state(config, str(tmp_path / "k"), 6)
+    a, b = full_and_resumed(config, tmp_path, monkeypatch, 4, 6)
     # 6 G steps x n_dis 2 = 12 batches of 4 from 16 images: epochs 0, 1, 2 of 4 batches each
     assert int(a["sampler"]["epoch"]) == 2 and int(a["sampler"]["pos"]) == 16
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):

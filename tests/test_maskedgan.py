@@ -264,15 +264,7 @@ def test_band_state_resumes_after_kill(tmp_path, monkeypatch):
     config = helpers.tiny_config(folder, num_steps=4)
     config.maskedgan.ops = "spatial,spectral"
     config.maskedgan.band_step = 0.05
-    full_dir, killed_dir = str(tmp_path / "full"), str(tmp_path / "killed")
-    pipeline.train_and_evaluate(config, full_dir)
-    with monkeypatch.context() as m:
-        helpers.kill_at(m, 2)
-        with pytest.raises(KeyboardInterrupt):
-            pipeline.train_and_evaluate(config, killed_dir)
-    pipeline.train_and_evaluate(config, killed_dir)
-    full = helpers.final_state(config, full_dir, 4)
-    resumed = helpers.final_state(config, killed_dir, 4)
+    full, resumed = helpers.full_and_resumed(config, tmp_path, monkeypatch, 2, 4)
     assert np.abs(full["parts"]["maskedgan"]["offsets"]).max() > 0  # the controller moved
     jax.tree.map(np.testing.assert_array_equal, full["parts"], resumed["parts"])
     jax.tree.map(np.testing.assert_array_equal, full, resumed)

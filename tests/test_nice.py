@@ -298,15 +298,7 @@ def test_beta_resumes_after_kill(tmp_path, monkeypatch):
     config.nice.beta_init = 0.05
     config.nice.target = -1.0  # r > -1: beta rises by `step` on every D step
     config.nice.step = 0.01
-    full_dir, killed_dir = str(tmp_path / "full"), str(tmp_path / "killed")
-    pipeline.train_and_evaluate(config, full_dir)
-    with monkeypatch.context() as m:
-        helpers.kill_at(m, 2)
-        with pytest.raises(KeyboardInterrupt):
-            pipeline.train_and_evaluate(config, killed_dir)
-    pipeline.train_and_evaluate(config, killed_dir)
-    full = helpers.final_state(config, full_dir, 4)
-    resumed = helpers.final_state(config, killed_dir, 4)
+    full, resumed = helpers.full_and_resumed(config, tmp_path, monkeypatch, 2, 4)
     # 4 iterations x n_dis 2 D steps, +0.01 each
     assert float(full["parts"]["nice"]["beta"]) == pytest.approx(0.05 + 8 * 0.01, abs=1e-6)
     jax.tree.map(np.testing.assert_array_equal, full["parts"], resumed["parts"])
