@@ -50,6 +50,16 @@ def tiny_config(folder, *, num_steps=4, resolution=28, channels=1):
     return config
 
 
+def tiny_lottery_config(folder, stages="imp,ticket", swept="imp,ticket"):
+    """:func:`tiny_config` running ``stages`` with 2 IMP rounds, ``swept`` over seeds 0 and 1."""
+    config = tiny_config(folder)
+    config.stages = stages
+    config.imp.rounds = 2
+    config.sweep.stages = swept
+    config.sweep.seeds = "0,1"
+    return config
+
+
 def kill_at(monkeypatch, step):
     """Makes the loop raise KeyboardInterrupt when an iteration would start from ``step``
     (after the checkpoint at ``step``, before the next one): a simulated kill."""

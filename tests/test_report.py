@@ -9,18 +9,14 @@ import numpy as np
 import pytest
 
 from jaxgan_lth import io_utils, pipeline, report
-from tests.helpers import make_image_folder, tiny_config
+from tests.helpers import make_image_folder, tiny_config, tiny_lottery_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _tiny_lottery(tmp_path, name="lottery", eval_on=True):
     folder = make_image_folder(tmp_path / "imgs", n=16, size=16, channels=1)
-    config = tiny_config(folder)
-    config.stages = "imp,ticket"
-    config.imp.rounds = 2
-    config.sweep.stages = "imp,ticket"
-    config.sweep.seeds = "0,1"
+    config = tiny_lottery_config(folder)
     config.eval.enabled = eval_on
     config.eval.reference_split = "train"
     config.eval.num_samples = 4

@@ -8,7 +8,7 @@ import pytest
 
 from configs import study_fashion_mnist as study_cfg
 from jaxgan_lth import config_lib, io_utils, loop, pipeline, study
-from tests.helpers import make_image_folder, tiny_config
+from tests.helpers import make_image_folder, tiny_lottery_config
 
 
 def _fake_imp_workdir(root, config):
@@ -73,17 +73,9 @@ def test_imp_workdir_errors_name_the_folder_and_the_keys(tmp_path):
 
 def test_a_ticket_from_a_shared_imp_equals_the_ticket_trained_in_place(tmp_path):
     folder = make_image_folder(tmp_path / "imgs", n=16, size=16, channels=1)
-    config = tiny_config(folder)
-    config.stages = "imp,ticket"
-    config.imp.rounds = 2
-    config.sweep.stages = "imp,ticket"
-    config.sweep.seeds = "0,1"
+    config = tiny_lottery_config(folder)
     pipeline.train_and_evaluate(config, str(tmp_path / "both"))
-    shared = tiny_config(folder)
-    shared.stages = "ticket"
-    shared.imp.rounds = 2
-    shared.sweep.stages = "ticket"
-    shared.sweep.seeds = "0,1"
+    shared = tiny_lottery_config(folder, "ticket", "ticket")
     shared.ticket.imp_workdir = str(tmp_path / "both")
     pipeline.train_and_evaluate(shared, str(tmp_path / "ticket_only"))
     engine = loop.build_engine(pipeline.stage_config(config, "ticket"), str(tmp_path / "both"))
@@ -93,11 +85,7 @@ def test_a_ticket_from_a_shared_imp_equals_the_ticket_trained_in_place(tmp_path)
         for x, y in zip(jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     # the one-shot baseline reads round 0's trained weights from the shared IMP
-    omp = tiny_config(folder)
-    omp.stages = "ticket"
-    omp.imp.rounds = 2
-    omp.sweep.stages = "ticket"
-    omp.sweep.seeds = "0,1"
+    omp = tiny_lottery_config(folder, "ticket", "ticket")
     omp.ticket.imp_workdir = str(tmp_path / "both")
     omp.ticket.mask_type = "omp"
     pipeline.train_and_evaluate(omp, str(tmp_path / "omp"))
