@@ -96,8 +96,8 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
     ev = loop.make_evaluator(cfg, workdir, engine)
     sample = jax.jit(engine.fns.sample)
 
-    def sample_fn(z, y, variables=state["ema"]):
-        return sample(variables, z, y)
+    def sample_fn(z, y, key, variables=state["ema"]):
+        return sample(variables, z, y, key)
 
     n = num_samples or cfg.eval.num_samples
     result = {"stage": stage, "step": int(step)}
@@ -115,7 +115,7 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
     if fid:
         cfg.unlock()
         cfg.eval.num_samples = n
-        result.update(ev.evaluate(sample_fn, lambda z, y: sample(state["g"], z, y)))
+        result.update(ev.evaluate(sample_fn, lambda z, y, key: sample(state["g"], z, y, key)))
     return result
 
 

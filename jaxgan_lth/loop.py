@@ -252,8 +252,8 @@ class _RunFns:
         return self.engine.fns.sample(g_vars, z, y)
 
     def evaluate(self, evaluator, state) -> dict:
-        return evaluator.evaluate(lambda z, y: self.sample(state["ema"], z, y),
-                                  lambda z, y: self.sample(state["g"], z, y))
+        return evaluator.evaluate(lambda z, y, key: self.sample(state["ema"], z, y, key),
+                                  lambda z, y, key: self.sample(state["g"], z, y, key))
 
     def diagnostic(self, evaluator, state, masks) -> dict:
         d_vars = {"params": masks_lib.apply(state["d"]["params"], masks["d"]),

@@ -103,25 +103,52 @@ def test_generate_uses_fixed_documented_latents(tmp_path):
     ev = _evaluator(config, tmp_path)
     calls = []
 
-    def sample_fn(z, y):
-        calls.append((np.asarray(z), y))
+    def sample_fn(z, y, key):
+        calls.append((np.asarray(z), y, np.asarray(jax.random.key_data(key))))
         return np.broadcast_to(np.asarray(z)[:, :1, None, None], (z.shape[0], 8, 8, 1))
 
     out = ev.generate(sample_fn, 10)
     assert out.shape == (10, 8, 8, 1) and len(calls) == 3  # batches of eval.batch_size = 4
     zs, _ = _expected_latents(3, 0, 10, 4, 0)
-    for (z, y), expected in zip(calls, zs):
+    for (z, y, _), expected in zip(calls, zs):
         assert y is None and z.dtype == np.float32
         np.testing.assert_array_equal(z, expected)
     np.testing.assert_array_equal(out[:, 0, 0, 0], np.concatenate(zs)[:10, 0])
+    # G's noise key: a different key per batch, the same keys at every evaluation
+    keys = [c[2] for c in calls]
+    assert len({k.tobytes() for k in keys}) == 3
     np.testing.assert_array_equal(ev.generate(sample_fn, 10), out)  # same noise every time
+    np.testing.assert_array_equal(np.stack([c[2] for c in calls[3:6]]), np.stack(keys))
     assert not np.array_equal(ev.generate(sample_fn, 10, seed=1), out)
+    assert not np.array_equal(calls[6][2], keys[0])
+
+
+def test_generate_gives_stylegan2_random_noise_fixed_per_evaluation(tmp_path):
+    """The FID sampler draws StyleGAN2's per-pixel noise (reference metrics: noise_mode
+    'random'), the same at every evaluation, and not the constant noise maps."""
+    from jaxgan_lth import models as models_lib
+
+    g, _ = models_lib.get_model("stylegan2", resolution=32, channels=1, latent_dim=LATENT,
+                                g_channels=8, d_channels=8, channel_base=256, mapping_layers=1)
+    variables = g.init(jax.random.key(0), jnp.zeros((1, LATENT)), train=False)
+    # noise strengths start at 0 in StyleGAN2; give them a value so that noise shows
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, v: jnp.ones_like(v) if "noise_strength" in jax.tree_util.keystr(p) else v,
+        variables["params"])
+    variables = {**variables, "params": params}
+    sample = jax.jit(lambda z, y, key: g.apply(variables, z, y, train=False,
+                                               rngs={models_lib.G_NOISE: key}))
+    const = jax.jit(lambda z, y, key: g.apply(variables, z, y, train=False))
+    ev = _evaluator(_config(), tmp_path)
+    a, b = ev.generate(sample, 4), ev.generate(sample, 4)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - ev.generate(const, 4)).max() > 1e-3
 
 
 def test_generate_with_a_flax_generator_matches_direct_apply(tmp_path):
     g = _TinyG(num_classes=3)
     variables = g.init(jax.random.key(0), jnp.zeros((1, LATENT)), jnp.zeros((1,), jnp.int32))
-    sample_fn = jax.jit(lambda z, y: g.apply(variables, z, y))
+    sample_fn = jax.jit(lambda z, y, key: g.apply(variables, z, y))
     config = _config()
     config.model.conditional = True
     ev = _evaluator(config, tmp_path, num_classes=3)
@@ -134,7 +161,7 @@ def test_generate_with_a_flax_generator_matches_direct_apply(tmp_path):
     config.model.conditional = False
     seen = []
     _evaluator(config, tmp_path, num_classes=3).generate(
-        lambda z, y: seen.append(y) or jnp.zeros((z.shape[0], 8, 8, 1)), 4)
+        lambda z, y, key: seen.append(y) or jnp.zeros((z.shape[0], 8, 8, 1)), 4)
     assert seen == [None]
 
 
@@ -145,8 +172,8 @@ def test_fid_kid_and_evaluate_with_fake_extractor(folder, tmp_path):
     g = _TinyG()
     ema = g.init(jax.random.key(1), jnp.zeros((1, LATENT)))
     raw = g.init(jax.random.key(2), jnp.zeros((1, LATENT)))
-    ema_fn = jax.jit(lambda z, y: g.apply(ema, z, y))
-    raw_fn = jax.jit(lambda z, y: g.apply(raw, z, y))
+    ema_fn = jax.jit(lambda z, y, key: g.apply(ema, z, y))
+    raw_fn = jax.jit(lambda z, y, key: g.apply(raw, z, y))
     config = _config(folder, cache_dir=str(tmp_path / "cache"))
     ev = _evaluator(config, tmp_path)
     ev._extractor = _FakeExtractor()
@@ -184,7 +211,7 @@ def test_folder_reference_split_refused_before_any_loading(folder, tmp_path):
     config = _config(folder, reference_split="test[:500]")
     ev = _evaluator(config, tmp_path)
     with pytest.raises(ValueError, match="--config.eval.reference_split=train"):
-        ev.fid_kid(lambda z, y: np.zeros((z.shape[0], 8, 8, 1), np.float32))
+        ev.fid_kid(lambda z, y, key: np.zeros((z.shape[0], 8, 8, 1), np.float32))
     assert ev._extractor is None  # no Inception weights loaded
 
 

@@ -39,9 +39,13 @@ from jaxgan_lth.data import datasets as datasets_lib
 
 __all__ = ["Evaluator", "validate_config"]
 
-#: ``sample_fn(z [B, latent_dim] float32, y [B] int32 or None) -> images [B, H, W, C]`` in
-#: [-1, 1] (jax or numpy array).
-SampleFn = Callable[[Any, Optional[Any]], Any]
+#: ``sample_fn(z [B, latent_dim] float32, y [B] int32 or None, key) -> images [B, H, W, C]``
+#: in [-1, 1] (jax or numpy array). ``key`` is a PRNG key for G's own randomness (StyleGAN2's
+#: per-pixel noise inputs, the ``g_noise`` stream); models without any ignore it.
+SampleFn = Callable[[Any, Optional[Any], Any], Any]
+
+#: Salt of the per-batch key of G's noise inputs in :meth:`Evaluator.generate`.
+_NOISE_SALT = 0x4E4F4953
 
 #: ``d_fn(x [N, H, W, C], y [N] int32 or None) -> D logits [N]``.
 DiscriminatorFn = Callable[[Any, Optional[Any]], Any]
@@ -238,13 +242,17 @@ class Evaluator:
         """``num`` images of ``sample_fn`` from fixed latents.
 
         The latents (and uniform class labels in ``[0, num_classes)`` when
-        ``model.conditional`` and ``num_classes > 0``) come from a key fixed by ``config.seed``
-        and ``seed``, drawn in batches of ``eval.batch_size``, so every evaluation of a run uses
-        the same noise.
+        ``model.conditional`` and ``num_classes > 0``) and G's noise key come from a key fixed
+        by ``config.seed`` and ``seed``, drawn in batches of ``eval.batch_size``, so every
+        evaluation of a run uses the same noise. The noise key makes StyleGAN2 draw random
+        per-pixel noise as the reference metrics do (stylegan2-ada-pytorch
+        ``metrics/metric_utils.py`` calls ``G(z, c)`` with the default ``noise_mode='random'``),
+        not its constant noise maps.
 
         Args:
-          sample_fn: ``(z [B, latent_dim] float32, y [B] int32 or None) -> [B, H, W, C]`` in
-            [-1, 1], B = ``eval.batch_size`` (jax or numpy output).
+          sample_fn: ``(z [B, latent_dim] float32, y [B] int32 or None, key) -> [B, H, W, C]``
+            in [-1, 1], B = ``eval.batch_size`` (jax or numpy output); ``key`` is a PRNG key
+            for G's own randomness (ignored by models without any).
           num: number of images.
           seed: selects another fixed set of latents.
 
@@ -258,9 +266,10 @@ class Evaluator:
         for i in range(0, num, bs):
             k = jax.random.fold_in(key, i)
             kz, ky = jax.random.split(k)
+            kn = jax.random.fold_in(k, _NOISE_SALT)  # the latents stay those of kz, ky
             z = jax.random.normal(kz, (bs, self.latent_dim), jnp.float32)
             y = jax.random.randint(ky, (bs,), 0, ncls).astype(jnp.int32) if ncls else None
-            out.append(np.asarray(jax.device_get(sample_fn(z, y))))
+            out.append(np.asarray(jax.device_get(sample_fn(z, y, kn))))
         return np.concatenate(out)[:num]
 
     def fid_kid(self, sample_fn: SampleFn) -> dict[str, float]:
