@@ -112,6 +112,26 @@ def _pm(mean, std, scale=1.0) -> str:
     return s + (f" ± {std * scale:.2f}" if std is not None and np.isfinite(std) else "")
 
 
+def wall_times(root: str) -> list[dict]:
+    """The invocations of ``launch/study.sh`` on ``root``, in order of their start.
+
+    Completed invocations are the lines of ``root/wall_times.jsonl`` (``seconds``, ``commit``,
+    ``loadavg_end``); an interrupted one left its heartbeat ``root/.invocation_START.json``
+    (``start``, ``last_seen``, rewritten every 60 s), counted as ``last_seen - start`` seconds.
+
+    Returns:
+      ``[{"seconds": int, "commit": str, ...}]``.
+    """
+    done = io_utils.read_jsonl(os.path.join(root, "wall_times.jsonl"))
+    beats = []
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        if name.startswith(".invocation_") and name.endswith(".json"):
+            b = io_utils.read_json(os.path.join(root, name)) or {}
+            if "start" in b and "last_seen" in b:
+                beats.append({**b, "seconds": int(b["last_seen"]) - int(b["start"])})
+    return sorted(done + beats, key=lambda t: t.get("start", 0))
+
+
 def write_results(roots: Sequence[str], out: str, preamble: str = "") -> str:
     """Writes the study page for the fractions in ``roots``; returns its text.
 
@@ -146,10 +166,13 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "") -> str:
     gains = {}
     for root, rep, frac in zip(roots, reports, fractions):
         rows = method_rows(rep)
-        times = io_utils.read_jsonl(os.path.join(root, "wall_times.jsonl"))
+        times = wall_times(root)
         wall = (f"Wall time of `launch/study.sh` (`{root}/wall_times.jsonl`): "
-                + " + ".join(f"{t['seconds'] / 60:.1f} min (commit {t.get('commit')}, load "
-                             f"average at the end {t.get('loadavg_end')})" for t in times)
+                + " + ".join(f"{t['seconds'] / 60:.1f} min (commit {t.get('commit')}, "
+                             + (f"load average at the end {t.get('loadavg_end')})"
+                                if "loadavg_end" in t else
+                                "interrupted; last heartbeat, to the minute)")
+                             for t in times)
                 + (f" = {sum(t['seconds'] for t in times) / 60:.1f} min." if times else "")
                 if times else "Wall time: not recorded (no wall_times.jsonl).")
         lines += [f"## {frac:g} of the training split ({frac * 100:g}%)", "",

@@ -131,9 +131,13 @@ def test_write_results_tables_and_claims(tmp_path):
     big = dict(base)
     big["ticket + DiffAugment + AdvAug"] = [95.0, 97.0, 99.0]
     large = _fake_study(tmp_path / "s10", 0.1, big)
-    for sec in (600, 1200):  # two invocations (a resumed study)
+    for start, sec in ((1000, 600), (5000, 1200)):  # two invocations (a resumed study)
         io_utils.append_jsonl(str(tmp_path / "s10" / "wall_times.jsonl"),
-                              {"seconds": sec, "commit": "abc", "loadavg_end": "2.0 2.0 2.0"})
+                              {"start": start, "seconds": sec, "commit": "abc",
+                               "loadavg_end": "2.0 2.0 2.0"})
+    # ... and one killed in between: its heartbeat file, last seen 300 s after its start
+    io_utils.write_json(str(tmp_path / "s10" / ".invocation_2000.json"),
+                        {"start": 2000, "last_seen": 2300, "commit": "def"})
     text = study.write_results([small, large], str(tmp_path / "results.md"), "# Study")
     assert text.startswith("# Study")
     assert "| ticket + DiffAugment + AdvAug | 1.000 | 800 | 3 | 52.00 ± 2.00 |" in text
@@ -142,8 +146,10 @@ def test_write_results_tables_and_claims(tmp_path):
     line = [x for x in text.splitlines() if x.startswith("| IMP ticket < dense")][0]
     assert line.endswith("| reversed |")
     assert "0.01: 49.00, 0.1: 4.00" in text and "largest at the smallest fraction" in text
-    assert "10.0 min (commit abc, load average at the end 2.0 2.0 2.0) + 20.0 min" in text
-    assert "= 30.0 min." in text and "Wall time: not recorded" in text
+    assert ("10.0 min (commit abc, load average at the end 2.0 2.0 2.0) + 5.0 min (commit def, "
+            "interrupted; last heartbeat, to the minute) + 20.0 min (commit abc, load average at "
+            "the end 2.0 2.0 2.0) = 35.0 min.") in text
+    assert "Wall time: not recorded" in text
     other = _fake_study(tmp_path / "o", 0.1, base)
     data = io_utils.read_json(os.path.join(other, "report", "report.json"))
     data["protocol"] = {"generated": 200}
