@@ -39,6 +39,33 @@ def test_fid_of_a_set_with_itself_is_zero(n, d):
     assert abs(metrics.fid_from_features(feats, feats)) < 1e-6
 
 
+@pytest.mark.parametrize("n,d", [(40, 64), (300, 64)])  # N2 < D (thin SVD path), N2 > D
+def test_fid_to_features_equals_the_distance_of_the_statistics(n, d):
+    rng = np.random.default_rng(5)
+    ref = np.abs(rng.standard_normal((90, d))) * rng.uniform(0.1, 3.0, size=d)  # rank 89 > N2
+    gen = rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) * 0.3 + 0.2
+    s1, s2 = metrics.compute_statistics(ref), metrics.compute_statistics(gen)
+    expected = metrics.frechet_distance(s1.mu, s1.sigma, s2.mu, s2.sigma)
+    got = metrics.frechet_distance_to_features(s1.mu, s1.sigma, gen)
+    assert got == pytest.approx(expected, rel=1e-10)
+    root = metrics.sqrt_psd(s1.sigma)
+    np.testing.assert_allclose(root @ root, s1.sigma, atol=1e-9)
+    assert metrics.frechet_distance_to_features(s1.mu, s1.sigma, gen, root) == got
+    assert abs(metrics.frechet_distance_to_features(s1.mu, s1.sigma, ref)) < 1e-8  # itself
+    with pytest.raises(ValueError, match="shape mismatch"):
+        metrics.frechet_distance_to_features(s1.mu, s1.sigma, gen[:, :-1])
+
+
+def test_kid_from_full_kernels_equals_per_subset_kernels(monkeypatch):
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((70, 16)), rng.standard_normal((90, 16)) + 0.3
+    fast = metrics.kernel_inception_distance(x, y, num_subsets=20, max_subset_size=50)
+    monkeypatch.setattr(metrics, "KID_FULL_KERNEL_MAX_ENTRIES", 0)  # per-subset kernels
+    slow = metrics.kernel_inception_distance(x, y, num_subsets=20, max_subset_size=50)
+    np.testing.assert_allclose(fast, slow, rtol=1e-12)
+    assert fast[0] > 0.0 and fast[1] > 0.0
+
+
 def test_fid_closed_form_diagonal_covariances():
     rng = np.random.default_rng(1)
     d = 16

@@ -171,6 +171,7 @@ class Evaluator:
         self.cache_dir = self.ec.cache_dir or os.path.join(workdir, "fid_stats")
         self._extractor = None
         self._reference = None
+        self._ref_sqrt = None
         self._heldout = None
         self._warned_raw = False
 
@@ -288,8 +289,9 @@ class Evaluator:
 
         ref = self.reference
         feats = self.extractor.features(self.generate(sample_fn, self.ec.num_samples))
-        gen = metrics.compute_statistics(feats)
-        fid = metrics.frechet_distance(ref.mu, ref.sigma, gen.mu, gen.sigma)
+        if self._ref_sqrt is None:  # the reference's sigma^{1/2}, shared by every evaluation
+            self._ref_sqrt = metrics.sqrt_psd(ref.sigma)
+        fid = metrics.frechet_distance_to_features(ref.mu, ref.sigma, feats, self._ref_sqrt)
         kid, kid_std = metrics.kernel_inception_distance(
             ref.features, feats, num_subsets=100, max_subset_size=1000
         )
