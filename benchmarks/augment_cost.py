@@ -5,7 +5,8 @@ plain; DiffAugment `color,translation,cutout`; AdvAug PGD-1 and PGD-3 on G's fir
 pooled features (paper defaults: step size 0.01, lambda 0.5, no projection); the feature-noise
 baseline; LeCam (weight 0.3, from step 0); NICE (adaptive noise in D's last 2 blocks, beta
 0.1, with the consistency term: one extra D forward, and noise only); MaskedGAN (shifted
-spatial masking, balanced spectral masking, both).
+spatial masking, balanced spectral masking, both); ADA (``bgc`` at p = 0.5 with its
+controller).
 
     python benchmarks/augment_cost.py [--configs default,sngan_cifar10] [--variants plain,...]
         [--warmup W] [--iters N] [--repeats R]
@@ -38,6 +39,9 @@ VARIANTS = {
     "maskedgan_spatial": {"maskedgan.ops": "spatial"},
     "maskedgan_spectral": {"maskedgan.ops": "spectral"},
     "maskedgan": {"maskedgan.ops": "spatial,spectral"},
+    # ADA bgc at a fixed p = 0.5 (every op runs on about half the samples: the cost does not
+    # depend on p, the per-sample ops are selected with jnp.where); the controller is on
+    "ada": {"ada.pipeline": "bgc", "ada.p_init": 0.5},
 }
 
 

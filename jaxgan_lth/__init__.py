@@ -8,7 +8,10 @@ Data flows one way: data, models and parts -> step -> loop -> pipeline -> main.
   step.py      the composed, jit-compiled D/G steps
   loop.py      the one training loop for K runs of a stage (K = 1: an ordinary run)
   sweep.py     the runs of a swept stage (seeds x traced strengths)
-  pipeline.py  the stages train / imp / ticket and whole-config validation
+  stages.py    stage names, each stage's config and runs
+  lottery.py   the lottery stages imp / ticket (IMP with rewinding, ticket masks)
+  dst_stage.py the sparse-to-sparse stage dst
+  pipeline.py  whole-config validation, then the stages in order
   sparsity/    masks pytree and magnitude / random pruning
   evaluation/  Inception features, FID/KID, evaluators taking sample functions
   checkpointing.py (the one module using Orbax), parallel.py (the one module building meshes)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxgan_lth import checkpointing, loop, pipeline
+from jaxgan_lth import checkpointing, loop, lottery, pipeline
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sparsity import pruning
 
@@ -64,7 +64,7 @@ def test_training_under_a_mask_keeps_pruned_weights_zero_in_params_ema_and_adam(
     rng = np.random.default_rng(0)
     masks = {n: jax.tree.map(lambda p: jnp.asarray(rng.random(p.shape) > 0.5),
                              state[n]["params"]) for n in ("g", "d")}
-    state = pipeline._apply_masks(state, masks)
+    state = lottery._apply_masks(state, masks)
     before = {n: _flat(state[n]["params"]) for n in ("g", "d")}
     step = jax.jit(engine.fns.iteration)
     for _ in range(3):

@@ -19,6 +19,7 @@ import pytest
 from configs import advaug_sweep
 from jaxgan_lth import checkpointing, config_lib, loop, parallel, pipeline, sweep
 from jaxgan_lth import step as step_lib
+from jaxgan_lth.sparsity import pruning
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "jaxgan_lth")
@@ -158,7 +159,7 @@ def test_hparams_as_a_dict_and_seeds_as_a_list(folder, tmp_path):
         "stages": "train", "seeds": (0, 1), "product": True, "strategy": "loop",
         "hparams": {"adv_step_size": (0.0, 0.05)}})
     stage_cfgs = pipeline.validate_config(config)
-    assert [r.name for r in pipeline._runs_of(config, "train", stage_cfgs["train"])] == [
+    assert [r.name for r in pipeline.runs_of(config, "train", stage_cfgs["train"])] == [
         "seed0_adv_step_size0", "seed0_adv_step_size0.05",
         "seed1_adv_step_size0", "seed1_adv_step_size0.05"]
     config_lib.write_or_check(config, str(tmp_path))
@@ -215,8 +216,8 @@ def test_strengths_are_checked_against_the_swept_stage(folder):
     config.sweep.stages = "ticket"
     config.ticket.advaug.mode = "pgd"
     stage_cfgs = pipeline.validate_config(config)
-    assert len(pipeline._runs_of(config, "ticket", stage_cfgs["ticket"])) == 2
-    assert len(pipeline._runs_of(config, "imp", stage_cfgs["imp"])) == 1
+    assert len(pipeline.runs_of(config, "ticket", stage_cfgs["ticket"])) == 2
+    assert len(pipeline.runs_of(config, "imp", stage_cfgs["imp"])) == 1
     config.ticket.advaug.mode = "none"
     with pytest.raises(ValueError, match="inactive strength 'adv_step_size'"):
         pipeline.validate_config(config)
@@ -247,7 +248,7 @@ def test_advaug_sweep_config_describes_eight_runs():
     config = advaug_sweep.get_config()
     assert config.stages == "train" and config.advaug.mode == "pgd"
     stage_cfgs = pipeline.validate_config(config)
-    runs = pipeline._runs_of(config, "train", stage_cfgs["train"])
+    runs = pipeline.runs_of(config, "train", stage_cfgs["train"])
     assert len(runs) == 8 and runs[0].name == "seed0_adv_step_size0"
     assert runs[-1].name == "seed1_adv_step_size0.1"
 
@@ -401,7 +402,7 @@ class _FakeEvaluator:
 
     def evaluate(self, sample_fn, raw_sample_fn=None):
         z = jax.random.normal(jax.random.key(0), (4, 8))
-        value = float(np.mean(np.abs(np.asarray(sample_fn(z, None)))))
+        value = float(np.mean(np.abs(np.asarray(sample_fn(z, None, jax.random.key(1))))))
         return {"fid": value, "kid": 0.0, "kid_std": 0.0}
 
     def protocol(self):
@@ -556,7 +557,7 @@ def test_vmapped_ticket_sweep_equals_separate_ticket_runs(ticket_sweep, tmp_path
     assert all(any(np.any(a != b) for a, b in zip(g[0], g[j])) for j in (1, 2))
     lot = pipeline.Lottery(config, workdir, pipeline.validate_config(config))
     mask = lot.load_masks(1, jax.eval_shape(engine.fns.init, jax.random.key(0)))[0]
-    assert pipeline.pruning.density(mask["g"]) < 1.0
+    assert pruning.density(mask["g"]) < 1.0
     for m, p in zip(jax.tree.leaves(mask["g"]), jax.tree.leaves(swept["g"]["params"])):
         assert np.all(np.asarray(p)[:, ~np.asarray(m)] == 0)
 
@@ -689,13 +690,16 @@ def test_no_import_cycle_inside_the_package():
 
 
 #: Layers, lowest first: a module imports only modules of lower layers. ``sweep`` (run specs)
-#: and ``step`` sit side by side between the parts and the loop; stage runners outside the
-#: pipeline module (``dst``, the ticket baselines) sit on the loop; CLIs sit on the pipeline.
+#: and ``step`` sit side by side between the parts and the loop; stage runners (``dst``, the
+#: ticket baselines) sit on the loop; what the stages share (``stages``) on them, the lottery
+#: stages on that, the pipeline on all of them; CLIs sit on the pipeline.
 LAYERS = [
     None,  # every other module: data, models, parts, augment, sparsity, evaluation, ...
     {"jaxgan_lth.sweep", "jaxgan_lth.step"},
     {"jaxgan_lth.loop"},
     {"jaxgan_lth.dst_stage", "jaxgan_lth.baselines"},
+    {"jaxgan_lth.stages"},
+    {"jaxgan_lth.lottery"},
     {"jaxgan_lth.pipeline"},
     {"jaxgan_lth.main", "jaxgan_lth.evaluate"},
 ]
@@ -784,7 +788,7 @@ def test_rewinding_returns_the_step0_checkpoint_even_when_init_changes(
     for stage_dir, r in ((lot.round_dir(1), 1), (os.path.join(workdir, "ticket"), 2)):
         start = loop.unstack(_final_states(engine, stage_dir, 1, 0)[0], 1)[0]
         mask = lot.load_masks(r, like)[0]
-        assert pipeline.pruning.density(mask["g"]) < 1.0
+        assert pruning.density(mask["g"]) < 1.0
         for n, m in (("g", "g"), ("d", "d"), ("ema", "g")):
             for x, y, keep in zip(jax.tree.leaves(start[n]["params"]),
                                   jax.tree.leaves(theta0[n]["params"]),

@@ -89,8 +89,10 @@ def compute_statistics(features: np.ndarray, keep_features: Union[bool, int] = F
 
 
 def sqrt_psd(matrix: np.ndarray) -> np.ndarray:
-    """Symmetric PSD square root of ``[D, D]`` (float64); eigenvalues under the round-off floor
-    ``D eps lambda_max`` are set to 0."""
+    """Symmetric PSD square root of a ``[D, D]`` matrix, in float64.
+
+    Eigenvalues under the round-off floor ``D eps lambda_max`` are set to 0.
+    """
     eigval, eigvec = np.linalg.eigh((matrix + matrix.T) / 2)
     floor = matrix.shape[0] * np.finfo(np.float64).eps * max(float(eigval.max()), 0.0)
     root_eigval = np.sqrt(np.where(eigval > floor, eigval, 0.0))
