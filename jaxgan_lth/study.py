@@ -132,7 +132,26 @@ def wall_times(root: str) -> list[dict]:
     return sorted(done + beats, key=lambda t: t.get("start", 0))
 
 
-def write_results(roots: Sequence[str], out: str, preamble: str = "") -> str:
+def _wall_line(root: str) -> str:
+    times = wall_times(root)
+    if not times:
+        return "Wall time: not recorded (no wall_times.jsonl)."
+    return (f"Wall time of `launch/study.sh` (`{root}/wall_times.jsonl`): "
+            + " + ".join(f"{t['seconds'] / 60:.1f} min (commit {t.get('commit')}, "
+                         + (f"load average at the end {t.get('loadavg_end')})"
+                            if "loadavg_end" in t else
+                            "interrupted; last heartbeat, to the minute)")
+                         for t in times)
+            + f" = {sum(t['seconds'] for t in times) / 60:.1f} min.")
+
+
+def _fraction(root: str) -> float:
+    cfg = io_utils.read_json(os.path.join(root, "imp", "config.json")) or {}
+    return float(cfg.get("data", {}).get("subset_fraction", float("nan")))
+
+
+def write_results(roots: Sequence[str], out: str, preamble: str = "",
+                  allow_unfinished: bool = False) -> str:
     """Writes the study page for the fractions in ``roots``; returns its text.
 
     Args:
@@ -140,24 +159,32 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "") -> str:
         arms' ``config.json`` (the data fraction is read from ``imp/config.json``).
       out: the Markdown file to write.
       preamble: text put before the tables (commands, machine, wall time).
+      allow_unfinished: a root without ``report/report.json`` (a study still running or
+        interrupted) gets a section saying so, with the arms finished so far and its wall
+        time, instead of an error.
 
     Raises:
-      ValueError: a root without ``report/report.json``, or reports with different protocols.
+      ValueError: a root without ``report/report.json`` (unless ``allow_unfinished``), or
+        reports with different protocols.
     """
-    reports, fractions = [], []
+    reports, fractions, unfinished = [], [], []
     for root in roots:
         rep = io_utils.read_json(os.path.join(root, "report", "report.json"))
         if rep is None:
+            if allow_unfinished:
+                unfinished.append(root)
+                continue
             raise ValueError(f"{root!r} has no report/report.json; run launch/study.sh there "
-                             "to the end (it writes the report last).")
-        cfg = io_utils.read_json(os.path.join(root, "imp", "config.json")) or {}
+                             "to the end (it writes the report last), or pass "
+                             "--allow-unfinished.")
         reports.append(rep)
-        fractions.append(float(cfg.get("data", {}).get("subset_fraction", float("nan"))))
+        fractions.append(_fraction(root))
+    roots = [r for r in roots if r not in unfinished]
     protocols = [r["protocol"] for r in reports]
     if any(p != protocols[0] for p in protocols):
         raise ValueError(f"the studies in {list(roots)} used different FID protocols "
                          f"{protocols}; their FIDs are not comparable.")
-    p = protocols[0] or {}
+    p = (protocols[0] if protocols else None) or {}
     lines = [preamble.rstrip(), ""] if preamble else []
     lines += [f"FID/KID protocol of every number: {p.get('generated')} generated images of the "
               f"EMA generator vs {p.get('reference_images')} images of `{p.get('reference')}` "
@@ -166,15 +193,7 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "") -> str:
     gains = {}
     for root, rep, frac in zip(roots, reports, fractions):
         rows = method_rows(rep)
-        times = wall_times(root)
-        wall = (f"Wall time of `launch/study.sh` (`{root}/wall_times.jsonl`): "
-                + " + ".join(f"{t['seconds'] / 60:.1f} min (commit {t.get('commit')}, "
-                             + (f"load average at the end {t.get('loadavg_end')})"
-                                if "loadavg_end" in t else
-                                "interrupted; last heartbeat, to the minute)")
-                             for t in times)
-                + (f" = {sum(t['seconds'] for t in times) / 60:.1f} min." if times else "")
-                if times else "Wall time: not recorded (no wall_times.jsonl).")
+        wall = _wall_line(root)
         lines += [f"## {frac:g} of the training split ({frac * 100:g}%)", "",
                   f"Report with per-run rows and plots: `{os.path.join(root, 'report')}`.", "",
                   wall, "",
@@ -198,6 +217,15 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "") -> str:
         if best in rows and "dense" in rows:
             gains[frac] = rows["dense"]["fid_mean"] - rows[best]["fid_mean"]
         lines.append("")
+    for root in unfinished:
+        arms = [arm for arm in dict.fromkeys(m[1] for m in METHODS)
+                if os.path.isfile(os.path.join(root, arm, "summary.json"))]
+        frac = _fraction(root)
+        lines += [f"## {frac:g} of the training split ({frac * 100:g}%): not finished", "",
+                  f"`{root}` has no report yet: the study there is still running or was "
+                  f"interrupted (`launch/study.sh` resumes it). Arms finished: "
+                  f"{len(arms)} of {len(dict.fromkeys(m[1] for m in METHODS))}"
+                  + (f" ({', '.join(arms)})" if arms else "") + ".", "", _wall_line(root), ""]
     if len(gains) > 1:
         fr = sorted(gains)
         lines += ["## Is the gain largest when data are scarcest?", "",
@@ -222,10 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("roots", nargs="+")
     ap.add_argument("--out", required=True)
     ap.add_argument("--preamble", default="", help="Markdown file put before the tables")
+    ap.add_argument("--allow-unfinished", action="store_true",
+                    help="a ROOT without report/report.json gets a 'not finished' section")
     a = ap.parse_args(argv)
     pre = open(a.preamble).read() if a.preamble else ""
     try:
-        write_results(a.roots, a.out, pre)
+        write_results(a.roots, a.out, pre, allow_unfinished=a.allow_unfinished)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -156,3 +156,25 @@ def test_write_results_tables_and_claims(tmp_path):
     io_utils.write_json(os.path.join(other, "report", "report.json"), data)
     with pytest.raises(ValueError, match="different FID protocols"):
         study.write_results([small, other], str(tmp_path / "x.md"))
+
+
+def test_an_unfinished_study_is_an_error_or_a_section_saying_so(tmp_path):
+    base = {label: [100.0, 101.0, 102.0] for label, _, _ in study.METHODS}
+    done = _fake_study(tmp_path / "s1", 0.01, base)
+    running = tmp_path / "s10"
+    for arm in ("imp", "dense_da"):  # two arms finished, no report yet
+        os.makedirs(running / arm)
+        io_utils.write_json(str(running / arm / "summary.json"), {"stages": {}})
+    io_utils.write_json(str(running / "imp" / "config.json"),
+                        {"data": {"subset_fraction": 0.1}})
+    io_utils.write_json(str(running / ".invocation_7.json"), {"start": 7, "last_seen": 607})
+    with pytest.raises(ValueError, match=f"{running}.*no report/report.json"):
+        study.write_results([done, str(running)], str(tmp_path / "r.md"))
+    text = study.write_results([done, str(running)], str(tmp_path / "r.md"),
+                               allow_unfinished=True)
+    assert "## 0.01 of the training split (1%)\n" in text
+    assert "## 0.1 of the training split (10%): not finished" in text
+    assert "Arms finished: 2 of 8 (imp, dense_da)." in text
+    assert "10.0 min (commit None, interrupted; last heartbeat, to the minute) = 10.0 min." in text
+    assert study.main([str(running), "--out", str(tmp_path / "x.md")]) == 2
+    assert study.main([str(running), "--out", str(tmp_path / "x.md"), "--allow-unfinished"]) == 0
