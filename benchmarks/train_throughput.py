@@ -1,13 +1,15 @@
 """Training throughput: G-iterations/s, images/s, model FLOPs per iteration, fraction of peak.
 
 One iteration = n_dis D steps + 1 G step at the config's batch sizes (SNGAN: D 64 / G 128,
-n_dis 5; BigGAN: 64 / 64, n_dis 5; default: 64 / 64, n_dis 1). images/s counts real images shown
+n_dis 5; BigGAN: 64 / 64, n_dis 5; default: 64 / 64, n_dis 1; ``stylegan2_fewshot``: the
+DiffAugment paper's 256x256 StyleGAN2, 16 / 16, n_dis 1, R1 every step). images/s counts real images shown
 to D: iterations/s x n_dis x D batch. FLOPs come from XLA's cost analysis of the compiled
 iteration; the peak is the dense FP32 estimate of benchmarks/common.py.
 Data are random images of the config's shape kept on the device (the loop's own layout), so
 the figure is the step's speed, independent of a data set download.
 
-    python benchmarks/train_throughput.py [--configs default,sngan_cifar10,biggan_cifar10]
+    python benchmarks/train_throughput.py [--configs default,sngan_cifar10,biggan_cifar10,
+        stylegan2_fewshot]
         [--warmup W] [--iters N] [--repeats R]
 
 Timing per :func:`benchmarks.common.timing_protocol` (recorded in every row); rows of configs not
@@ -30,14 +32,18 @@ from jaxgan_lth import step as step_lib  # noqa: E402
 from jaxgan_lth.sparsity import masks as masks_lib  # noqa: E402
 
 
-def setup(config_name: str, num_classes: int = 10, n_images: int = 5000, edit=None):
+def setup(config_name: str, num_classes: int = 10, n_images: int | None = None, edit=None):
     """Step functions, state, dense masks and synthetic data for one config.
 
-    ``edit(config)`` may change the config first (e.g. switch augmentations on).
+    ``edit(config)`` may change the config first (e.g. switch augmentations on). ``n_images``
+    random training images (default: 100 for the image-folder configs, the 100-shot sets, so
+    that 256x256 data stay small; 5,000 otherwise).
     """
     config = importlib.import_module(f"configs.{config_name}").get_config()
     if edit is not None:
         edit(config)
+    if n_images is None:
+        n_images = 100 if config.data.name == "folder" else 5000
     r, c = config.data.resolution, config.data.channels
     ncls = num_classes if config.model.conditional else 0
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
