@@ -3,8 +3,8 @@
 One iteration = n_dis D steps + 1 G step at the config's batch sizes (SNGAN: D 64 / G 128,
 n_dis 5; BigGAN: 64 / 64, n_dis 5; default: 64 / 64, n_dis 1; ``stylegan2_fewshot``: the
 DiffAugment paper's 256x256 StyleGAN2, 16 / 16, n_dis 1, R1 every step). images/s counts real
-images shown to D: iterations/s x n_dis x D batch. FLOPs come from XLA's cost analysis of the compiled
-iteration; the peak is the dense FP32 estimate of benchmarks/common.py.
+images shown to D: iterations/s x n_dis x D batch. FLOPs come from XLA's cost analysis of the
+compiled iteration; the peak is the dense FP32 estimate of benchmarks/common.py.
 Data are random images of the config's shape kept on the device (the loop's own layout), so
 the figure is the step's speed, independent of a data set download.
 
