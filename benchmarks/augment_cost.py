@@ -12,8 +12,9 @@ controller).
         [--warmup W] [--iters N] [--repeats R]
 
 Timing per :func:`benchmarks.common.timing_protocol` (recorded in every row). Rows of configs not
-named in ``--configs`` are kept from this machine's existing result file, so a slow config can
-be measured in a run of its own.
+named in ``--configs``, and of variants not named in ``--variants``, are kept from this
+machine's existing result file, so a slow config or a new variant can be measured in a run of
+its own.
 """
 
 from __future__ import annotations
@@ -76,9 +77,15 @@ def main():
         raise ValueError(f"--variants: unknown {unknown}; accepted: {list(VARIANTS)}")
     info = common.machine()
     names = args.configs.split(",")
-    rows = common.previous_rows("augment_cost", info, exclude=names)
+    # keep the rows this run does not re-measure: other configs, and other variants of these
+    # (their ``relative`` stays the ratio to the plain step measured in their own run)
+    old = common.previous_rows("augment_cost", info, exclude=[])
+    rows = [r for r in old if r["config"] not in names or r["variant"] not in variants]
+    order = {v: i for i, v in enumerate(VARIANTS)}
     for name in names:
         rows += run(name, common.timing_protocol(name, info, args), variants)
+        rows.sort(key=lambda r: (r["config"] != "sngan_cifar10", r["config"],
+                                 order.get(r["variant"], len(order))))
         table = common.markdown_table(
             rows, ["config", "model", "variant", "ms_per_it", "relative", "timing"])
         table += ("\n\ntiming = warm-up calls + timed calls x repeats (median); "
