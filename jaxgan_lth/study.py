@@ -20,6 +20,7 @@ figure on the page is read from the reports; none is typed by hand.
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 from typing import Sequence
@@ -28,7 +29,8 @@ import numpy as np
 
 from jaxgan_lth import io_utils
 
-__all__ = ["METHODS", "CLAIMS", "method_rows", "compare", "write_results", "main"]
+__all__ = ["METHODS", "CLAIMS", "method_rows", "compare", "grid_tiles", "hole_rate", "wall_times",
+           "write_results", "main"]
 
 #: The study's methods: ``(label, workdir (arm) name, stage folder)``. The dense row is round 0
 #: of the IMP arm: the unpruned network trained from the same theta_0 for the same G steps.
@@ -77,6 +79,69 @@ def _fids(report: dict, row: dict) -> np.ndarray:
     return np.asarray([r["summary"]["final_fid"] for r in report["runs"]
                        if r["workdir"] == row["workdir"] and r["stage"] == row["stage"]
                        and r["summary"].get("final_fid") is not None], np.float64)
+
+
+def grid_tiles(path: str, size: int) -> np.ndarray:
+    """The images of a sample grid PNG written by the loop (``samples/step_*.png``).
+
+    Args:
+      path: a grid of ``rows x cols`` tiles of ``size x size`` pixels, no padding.
+      size: the tile side (the data resolution).
+
+    Returns:
+      ``[rows * cols, size, size]`` float64 in [0, 1] (grey levels; RGB grids are averaged).
+
+    Raises:
+      ValueError: the grid's sides are not multiples of ``size``.
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        a = np.asarray(im.convert("L"), np.float64) / 255.0
+    h, w = a.shape
+    if h % size or w % size:
+        raise ValueError(f"sample grid {path!r} is {w}x{h} px, not a grid of {size} px tiles.")
+    return a.reshape(h // size, size, w // size, size).transpose(0, 2, 1, 3).reshape(
+        -1, size, size)
+
+
+def hole_rate(tiles: np.ndarray, threshold: float = 0.2, min_pixels: int = 4) -> float:
+    """Fraction of images with a dark hole inside the object: DiffAugment's cutout leak.
+
+    A generator that learned DiffAugment's cutout (zeroed squares) draws dark rectangles in
+    its objects (data-efficient-gans issue 84). On dark-background images (Fashion-MNIST), the
+    object is ``tiles > threshold``; a hole is a connected background region enclosed by the
+    object (``scipy.ndimage.binary_fill_holes``) of at least ``min_pixels`` pixels. Real
+    garments have holes too (bag handles, sandals), so the rate is read against the same
+    network trained without cutout, not against zero.
+
+    Args:
+      tiles: ``[N, H, W]`` grey images in [0, 1], dark background.
+      threshold: object / background grey level.
+      min_pixels: smallest hole counted.
+
+    Returns:
+      The fraction of the N images with at least one hole.
+    """
+    from scipy import ndimage
+
+    count = 0
+    for t in np.asarray(tiles):
+        obj = t > threshold
+        holes, n = ndimage.label(ndimage.binary_fill_holes(obj) & ~obj)
+        if n and np.bincount(holes.ravel())[1:].max() >= min_pixels:
+            count += 1
+    return count / max(len(tiles), 1)
+
+
+def _hole_rates(report: dict, row: dict, size: int) -> np.ndarray:
+    out = []
+    for r in report["runs"]:
+        if r["workdir"] == row["workdir"] and r["stage"] == row["stage"]:
+            grids = sorted(glob.glob(os.path.join(r["path"], "samples", "step_*.png")))
+            if grids:
+                out.append(hole_rate(grid_tiles(grids[-1], size)))
+    return np.asarray(out, np.float64)
 
 
 def compare(better: np.ndarray, worse: np.ndarray, alpha: float = 0.05) -> dict:
@@ -213,6 +278,19 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
                 pv = f"{c['p']:.3f}" if np.isfinite(c["p"]) else "-"
                 lines.append(f"| {better} < {worse} | {src} | {c['diff']:.2f} | {pv} | "
                              f"{c['verdict']} |")
+        size = int(p.get("resolution") or 0)
+        if size:
+            lines += ["", "DiffAugment cutout leak: fraction of the last sample grid's images "
+                      "(EMA generator, fixed noise) with a dark hole inside the object "
+                      "(`study.hole_rate`; mean ± std over seeds). Cutout is on only in the "
+                      "DiffAugment rows; the other rows are the same networks without it.", "",
+                      "| method | images with a hole |", "|---|---:|"]
+            for label, _, _ in METHODS:
+                if label in rows:
+                    h = _hole_rates(rep, rows[label], size)
+                    if h.size:
+                        lines.append(f"| {label} | "
+                                     f"{_pm(h.mean(), h.std(ddof=1) if h.size > 1 else None)} |")
         best = "ticket + DiffAugment + AdvAug"
         if best in rows and "dense" in rows:
             gains[frac] = rows["dense"]["fid_mean"] - rows[best]["fid_mean"]

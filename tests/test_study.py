@@ -178,3 +178,24 @@ def test_an_unfinished_study_is_an_error_or_a_section_saying_so(tmp_path):
     assert "10.0 min (commit None, interrupted; last heartbeat, to the minute) = 10.0 min." in text
     assert study.main([str(running), "--out", str(tmp_path / "x.md")]) == 2
     assert study.main([str(running), "--out", str(tmp_path / "x.md"), "--allow-unfinished"]) == 0
+
+
+def test_hole_rate_counts_enclosed_dark_squares_and_grid_tiles_reads_the_grid(tmp_path):
+    from PIL import Image
+
+    solid = np.zeros((28, 28))
+    solid[4:24, 6:22] = 0.8  # a garment on a black background
+    holed = solid.copy()
+    holed[10:14, 10:14] = 0.0  # a 4x4 cutout square inside it
+    edge = solid.copy()
+    edge[4:8, 6:10] = 0.0  # a notch at the border: not enclosed, not a hole
+    tiny = solid.copy()
+    tiny[12, 12] = 0.0  # one dark pixel: under min_pixels
+    assert study.hole_rate(np.stack([solid, holed, edge, tiny])) == 0.25
+    assert study.hole_rate(holed[None], min_pixels=17) == 0.0
+    grid = np.block([[solid, holed], [edge, tiny]])  # 2 x 2 tiles, no padding
+    Image.fromarray(np.round(grid * 255).astype(np.uint8)).save(tmp_path / "g.png")
+    tiles = study.grid_tiles(str(tmp_path / "g.png"), 28)
+    np.testing.assert_allclose(tiles, np.stack([solid, holed, edge, tiny]), atol=1 / 255)
+    with pytest.raises(ValueError, match="not a grid of 27 px tiles"):
+        study.grid_tiles(str(tmp_path / "g.png"), 27)
