@@ -177,6 +177,32 @@ def _pm(mean, std, scale=1.0) -> str:
     return s + (f" ± {std * scale:.2f}" if std is not None and np.isfinite(std) else "")
 
 
+#: Plots of a study's report copied next to the study page: ``(file, caption)``.
+PLOTS = (("samples.png", "last sample grid of each method (first seed)"),
+         ("fid_vs_density.png", "FID against G density over the IMP rounds"),
+         ("d_overfitting.png", "D accuracy on training reals, held-out reals and fakes"))
+
+
+def _copy_plots(root: str, out: str) -> list[str]:
+    """Copies :data:`PLOTS` of ``root/report`` to ``results/<root name>/`` beside ``out``.
+
+    Returns:
+      The Markdown lines that show them (relative links).
+    """
+    import shutil
+
+    name = os.path.basename(os.path.normpath(root))
+    dest = os.path.join(os.path.dirname(os.path.abspath(out)), "results", name)
+    lines = []
+    for file, caption in PLOTS:
+        src = os.path.join(root, "report", file)
+        if os.path.isfile(src):
+            os.makedirs(dest, exist_ok=True)
+            shutil.copyfile(src, os.path.join(dest, file))
+            lines += [f"![{caption}](results/{name}/{file})", ""]
+    return lines
+
+
 def wall_times(root: str) -> list[dict]:
     """The invocations of ``launch/study.sh`` on ``root``, in order of their start.
 
@@ -262,6 +288,7 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
         lines += [f"## {frac:g} of the training split ({frac * 100:g}%)", "",
                   f"Report with per-run rows and plots: `{os.path.join(root, 'report')}`.", "",
                   wall, "",
+                  *_copy_plots(root, out),
                   "| method | G density | G steps | n | FID | KID x 10^3 |",
                   "|---|---:|---:|---:|---:|---:|"]
         for label, _, _ in METHODS:

@@ -170,8 +170,15 @@ def test_an_unfinished_study_is_an_error_or_a_section_saying_so(tmp_path):
     io_utils.write_json(str(running / ".invocation_7.json"), {"start": 7, "last_seen": 607})
     with pytest.raises(ValueError, match=f"{running}.*no report/report.json"):
         study.write_results([done, str(running)], str(tmp_path / "r.md"))
+    with open(os.path.join(done, "report", "samples.png"), "wb") as f:
+        f.write(b"png bytes")
     text = study.write_results([done, str(running)], str(tmp_path / "r.md"),
                                allow_unfinished=True)
+    # the report's plots are copied beside the page and shown with relative links
+    assert "![last sample grid of each method (first seed)](results/s1/samples.png)" in text
+    with open(tmp_path / "results" / "s1" / "samples.png", "rb") as f:
+        assert f.read() == b"png bytes"
+    assert "fid_vs_density.png" not in text  # not in that report
     assert "## 0.01 of the training split (1%)\n" in text
     assert "## 0.1 of the training split (10%): not finished" in text
     assert "Arms finished: 2 of 8 (imp, dense_da)." in text
