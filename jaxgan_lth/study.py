@@ -29,8 +29,8 @@ import numpy as np
 
 from jaxgan_lth import io_utils
 
-__all__ = ["METHODS", "CLAIMS", "method_rows", "compare", "grid_tiles", "hole_rate", "wall_times",
-           "write_results", "main"]
+__all__ = ["METHODS", "CLAIMS", "method_rows", "compare", "grid_tiles", "hole_rate",
+           "border_level", "wall_times", "write_results", "main"]
 
 #: The study's methods: ``(label, workdir (arm) name, stage folder)``. The dense row is round 0
 #: of the IMP arm: the unpruned network trained from the same theta_0 for the same G steps.
@@ -134,13 +134,32 @@ def hole_rate(tiles: np.ndarray, threshold: float = 0.2, min_pixels: int = 4) ->
     return count / max(len(tiles), 1)
 
 
-def _hole_rates(report: dict, row: dict, size: int) -> np.ndarray:
+def border_level(tiles: np.ndarray) -> float:
+    """Mean grey level of the images' outermost ring of pixels: DiffAugment's fill leak.
+
+    DiffAugment's ``translation`` (and ``cutout``) fill uncovered pixels with 0, mid-grey for
+    images in [-1, 1] (the reference's choice). On black-background data (Fashion-MNIST) D then
+    sees grey borders on every translated real, and a G that learns them draws grey borders
+    and lines at the image edges. Read against the same network trained without DiffAugment.
+
+    Args:
+      tiles: ``[N, H, W]`` grey images in [0, 1].
+
+    Returns:
+      The mean over images and ring pixels, in [0, 1].
+    """
+    t = np.asarray(tiles, np.float64)
+    ring = np.concatenate([t[:, 0, :], t[:, -1, :], t[:, 1:-1, 0], t[:, 1:-1, -1]], axis=1)
+    return float(ring.mean())
+
+
+def _grid_stat(report: dict, row: dict, size: int, fn) -> np.ndarray:
     out = []
     for r in report["runs"]:
         if r["workdir"] == row["workdir"] and r["stage"] == row["stage"]:
             grids = sorted(glob.glob(os.path.join(r["path"], "samples", "step_*.png")))
             if grids:
-                out.append(hole_rate(grid_tiles(grids[-1], size)))
+                out.append(fn(grid_tiles(grids[-1], size)))
     return np.asarray(out, np.float64)
 
 
@@ -168,6 +187,10 @@ def compare(better: np.ndarray, worse: np.ndarray, alpha: float = 0.05) -> dict:
     else:
         verdict = f"{direction} within the seeds' spread"
     return {"diff": diff, "p": p, "verdict": verdict}
+
+
+def _sd(a: np.ndarray):
+    return a.std(ddof=1) if a.size > 1 else None
 
 
 def _pm(mean, std, scale=1.0) -> str:
@@ -198,7 +221,13 @@ def _copy_plots(root: str, out: str) -> list[str]:
         src = os.path.join(root, "report", file)
         if os.path.isfile(src):
             os.makedirs(dest, exist_ok=True)
-            shutil.copyfile(src, os.path.join(dest, file))
+            try:  # a 64-colour palette keeps the committed figures small (~4x)
+                from PIL import Image
+
+                with Image.open(src) as im:
+                    im.convert("RGB").quantize(64).save(os.path.join(dest, file), optimize=True)
+            except OSError:  # not an image PIL reads: copied as it is
+                shutil.copyfile(src, os.path.join(dest, file))
             lines += [f"![{caption}](results/{name}/{file})", ""]
     return lines
 
@@ -307,17 +336,21 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
                              f"{c['verdict']} |")
         size = int(p.get("resolution") or 0)
         if size:
-            lines += ["", "DiffAugment cutout leak: fraction of the last sample grid's images "
-                      "(EMA generator, fixed noise) with a dark hole inside the object "
-                      "(`study.hole_rate`; mean ± std over seeds). Cutout is on only in the "
-                      "DiffAugment rows; the other rows are the same networks without it.", "",
-                      "| method | images with a hole |", "|---|---:|"]
+            lines += ["", "DiffAugment leaks, read from the last sample grid of every run "
+                      "(64 images of the EMA generator, fixed noise; mean ± std over seeds): "
+                      "the mean grey level of the images' outer pixel ring (`study."
+                      "border_level`: translation and cutout fill with mid-grey) and the "
+                      "fraction of images with a dark hole enclosed by the object (`study."
+                      "hole_rate`). DiffAugment is on only in its rows; the other rows are the "
+                      "same networks without it.", "",
+                      "| method | border grey level | images with a hole |", "|---|---:|---:|"]
             for label, _, _ in METHODS:
                 if label in rows:
-                    h = _hole_rates(rep, rows[label], size)
+                    b = _grid_stat(rep, rows[label], size, border_level)
+                    h = _grid_stat(rep, rows[label], size, hole_rate)
                     if h.size:
-                        lines.append(f"| {label} | "
-                                     f"{_pm(h.mean(), h.std(ddof=1) if h.size > 1 else None)} |")
+                        lines.append(f"| {label} | {_pm(b.mean(), _sd(b))} | "
+                                     f"{_pm(h.mean(), _sd(h))} |")
         best = "ticket + DiffAugment + AdvAug"
         if best in rows and "dense" in rows:
             gains[frac] = rows["dense"]["fid_mean"] - rows[best]["fid_mean"]
@@ -326,7 +359,9 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
         arms = [arm for arm in dict.fromkeys(m[1] for m in METHODS)
                 if os.path.isfile(os.path.join(root, arm, "summary.json"))]
         frac = _fraction(root)
-        lines += [f"## {frac:g} of the training split ({frac * 100:g}%): not finished", "",
+        title = (f"{frac:g} of the training split ({frac * 100:g}%)" if np.isfinite(frac)
+                 else f"`{root}`")
+        lines += [f"## {title}: not finished", "",
                   f"`{root}` has no report yet: the study there is still running or was "
                   f"interrupted (`launch/study.sh` resumes it). Arms finished: "
                   f"{len(arms)} of {len(dict.fromkeys(m[1] for m in METHODS))}"

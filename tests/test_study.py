@@ -206,3 +206,10 @@ def test_hole_rate_counts_enclosed_dark_squares_and_grid_tiles_reads_the_grid(tm
     np.testing.assert_allclose(tiles, np.stack([solid, holed, edge, tiny]), atol=1 / 255)
     with pytest.raises(ValueError, match="not a grid of 27 px tiles"):
         study.grid_tiles(str(tmp_path / "g.png"), 27)
+
+
+def test_border_level_is_the_mean_of_the_outer_ring():
+    t = np.zeros((2, 6, 6))
+    t[0, 0, :] = 1.0  # top row bright: 6 of the 20 ring pixels
+    t[1, 2:4, 2:4] = 1.0  # an object inside: ring dark
+    assert study.border_level(t) == pytest.approx((6 / 20 + 0.0) / 2)
