@@ -221,11 +221,11 @@ def _copy_plots(root: str, out: str) -> list[str]:
         src = os.path.join(root, "report", file)
         if os.path.isfile(src):
             os.makedirs(dest, exist_ok=True)
-            try:  # a 64-colour palette keeps the committed figures small (~4x)
+            try:  # a 16-colour palette keeps the committed figures small (~5x)
                 from PIL import Image
 
                 with Image.open(src) as im:
-                    im.convert("RGB").quantize(64).save(os.path.join(dest, file), optimize=True)
+                    im.convert("RGB").quantize(16).save(os.path.join(dest, file), optimize=True)
             except OSError:  # not an image PIL reads: copied as it is
                 shutil.copyfile(src, os.path.join(dest, file))
             lines += [f"![{caption}](results/{name}/{file})", ""]
