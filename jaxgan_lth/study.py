@@ -260,7 +260,8 @@ def _wall_line(root: str) -> str:
             + " + ".join(f"{t['seconds'] / 60:.1f} min (commit {t.get('commit')}, "
                          + (f"load average at the end {t.get('loadavg_end')})"
                             if "loadavg_end" in t else
-                            "interrupted; last heartbeat, to the minute)")
+                            "not completed: running or killed; to its last heartbeat, to the "
+                            "minute)")
                          for t in times)
             + f" = {sum(t['seconds'] for t in times) / 60:.1f} min.")
 

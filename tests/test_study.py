@@ -147,8 +147,8 @@ def test_write_results_tables_and_claims(tmp_path):
     assert line.endswith("| reversed |")
     assert "0.01: 49.00, 0.1: 4.00" in text and "largest at the smallest fraction" in text
     assert ("10.0 min (commit abc, load average at the end 2.0 2.0 2.0) + 5.0 min (commit def, "
-            "interrupted; last heartbeat, to the minute) + 20.0 min (commit abc, load average at "
-            "the end 2.0 2.0 2.0) = 35.0 min.") in text
+            "not completed: running or killed; to its last heartbeat, to the minute) + 20.0 min "
+            "(commit abc, load average at the end 2.0 2.0 2.0) = 35.0 min.") in text
     assert "Wall time: not recorded" in text
     other = _fake_study(tmp_path / "o", 0.1, base)
     data = io_utils.read_json(os.path.join(other, "report", "report.json"))
@@ -182,7 +182,8 @@ def test_an_unfinished_study_is_an_error_or_a_section_saying_so(tmp_path):
     assert "## 0.01 of the training split (1%)\n" in text
     assert "## 0.1 of the training split (10%): not finished" in text
     assert "Arms finished: 2 of 8 (imp, dense_da)." in text
-    assert "10.0 min (commit None, interrupted; last heartbeat, to the minute) = 10.0 min." in text
+    assert ("10.0 min (commit None, not completed: running or killed; to its last heartbeat, to "
+            "the minute) = 10.0 min.") in text
     assert study.main([str(running), "--out", str(tmp_path / "x.md")]) == 2
     assert study.main([str(running), "--out", str(tmp_path / "x.md"), "--allow-unfinished"]) == 0
 
