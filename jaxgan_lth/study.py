@@ -75,10 +75,15 @@ def method_rows(report: dict) -> dict[str, dict]:
     return out
 
 
+def _group_runs(report: dict, row: dict) -> list[dict]:
+    """The runs of ``report.json`` in one group row (one method, its seeds)."""
+    return [r for r in report["runs"]
+            if r["workdir"] == row["workdir"] and r["stage"] == row["stage"]]
+
+
 def _fids(report: dict, row: dict) -> np.ndarray:
-    return np.asarray([r["summary"]["final_fid"] for r in report["runs"]
-                       if r["workdir"] == row["workdir"] and r["stage"] == row["stage"]
-                       and r["summary"].get("final_fid") is not None], np.float64)
+    return np.asarray([r["summary"]["final_fid"] for r in _group_runs(report, row)
+                       if r["summary"].get("final_fid") is not None], np.float64)
 
 
 def grid_tiles(path: str, size: int) -> np.ndarray:
@@ -153,14 +158,16 @@ def border_level(tiles: np.ndarray) -> float:
     return float(ring.mean())
 
 
-def _grid_stat(report: dict, row: dict, size: int, fn) -> np.ndarray:
+def _grid_stats(report: dict, row: dict, size: int, fns) -> list[np.ndarray]:
+    """Each of ``fns`` on every run's last sample grid (read once): one ``[runs]`` array each."""
     out = []
-    for r in report["runs"]:
-        if r["workdir"] == row["workdir"] and r["stage"] == row["stage"]:
-            grids = sorted(glob.glob(os.path.join(r["path"], "samples", "step_*.png")))
-            if grids:
-                out.append(fn(grid_tiles(grids[-1], size)))
-    return np.asarray(out, np.float64)
+    for r in _group_runs(report, row):
+        grids = sorted(glob.glob(os.path.join(r["path"], "samples", "step_*.png")))
+        if grids:
+            tiles = grid_tiles(grids[-1], size)
+            out.append([fn(tiles) for fn in fns])
+    return [np.asarray(col, np.float64) for col in zip(*out)] if out else \
+        [np.zeros(0) for _ in fns]
 
 
 def compare(better: np.ndarray, worse: np.ndarray, alpha: float = 0.05) -> dict:
@@ -347,8 +354,7 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
                       "| method | border grey level | images with a hole |", "|---|---:|---:|"]
             for label, _, _ in METHODS:
                 if label in rows:
-                    b = _grid_stat(rep, rows[label], size, border_level)
-                    h = _grid_stat(rep, rows[label], size, hole_rate)
+                    b, h = _grid_stats(rep, rows[label], size, (border_level, hole_rate))
                     if h.size:
                         lines.append(f"| {label} | {_pm(b.mean(), _sd(b))} | "
                                      f"{_pm(h.mean(), _sd(h))} |")
