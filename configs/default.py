@@ -8,10 +8,12 @@ Override any key on the command line, e.g. `--config.train.num_steps=500`.
 import ml_collections
 
 
-def diffaug_config(policy: str = "") -> ml_collections.ConfigDict:
+def diffaug_config(policy: str = "", fill: float = 0.0) -> ml_collections.ConfigDict:
     """DiffAugment (Zhao et al., NeurIPS 2020) section: a comma-separated policy of
-    "color", "translation" (ratio 1/8, zero fill), "cutout" (ratio 1/2); "" = off."""
-    return ml_collections.ConfigDict({"policy": policy})
+    "color", "translation" (ratio 1/8), "cutout" (ratio 1/2); "" = off. ``fill`` is the value of
+    translation's uncovered pixels and of cutout's rectangle in [-1, 1]: 0 (mid-grey) is the
+    reference; -1 (black) suits black-background data (docs/results.md, leak table)."""
+    return ml_collections.ConfigDict({"policy": policy, "fill": fill})
 
 
 def advaug_config(mode: str = "none") -> ml_collections.ConfigDict:

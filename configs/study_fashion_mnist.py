@@ -5,7 +5,8 @@ training budget: dense < IMP ticket < ticket + DiffAugment < ticket + DiffAugmen
 the largest gains when data are scarcest, and IMP tickets better than random or one-shot (OMP)
 pruned ones. This config tests that on the CPU default networks (dcgan, 28x28 grayscale) with
 1% or 10% of the Fashion-MNIST train split, 3 seeds per method, every method trained
-``NUM_STEPS`` G steps from the same theta_0 of its seed.
+``NUM_STEPS`` G steps from the same theta_0 of its seed. DiffAugment fills translated-in and
+cut-out pixels with black (``FILL``), the background of the data, not the reference's mid-grey.
 
 One study = one folder ROOT with one workdir per *arm* (``launch/study.sh`` runs them in order
 and then ``python -m jaxgan_lth.report``):
@@ -46,6 +47,10 @@ SEEDS = "0,1,2"
 NUM_STEPS = 600  # G steps of every method (the equal budget; the default pipeline's too)
 ROUNDS = 3  # IMP rounds: the ticket has density 0.8^3 = 0.512 (sparsity 48.8%, paper Table 1)
 POLICY = "translation,cutout"  # DiffAugment policy of the default ticket (see docs/results.md)
+# DiffAugment's fill of translated-in and cut-out pixels: black, the data's background. With the
+# reference's mid-grey (0) the 1% study's DiffAugment runs drew grey borders (a leak; the leak
+# table of docs/results.md at commit 5cfbe8e: border grey level 0.14-0.20 vs 0.06 without).
+FILL = -1.0
 
 
 def _parse(arg: str | None) -> dict:
@@ -90,6 +95,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sweep.stages = stage
     config.sweep.seeds = SEEDS
     config.sweep.strategy = "loop"  # CPUs: one compiled run after the other (loop.py)
+    config.diffaug.fill = FILL
+    config.ticket.diffaug.fill = FILL
     if arm in ("dense_da", "dense_da_adv"):
         config.diffaug.policy = POLICY
         if arm == "dense_da_adv":

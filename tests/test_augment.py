@@ -366,3 +366,49 @@ def test_noise_perturbation_and_combine():
     assert float(aa.combine(jnp.float32(1.0), jnp.float32(3.0))) == pytest.approx(2.0)
     assert float(aa.combine(jnp.float32(1.0), jnp.float32(3.0), 0.25)) == pytest.approx(1.5)
     assert float(aa.combine(jnp.float32(1.0), jnp.float32(3.0), 0.0)) == 1.0
+
+
+def test_fill_value_is_used_for_uncovered_and_cut_pixels_and_is_traced():
+    # translation: the uncovered row/columns take the fill; everything else is the shifted image
+    x = _images(b=2, h=6, w=7, c=1)
+    sh, sw = jnp.array([1, 0]), jnp.array([-2, 0])
+    y0 = np.asarray(da.translate(jnp.asarray(x), sh, sw))
+    y1 = np.asarray(da.translate(jnp.asarray(x), sh, sw, fill=-1.0))
+    uncovered = np.zeros(x.shape, bool)
+    uncovered[0, 0] = True
+    uncovered[0, :, -2:] = True
+    np.testing.assert_array_equal(y1[uncovered], -1.0)
+    np.testing.assert_array_equal(y1[~uncovered], y0[~uncovered])
+    # cutout: the rectangle takes the fill
+    ones = jnp.ones((1, 8, 8, 2))
+    c = np.asarray(da.cutout(ones, jnp.array([4]), jnp.array([4]), 4, fill=-0.5))
+    expected = np.ones((1, 8, 8, 2), np.float32)
+    expected[0, 2:6, 2:6] = -0.5
+    np.testing.assert_array_equal(c, expected)
+    # the policy driver: a traced fill compiles once for two values, and fill = 0 is the reference
+    traces = []
+
+    @jax.jit
+    def f(fill):
+        traces.append(1)
+        return da.diff_augment(jax.random.key(3), jnp.asarray(x), "translation,cutout", fill=fill)
+
+    a, b = np.asarray(f(jnp.float32(0.0))), np.asarray(f(jnp.float32(-1.0)))
+    assert len(traces) == 1
+    np.testing.assert_array_equal(
+        a, np.asarray(da.diff_augment(jax.random.key(3), jnp.asarray(x), "translation,cutout")))
+    changed = a != b
+    assert changed.any() and np.all(a[changed] == 0.0) and np.all(b[changed] == -1.0)
+
+
+def test_diffaug_fill_outside_range_is_refused_with_its_key():
+    from configs import default
+    from jaxgan_lth.parts.diffaug import DiffAugment
+
+    config = default.get_config()
+    config.diffaug.policy = "translation"
+    config.diffaug.fill = 1.5
+    with pytest.raises(ValueError, match=r"config\.diffaug\.fill.*1\.5.*\[-1\.0, 1\.0\]"):
+        DiffAugment.validate(config)
+    config.diffaug.fill = -1.0
+    DiffAugment.validate(config)

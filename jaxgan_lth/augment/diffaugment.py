@@ -16,9 +16,16 @@ NHWC arrays:
     * contrast: `(x - m) * c + m`, `m` the per-sample mean over (H, W, C), `c ~ U[0.5, 1.5)`.
 * `translation`: integer shift per sample, each axis independently uniform in
   `[-floor(ratio * size), floor(ratio * size)]` (inclusive), `ratio = 1/8` (+-4 px at 32x32,
-  +-3 px at 28x28); uncovered pixels are filled with 0 (mid-grey for images in [-1, 1]).
+  +-3 px at 28x28); uncovered pixels are filled with `fill`, 0 in the reference (mid-grey for
+  images in [-1, 1]).
 * `cutout`: one rectangle of `floor(ratio * size)` pixels per axis (`ratio = 1/2`: 16x16 at 32x32)
-  zeroed per sample, its centre drawn uniformly, clipped at the image border.
+  set to `fill` (0 in the reference) per sample, its centre drawn uniformly, clipped at the image
+  border.
+
+`fill` is this project's addition (config key `diffaug.fill`, traced: a new value never
+recompiles). The reference's 0 is mid-grey; on black-background data (Fashion-MNIST, MNIST) the
+grey borders of translated reals are a feature D can see on every augmented image, and G learns
+to draw them (docs/results.md, leak table). `fill = -1` (black) pads with the background there.
 
 Every random op is split into a *draw* function (`sample_*`, the only place a PRNG key is used) and
 a *deterministic* function taking the draws (`brightness`, `saturation`, `contrast`, `translate`,
@@ -310,8 +317,8 @@ def contrast(x: Array, c: Array) -> Array:
     return (x - m) * _per_sample(c, x) + m
 
 
-def _shift_axis(x: Array, shift: Array, axis: int) -> Array:
-    """out[..., i, ...] = x[..., i - shift[b], ...] along `axis`, 0 where that leaves the image."""
+def _shift_axis(x: Array, shift: Array, axis: int, fill: Array | float = 0.0) -> Array:
+    """out[..., i, ...] = x[..., i - shift[b], ...] along `axis`, `fill` where that leaves it."""
     size = x.shape[axis]
     src = jnp.arange(size, dtype=jnp.int32)[None, :] - shift.astype(jnp.int32)[:, None]  # [B, size]
     valid = (src >= 0) & (src < size)
@@ -319,29 +326,30 @@ def _shift_axis(x: Array, shift: Array, axis: int) -> Array:
     bshape = [x.shape[0], 1, 1, 1]
     bshape[axis] = size
     gathered = jnp.take_along_axis(x, src.reshape(bshape), axis=axis, mode="clip")
-    return jnp.where(valid.reshape(bshape), gathered, jnp.zeros((), x.dtype))
+    return jnp.where(valid.reshape(bshape), gathered, jnp.asarray(fill, x.dtype))
 
 
-def translate(x: Array, shift_h: Array, shift_w: Array) -> Array:
-    """Translates each image by an integer number of pixels with zero fill.
+def translate(x: Array, shift_h: Array, shift_w: Array, fill: Array | float = 0.0) -> Array:
+    """Translates each image by an integer number of pixels, filling uncovered pixels with `fill`.
 
     Sign convention: the pixel at `(i, j)` moves to `(i + shift_h[b], j + shift_w[b])`, i.e.
-    `out[b, i, j, :] = x[b, i - shift_h[b], j - shift_w[b], :]`, and `out` is 0 where that source
-    index is outside the image. (The reference's gather offset is `-shift`; see the module
-    docstring.) Implemented as two per-axis gathers with masks: static shapes, differentiable w.r.t.
-    `x` (the gradient is the inverse shift of the cotangent).
+    `out[b, i, j, :] = x[b, i - shift_h[b], j - shift_w[b], :]`, and `out` is `fill` (0 in the
+    reference) where that source index is outside the image. (The reference's gather offset is
+    `-shift`; see the module docstring.) Implemented as two per-axis gathers with masks: static
+    shapes, differentiable w.r.t. `x` (the gradient is the inverse shift of the cotangent).
 
     Args:
         x: Images `[B, H, W, C]`.
         shift_h: Integer row shifts `[B]` (positive = down).
         shift_w: Integer column shifts `[B]` (positive = right).
+        fill: Scalar value of the uncovered pixels (float or traced 0-d array), in image units.
 
     Returns:
         Images `[B, H, W, C]`, dtype of `x`.
     """
     _check_images(x)
-    x = _shift_axis(x, jnp.asarray(shift_h), axis=1)
-    return _shift_axis(x, jnp.asarray(shift_w), axis=2)
+    x = _shift_axis(x, jnp.asarray(shift_h), axis=1, fill=fill)
+    return _shift_axis(x, jnp.asarray(shift_w), axis=2, fill=fill)
 
 
 def cutout_mask(
@@ -373,8 +381,11 @@ def cutout_mask(
     return ~(cut_rows[:, :, None] & cut_cols[:, None, :])
 
 
-def cutout(x: Array, center_h: Array, center_w: Array, size: int | tuple[int, int]) -> Array:
-    """Zeroes one rectangle per image (all channels), clipped at the image border.
+def cutout(x: Array, center_h: Array, center_w: Array, size: int | tuple[int, int],
+           fill: Array | float = 0.0) -> Array:
+    """Sets one rectangle per image (all channels) to `fill`, clipped at the image border.
+
+    The reference zeroes it (`fill = 0`).
 
     See `cutout_mask` for the exact rows/columns. At 32x32 with `size=16` and centre `(16, 16)` the
     cut is `[8:24, 8:24]`; centre `(0, 32)` cuts `[0:8, 24:32]`.
@@ -384,13 +395,14 @@ def cutout(x: Array, center_h: Array, center_w: Array, size: int | tuple[int, in
         center_h: Integer centres `[B]` (DiffAugment draws them with `sample_cutout`).
         center_w: Integer centres `[B]`.
         size: Rectangle side (static), an int or `(size_h, size_w)`.
+        fill: Scalar value inside the rectangle (float or traced 0-d array), in image units.
 
     Returns:
         Images `[B, H, W, C]`, dtype of `x`; gradient w.r.t. `x` is the cotangent times the mask.
     """
     _check_images(x)
     keep = cutout_mask(center_h, center_w, x.shape[1], x.shape[2], size)
-    return jnp.where(keep[..., None], x, jnp.zeros((), x.dtype))
+    return jnp.where(keep[..., None], x, jnp.asarray(fill, x.dtype))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,16 +425,18 @@ def random_contrast(key: Array, x: Array) -> Array:
     return contrast(x, sample_contrast(key, x.shape[0]))
 
 
-def random_translation(key: Array, x: Array, ratio: float = TRANSLATION_RATIO) -> Array:
-    """`translate(x, *sample_translation(key, B, H, W, ratio))`."""
+def random_translation(key: Array, x: Array, ratio: float = TRANSLATION_RATIO,
+                       fill: Array | float = 0.0) -> Array:
+    """`translate(x, *sample_translation(key, B, H, W, ratio), fill)`."""
     b, h, w, _ = x.shape
-    return translate(x, *sample_translation(key, b, h, w, ratio))
+    return translate(x, *sample_translation(key, b, h, w, ratio), fill=fill)
 
 
-def random_cutout(key: Array, x: Array, ratio: float = CUTOUT_RATIO) -> Array:
-    """`cutout(x, *sample_cutout(key, B, H, W, ratio), cutout_size(H, W, ratio))`."""
+def random_cutout(key: Array, x: Array, ratio: float = CUTOUT_RATIO,
+                  fill: Array | float = 0.0) -> Array:
+    """`cutout(x, *sample_cutout(key, B, H, W, ratio), cutout_size(H, W, ratio), fill)`."""
     b, h, w, _ = x.shape
-    return cutout(x, *sample_cutout(key, b, h, w, ratio), cutout_size(h, w, ratio))
+    return cutout(x, *sample_cutout(key, b, h, w, ratio), cutout_size(h, w, ratio), fill=fill)
 
 
 def diff_augment(
@@ -432,6 +446,7 @@ def diff_augment(
     *,
     translation_ratio: float = TRANSLATION_RATIO,
     cutout_ratio: float = CUTOUT_RATIO,
+    fill: Array | float = 0.0,
 ) -> Array:
     """Applies a DiffAugment policy to a batch of NHWC images, with per-sample random draws.
 
@@ -445,6 +460,8 @@ def diff_augment(
         policy: Static policy string, e.g. `"color,translation,cutout"`; `""` is the identity.
         translation_ratio: Static max shift as a fraction of H and W (1/8).
         cutout_ratio: Static cutout side as a fraction of H and W (1/2).
+        fill: Value of translation's uncovered pixels and of cutout's rectangle (0 in the
+            reference); a float or a traced 0-d array (no recompilation per value).
 
     Returns:
         Augmented images `[B, H, W, C]`, same dtype; differentiable w.r.t. `x`.
@@ -460,8 +477,8 @@ def diff_augment(
         "brightness": random_brightness,
         "saturation": random_saturation,
         "contrast": random_contrast,
-        "translation": lambda k, v: random_translation(k, v, translation_ratio),
-        "cutout": lambda k, v: random_cutout(k, v, cutout_ratio),
+        "translation": lambda k, v: random_translation(k, v, translation_ratio, fill),
+        "cutout": lambda k, v: random_cutout(k, v, cutout_ratio, fill),
     }
     keys = jax.random.split(key, len(ops))
     for k, op in zip(keys, ops):

@@ -2,8 +2,10 @@
 
 Config section ``diffaug``: ``policy``, comma-separated ops from
 :data:`jaxgan_lth.augment.diffaugment.POLICY_OPS` (``color``, ``translation``, ``cutout``);
-``""`` switches the part off. The maths lives in :mod:`jaxgan_lth.augment.diffaugment`
-(mit-han-lab/data-efficient-gans ``DiffAugment_pytorch.py``).
+``""`` switches the part off; ``fill``, the value of translation's uncovered pixels and of
+cutout's rectangle in image units [-1, 1] (0 = mid-grey, the reference; -1 = black, for
+black-background data such as Fashion-MNIST), traced as ``diffaug_fill``. The maths lives in
+:mod:`jaxgan_lth.augment.diffaugment` (mit-han-lab/data-efficient-gans ``DiffAugment_pytorch.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class DiffAugment(base.Augmentation):
 
     name = "diffaug"
     section = "diffaug"
+    HPARAMS = {"diffaug_fill": base.HParam("fill", -1.0, 1.0)}
 
     @classmethod
     @override
@@ -27,9 +30,10 @@ class DiffAugment(base.Augmentation):
 
     @classmethod
     def validate(cls, config, prefix: str = "") -> None:
-        """Raises ValueError for an unknown op, naming the key and the accepted ops."""
+        """Raises ValueError for an unknown op or a fill outside [-1, 1], naming the key."""
         if cls.section not in config:
             return
+        super().validate(config, prefix)
         try:
             diffaugment.parse_policy(config.diffaug.policy)
         except ValueError as e:
@@ -37,5 +41,5 @@ class DiffAugment(base.Augmentation):
 
     @override
     def augment(self, key, x, state, hp):
-        """DiffAugment of ``x`` ``[B, H, W, C]`` in [-1, 1] with the configured policy."""
-        return diffaugment.diff_augment(key, x, self.cfg.policy)
+        """DiffAugment of ``x`` ``[B, H, W, C]`` in [-1, 1] (policy; traced ``diffaug_fill``)."""
+        return diffaugment.diff_augment(key, x, self.cfg.policy, fill=hp["diffaug_fill"])
