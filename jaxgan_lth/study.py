@@ -16,6 +16,12 @@ two-sided t-test over the seeds (``scipy.stats.ttest_ind(equal_var=False)``) and
 ``holds`` / ``reversed`` when p < 0.05, otherwise ``holds within the seeds' spread`` or
 ``reversed within the seeds' spread`` (with 3 seeds a t-test is weak: read p with care). Every
 figure on the page is read from the reports; none is typed by hand.
+
+Study folders do not outlive the machine they ran on, and one fraction takes about two hours on
+a 2-core CPU, so the fractions may run in different sessions. For each finished ROOT the page's
+folder gets ``results/<root name>/digest.json``: every number the page takes from that ROOT
+(per-seed FIDs, group rows, grid statistics, wall times, protocol). A later call may name that
+file in place of the ROOT; the page is then the same, number for number.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import numpy as np
 from jaxgan_lth import io_utils
 
 __all__ = ["METHODS", "CLAIMS", "method_rows", "compare", "grid_tiles", "hole_rate",
-           "border_level", "wall_times", "write_results", "main"]
+           "border_level", "wall_times", "digest", "write_results", "main"]
 
 #: The study's methods: ``(label, workdir (arm) name, stage folder)``. The dense row is round 0
 #: of the IMP arm: the unpruned network trained from the same theta_0 for the same G steps.
@@ -222,7 +228,7 @@ def _copy_plots(root: str, out: str) -> list[str]:
     import shutil
 
     name = os.path.basename(os.path.normpath(root))
-    dest = os.path.join(os.path.dirname(os.path.abspath(out)), "results", name)
+    dest = _results_dir(out, name)
     lines = []
     for file, caption in PLOTS:
         src = os.path.join(root, "report", file)
@@ -259,8 +265,7 @@ def wall_times(root: str) -> list[dict]:
     return sorted(done + beats, key=lambda t: t.get("start", 0))
 
 
-def _wall_line(root: str) -> str:
-    times = wall_times(root)
+def _wall_line(root: str, times: list[dict]) -> str:
     if not times:
         return "Wall time: not recorded (no wall_times.jsonl)."
     return (f"Wall time of `launch/study.sh` (`{root}/wall_times.jsonl`): "
@@ -278,13 +283,75 @@ def _fraction(root: str) -> float:
     return float(cfg.get("data", {}).get("subset_fraction", float("nan")))
 
 
+#: Version of :func:`digest`'s layout; a digest of another version is refused.
+DIGEST_FORMAT = 1
+#: The group-row fields of report.json a digest keeps per method.
+_ROW_KEYS = ("g_density", "steps", "n", "fid_mean", "fid_std", "kid_mean", "kid_std")
+
+
+def digest(root: str) -> dict:
+    """Everything the study page takes from one finished study folder, as plain JSON data.
+
+    Args:
+      root: a study folder of ``launch/study.sh`` with ``report/report.json`` and
+        ``imp/config.json``.
+
+    Returns:
+      ``{"format", "root", "fraction", "protocol", "wall_times", "methods": {label: {group row
+      fields, "fids": [per seed], "border": [per run], "holes": [per run]}}}``; ``border`` and
+      ``holes`` are :func:`border_level` and :func:`hole_rate` of each run's last sample grid
+      (empty without a resolution in the protocol or without grids).
+
+    Raises:
+      ValueError: ``root`` has no ``report/report.json``.
+    """
+    rep = io_utils.read_json(os.path.join(root, "report", "report.json"))
+    if rep is None:
+        raise ValueError(f"{root!r} has no report/report.json; run launch/study.sh there "
+                         "to the end (it writes the report last), or pass "
+                         "--allow-unfinished.")
+    size = int((rep.get("protocol") or {}).get("resolution") or 0)
+    methods = {}
+    for label, row in method_rows(rep).items():
+        b, h = (_grid_stats(rep, row, size, (border_level, hole_rate)) if size
+                else (np.zeros(0), np.zeros(0)))
+        methods[label] = {**{k: row.get(k) for k in _ROW_KEYS},
+                          "fids": _fids(rep, row).tolist(), "border": b.tolist(),
+                          "holes": h.tolist()}
+    return {"format": DIGEST_FORMAT, "root": root, "fraction": _fraction(root),
+            "protocol": rep["protocol"], "wall_times": wall_times(root), "methods": methods}
+
+
+def _read_digest(path: str) -> dict:
+    import json
+
+    try:
+        d = io_utils.read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        d = None
+    if not isinstance(d, dict) or d.get("format") != DIGEST_FORMAT:
+        raise ValueError(f"{path!r} is not a study digest of format {DIGEST_FORMAT} (written "
+                         "by python -m jaxgan_lth.study as results/<root>/digest.json); "
+                         f"found format {d.get('format') if isinstance(d, dict) else None!r}.")
+    return d
+
+
+def _results_dir(out: str, name: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(out)), "results", name)
+
+
 def write_results(roots: Sequence[str], out: str, preamble: str = "",
                   allow_unfinished: bool = False) -> str:
     """Writes the study page for the fractions in ``roots``; returns its text.
 
+    For every finished study folder among ``roots`` it also writes
+    ``results/<root name>/digest.json`` beside ``out`` (see :func:`digest`) and copies the
+    report's plots there.
+
     Args:
       roots: study folders of ``launch/study.sh``, each with ``report/report.json`` and the
-        arms' ``config.json`` (the data fraction is read from ``imp/config.json``).
+        arms' ``config.json`` (the data fraction is read from ``imp/config.json``), or
+        ``digest.json`` files written by an earlier call (their plots are already in place).
       out: the Markdown file to write.
       preamble: text put before the tables (commands, machine, wall time).
       allow_unfinished: a root without ``report/report.json`` (a study still running or
@@ -292,26 +359,34 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
         time, instead of an error.
 
     Raises:
-      ValueError: a root without ``report/report.json`` (unless ``allow_unfinished``), or
-        reports with different protocols.
+      ValueError: a root without ``report/report.json`` (unless ``allow_unfinished``), a file
+        that is not a digest, or reports with different protocols.
     """
-    reports, fractions, unfinished = [], [], []
+    digests, unfinished, plot_lines = [], [], []
     for root in roots:
-        rep = io_utils.read_json(os.path.join(root, "report", "report.json"))
-        if rep is None:
-            if allow_unfinished:
-                unfinished.append(root)
-                continue
-            raise ValueError(f"{root!r} has no report/report.json; run launch/study.sh there "
-                             "to the end (it writes the report last), or pass "
-                             "--allow-unfinished.")
-        reports.append(rep)
-        fractions.append(_fraction(root))
-    roots = [r for r in roots if r not in unfinished]
-    protocols = [r["protocol"] for r in reports]
+        if os.path.isfile(root):
+            d = _read_digest(root)
+            name = os.path.basename(os.path.normpath(d["root"]))
+            plots = []
+            for file, caption in PLOTS:
+                if os.path.isfile(os.path.join(_results_dir(out, name), file)):
+                    plots += [f"![{caption}](results/{name}/{file})", ""]
+        elif (not os.path.isfile(os.path.join(root, "report", "report.json"))
+              and allow_unfinished):
+            unfinished.append(root)
+            continue
+        else:
+            d = digest(root)
+            name = os.path.basename(os.path.normpath(root))
+            plots = _copy_plots(root, out)
+            os.makedirs(_results_dir(out, name), exist_ok=True)
+            io_utils.write_json(os.path.join(_results_dir(out, name), "digest.json"), d)
+        digests.append(d)
+        plot_lines.append(plots)
+    protocols = [d["protocol"] for d in digests]
     if any(p != protocols[0] for p in protocols):
-        raise ValueError(f"the studies in {list(roots)} used different FID protocols "
-                         f"{protocols}; their FIDs are not comparable.")
+        raise ValueError(f"the studies in {[d['root'] for d in digests]} used different FID "
+                         f"protocols {protocols}; their FIDs are not comparable.")
     p = (protocols[0] if protocols else None) or {}
     lines = [preamble.rstrip(), ""] if preamble else []
     lines += [f"FID/KID protocol of every number: {p.get('generated')} generated images of the "
@@ -319,13 +394,12 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
               f"({p.get('network')}); mean ± sample std (ddof = 1) over n seeds; lower is "
               "better.", ""]
     gains = {}
-    for root, rep, frac in zip(roots, reports, fractions):
-        rows = method_rows(rep)
-        wall = _wall_line(root)
+    for d, plots in zip(digests, plot_lines):
+        rows, frac, root = d["methods"], float(d["fraction"]), d["root"]
         lines += [f"## {frac:g} of the training split ({frac * 100:g}%)", "",
                   f"Report with per-run rows and plots: `{os.path.join(root, 'report')}`.", "",
-                  wall, "",
-                  *_copy_plots(root, out),
+                  _wall_line(root, d["wall_times"]), "",
+                  *plots,
                   "| method | G density | G steps | n | FID | KID x 10^3 |",
                   "|---|---:|---:|---:|---:|---:|"]
         for label, _, _ in METHODS:
@@ -338,26 +412,27 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
                   "|---|---|---:|---:|---|"]
         for better, worse, src in CLAIMS:
             if better in rows and worse in rows:
-                c = compare(_fids(rep, rows[better]), _fids(rep, rows[worse]))
+                c = compare(np.asarray(rows[better]["fids"], np.float64),
+                            np.asarray(rows[worse]["fids"], np.float64))
                 pv = f"{c['p']:.3f}" if np.isfinite(c["p"]) else "-"
                 lines.append(f"| {better} < {worse} | {src} | {c['diff']:.2f} | {pv} | "
                              f"{c['verdict']} |")
-        size = int(p.get("resolution") or 0)
-        if size:
+        if int(p.get("resolution") or 0):
             lines += ["", "DiffAugment leaks, read from the last sample grid of every run "
                       "(64 images of the EMA generator, fixed noise; mean ± std over seeds): "
                       "the mean grey level of the images' outer pixel ring (`study."
-                      "border_level`: translation and cutout fill with mid-grey) and the "
-                      "fraction of images with a dark hole enclosed by the object (`study."
-                      "hole_rate`). DiffAugment is on only in its rows; the other rows are the "
-                      "same networks without it.", "",
-                      "| method | border grey level | images with a hole |", "|---|---:|---:|"]
+                      "border_level`: where translation and cutout fill uncovered pixels "
+                      "with mid-grey, G learns grey borders) and the fraction of images with "
+                      "a dark hole enclosed by the object (`study.hole_rate`). DiffAugment is "
+                      "on only in its rows; the other rows are the same networks without it.",
+                      "", "| method | border grey level | images with a hole |",
+                      "|---|---:|---:|"]
             for label, _, _ in METHODS:
-                if label in rows:
-                    b, h = _grid_stats(rep, rows[label], size, (border_level, hole_rate))
-                    if h.size:
-                        lines.append(f"| {label} | {_pm(b.mean(), _sd(b))} | "
-                                     f"{_pm(h.mean(), _sd(h))} |")
+                if label in rows and rows[label]["holes"]:
+                    b = np.asarray(rows[label]["border"], np.float64)
+                    h = np.asarray(rows[label]["holes"], np.float64)
+                    lines.append(f"| {label} | {_pm(b.mean(), _sd(b))} | "
+                                 f"{_pm(h.mean(), _sd(h))} |")
         best = "ticket + DiffAugment + AdvAug"
         if best in rows and "dense" in rows:
             gains[frac] = rows["dense"]["fid_mean"] - rows[best]["fid_mean"]
@@ -372,7 +447,8 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
                   f"`{root}` has no report yet: the study there is still running or was "
                   f"interrupted (`launch/study.sh` resumes it). Arms finished: "
                   f"{len(arms)} of {len(dict.fromkeys(m[1] for m in METHODS))}"
-                  + (f" ({', '.join(arms)})" if arms else "") + ".", "", _wall_line(root), ""]
+                  + (f" ({', '.join(arms)})" if arms else "") + ".", "",
+                  _wall_line(root, wall_times(root)), ""]
     if len(gains) > 1:
         fr = sorted(gains)
         lines += ["## Is the gain largest when data are scarcest?", "",
@@ -389,12 +465,13 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m jaxgan_lth.study ROOT [ROOT ...] --out FILE [--preamble FILE]``."""
+    """CLI: ``python -m jaxgan_lth.study ROOT|DIGEST [...] --out FILE [--preamble FILE]``."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m jaxgan_lth.study",
                                  description=__doc__.split("\n")[0])
-    ap.add_argument("roots", nargs="+")
+    ap.add_argument("roots", nargs="+",
+                    help="study folders, or results/<root>/digest.json files of earlier calls")
     ap.add_argument("--out", required=True)
     ap.add_argument("--preamble", default="", help="Markdown file put before the tables")
     ap.add_argument("--allow-unfinished", action="store_true",

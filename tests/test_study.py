@@ -150,12 +150,25 @@ def test_write_results_tables_and_claims(tmp_path):
             "not completed: running or killed; to its last heartbeat, to the minute) + 20.0 min "
             "(commit abc, load average at the end 2.0 2.0 2.0) = 35.0 min.") in text
     assert "Wall time: not recorded" in text
+    # each finished root left its digest beside the page; the page from the digests alone (the
+    # study folders gone, as after a session) is the same, number for number
+    digests = [str(tmp_path / "results" / n / "digest.json") for n in ("s1", "s10")]
+    d = io_utils.read_json(digests[1])
+    assert d["fraction"] == 0.1 and d["methods"]["ticket + DiffAugment + AdvAug"]["fids"] == [
+        95.0, 97.0, 99.0] and len(d["wall_times"]) == 3
+    import shutil
+    shutil.rmtree(small)
+    shutil.rmtree(large)
+    assert study.write_results(digests, str(tmp_path / "results.md"), "# Study") == text
+    with pytest.raises(ValueError, match="not a study digest"):
+        study.write_results([str(tmp_path / "results.md")],
+                            str(tmp_path / "y.md"))
     other = _fake_study(tmp_path / "o", 0.1, base)
     data = io_utils.read_json(os.path.join(other, "report", "report.json"))
     data["protocol"] = {"generated": 200}
     io_utils.write_json(os.path.join(other, "report", "report.json"), data)
     with pytest.raises(ValueError, match="different FID protocols"):
-        study.write_results([small, other], str(tmp_path / "x.md"))
+        study.write_results([digests[0], other], str(tmp_path / "x.md"))
 
 
 def test_an_unfinished_study_is_an_error_or_a_section_saying_so(tmp_path):
