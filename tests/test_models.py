@@ -495,3 +495,40 @@ def test_conv_transpose_4s2_matches_definition():
                     if 0 <= oi < 6 and 0 <= oj < 8:
                         ref[:, oi, oj] += x[:, i, j] @ w[k, m]
     np.testing.assert_allclose(out, ref + bias, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,stride,padding", [
+    (1, 1, "VALID"), (3, 1, "SAME"), (4, 2, ((1, 1), (1, 1))), (2, 1, ((1, 0), (0, 1))),
+    (3, 2, "VALID")])
+@pytest.mark.parametrize("min_rows", [1, 10**9])  # the CPU matmul kernel gradient / XLA's
+def test_conv2d_equals_lax_conv_with_first_and_second_order_gradients(
+        k, stride, padding, min_rows, monkeypatch):
+    from jaxgan_lth.models import conv_ops
+
+    monkeypatch.setattr(conv_ops, "MATMUL_GRAD_MIN_ROWS", min_rows)
+    rng = np.random.default_rng(k * 10 + stride)
+    x = jnp.asarray(rng.normal(size=(3, 9, 8, 5)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, 5, 4)), jnp.float32)
+
+    def ref(x, w):
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def ours(x, w):
+        return conv_ops.conv2d(x, w, (stride, stride), padding)
+
+    y = jax.jit(ours)(x, w)
+    np.testing.assert_allclose(y, ref(x, w), rtol=1e-5, atol=1e-5)
+    g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+
+    def loss(f):  # a scalar whose gradient uses both cotangent paths
+        return lambda x, w: jnp.sum(f(x, w) * g) + 0.1 * jnp.sum(jnp.tanh(f(x, w)))
+
+    for a, b in zip(jax.jit(jax.grad(loss(ours), (0, 1)))(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+    def r1(f):  # reverse over reverse, as R1 and path-length regularisation differentiate
+        return lambda x, w: jnp.sum(jax.grad(lambda v: jnp.sum(jnp.tanh(f(v, w))))(x) ** 2)
+
+    for a, b in zip(jax.grad(r1(ours), (0, 1))(x, w), jax.grad(r1(ref), (0, 1))(x, w)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

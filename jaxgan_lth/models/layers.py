@@ -29,6 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan_lth.models import conv_ops
+
 Array = jax.Array
 Initializer = Callable[..., Array]
 
@@ -158,7 +160,7 @@ class ConvTranspose4s2(nn.Module):
                     )
                 )
         full = jnp.stack(phases, axis=-2).reshape(3, 3, cin, 4 * cout)  # channels (a, b, Cout)
-        y = jax.lax.conv_general_dilated(
+        y = conv_ops.conv_general_dilated(
             x, full, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
         b, h, w, _ = y.shape
@@ -226,7 +228,7 @@ class UpsampleConv3x3(nn.Module):
             for b in range(2):
                 k = rows[a]  # [2, 3, Cin, Cout]: folded rows, original columns
                 k = jnp.stack([sum(k[:, j] for j in taps) for taps in _UP_FOLD[b]], axis=1)
-                outs.append(jax.lax.conv_general_dilated(
+                outs.append(conv_ops.conv_general_dilated(
                     x, k, (1, 1), (_UP_PAD[a], _UP_PAD[b]),
                     dimension_numbers=("NHWC", "HWIO", "NHWC")))
         bsz, h, w, _ = x.shape
@@ -282,10 +284,10 @@ class PoolableConv3x3(nn.Module):
             z = (0, 0)
             k = jnp.pad(kernel, ((0, 1), z, z, z)) + jnp.pad(kernel, ((1, 0), z, z, z))
             k = jnp.pad(k, (z, (0, 1), z, z)) + jnp.pad(k, (z, (1, 0), z, z))  # [4, 4, ..]
-            y = jax.lax.conv_general_dilated(x, 0.25 * k, (2, 2), ((1, 1), (1, 1)),
+            y = conv_ops.conv_general_dilated(x, 0.25 * k, (2, 2), ((1, 1), (1, 1)),
                                              dimension_numbers=dn)
         if not pool or full:
-            y_full = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+            y_full = conv_ops.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
                                                   dimension_numbers=dn)
         bias = self.param("bias", self.bias_init, (cout,)) if self.use_bias else None
         add = (lambda v: v + bias.astype(v.dtype)) if bias is not None else (lambda v: v)
@@ -411,6 +413,7 @@ class LayerConfig:
             )
         else:
             layer = nn.Conv(
+                conv_general_dilated=conv_ops.conv_general_dilated,
                 features=features,
                 kernel_size=(kernel_size, kernel_size),
                 strides=(strides, strides),

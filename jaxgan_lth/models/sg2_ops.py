@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan_lth.models import conv_ops
+
 Array = jax.Array
 
 #: The resampling filter taps of StyleGAN2 (``resample_filter=[1,3,3,1]`` in networks.py).
@@ -152,12 +154,13 @@ def downsample2d(x: Array, f: np.ndarray, down: int = 2) -> Array:
 
 
 def conv2d(x: Array, w: Array, stride: int = 1, padding=0) -> Array:
-    """Plain NHWC correlation with an HWIO kernel (``padding``: int or XLA pad pairs)."""
+    """Plain NHWC correlation with an HWIO kernel (``padding``: int or XLA pad pairs).
+
+    Computed by :func:`jaxgan_lth.models.conv_ops.conv2d` (CPU-tuned kernel gradient).
+    """
     if isinstance(padding, int):
         padding = ((padding, padding), (padding, padding))
-    return jax.lax.conv_general_dilated(
-        x, w.astype(x.dtype), (stride, stride), padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return conv_ops.conv2d(x, w.astype(x.dtype), (stride, stride), padding)
 
 
 def conv2d_resample(x: Array, w: Array, f: np.ndarray, up: int = 1, down: int = 1) -> Array:

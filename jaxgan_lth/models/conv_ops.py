@@ -1,0 +1,154 @@
+"""NHWC 2-D convolution whose kernel gradient is a sum of matmuls on XLA:CPU.
+
+:func:`conv2d` is ``jax.lax.conv_general_dilated`` for NHWC inputs and HWIO kernels (no
+dilation, one feature group) with the same forward value and input gradient, and a different
+*kernel* gradient on CPU. The kernel gradient of a convolution is
+
+    dW[i, j, :, :] = sum_{b, p, q} x_pad[b, s p + i, s q + j, :]^T  g[b, p, q, :]
+
+(``s`` the stride, ``g`` the output cotangent ``[B, OH, OW, Cout]``): one matmul
+``[Cin, B*OH*OW] @ [B*OH*OW, Cout]`` per kernel tap on a strided slice of the padded input.
+XLA:CPU lowers the transposed convolution it otherwise emits for ``dW`` to a slow loop nest
+for large outputs: measured on this project's 2-core CPU (``benchmarks/conv_grad.py``), a 1x1
+kernel at batch 64, 32x32, 256 -> 256 channels takes about 13x longer than the single matmul,
+and 3x3 kernels on 16x16 to 32x32 outputs 1.1-2x longer than the 9 matmuls, while small outputs
+(8x8 at batch 64) are faster as a convolution. So the matmul form is used on CPU when the
+kernel is 1x1 or the output has at least :data:`MATMUL_GRAD_MIN_ROWS` positions
+``B * OH * OW``; other platforms (GPU/TPU: cuDNN/XLA's own kernels) keep XLA's gradient
+(``jax.lax.platform_dependent``). Both forms compute the same sums in a different order: the
+results agree to float32 round-off (``tests/test_models.py``).
+
+A 1x1 stride-1 unpadded convolution is a matmul forward and backward on every platform.
+
+Own code, not a library: the speed of the GAN step is this project's core, and neither Flax nor
+JAX offers a CPU-tuned convolution gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+#: Smallest ``B * OH * OW`` at which the CPU kernel gradient is computed with matmuls (below it
+#: XLA's convolution was as fast or faster; ``benchmarks/conv_grad.py``).
+MATMUL_GRAD_MIN_ROWS = 16384
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _lax_conv(x: Array, w: Array, strides: tuple, pads: tuple, precision=None) -> Array:
+    return jax.lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_DN,
+                                        precision=precision)
+
+
+def _is_pointwise(w_shape, strides, pads) -> bool:
+    return tuple(w_shape[:2]) == (1, 1) and tuple(strides) == (1, 1) and all(
+        p == (0, 0) for p in pads)
+
+
+def _kernel_grad_matmul(x: Array, g: Array, w_shape, strides, pads, precision) -> Array:
+    """``dW`` ``[kh, kw, Cin, Cout]`` as one matmul per tap (see the module docstring)."""
+    kh, kw, cin, cout = w_shape
+    (sh, sw), ((pt, pb), (pl, pr)) = strides, pads
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    b, oh, ow, _ = g.shape
+    g2 = g.reshape(-1, cout)
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            xs = jax.lax.slice(xp, (0, i, j, 0), (b, i + sh * (oh - 1) + 1,
+                                                 j + sw * (ow - 1) + 1, cin), (1, sh, sw, 1))
+            taps.append(jnp.matmul(xs.reshape(-1, cin).T, g2, precision=precision))
+    return jnp.stack(taps).reshape(kh, kw, cin, cout).astype(x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x: Array, w: Array, strides: tuple, pads: tuple, precision) -> Array:
+    if _is_pointwise(w.shape, strides, pads):
+        return jnp.matmul(x, w[0, 0], precision=precision)
+    return _lax_conv(x, w, strides, pads, precision)
+
+
+def _conv_fwd(x, w, strides, pads, precision):
+    return _conv(x, w, strides, pads, precision), (x, w)
+
+
+def _conv_bwd(strides, pads, precision, res, g):
+    x, w = res
+    if _is_pointwise(w.shape, strides, pads):
+        dx = jnp.matmul(g, w[0, 0].T, precision=precision)
+        dw = jnp.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]),
+                        precision=precision)
+        return dx, dw.reshape(w.shape).astype(w.dtype)
+    dx = jax.vjp(lambda v: _lax_conv(v, w, strides, pads, precision), x)[1](g)[0]
+
+    def xla_grad(x, g):
+        return jax.vjp(lambda v: _lax_conv(x, v, strides, pads, precision), w)[1](g)[0]
+
+    rows = g.shape[0] * g.shape[1] * g.shape[2]
+    if rows < MATMUL_GRAD_MIN_ROWS:
+        return dx, xla_grad(x, g)
+    dw = jax.lax.platform_dependent(
+        x, g, cpu=lambda x, g: _kernel_grad_matmul(x, g, w.shape, strides, pads, precision),
+        default=xla_grad)
+    return dx, dw
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _pads(padding, in_hw: Sequence[int], k_hw: Sequence[int], strides: Sequence[int]) -> tuple:
+    if isinstance(padding, str):
+        return tuple(tuple(p) for p in jax.lax.padtype_to_pads(in_hw, k_hw, strides, padding))
+    return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def conv2d(x: Array, kernel: Array, strides: Sequence[int] = (1, 1), padding="SAME",
+           precision=None) -> Array:
+    """A 2-D convolution of NHWC images with an HWIO kernel (CPU-tuned kernel gradient).
+
+    Args:
+        x: ``[B, H, W, Cin]``.
+        kernel: ``[kh, kw, Cin, Cout]``.
+        strides: ``(sh, sw)``.
+        padding: ``"SAME"``, ``"VALID"`` or ``((top, bottom), (left, right))``.
+        precision: passed to the convolution / matmuls (``None``: the default).
+
+    Returns:
+        ``[B, OH, OW, Cout]``, equal to ``jax.lax.conv_general_dilated(x, kernel, strides,
+        padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))``; its gradients equal that
+        function's to float round-off.
+    """
+    strides = tuple(int(s) for s in strides)
+    pads = _pads(padding, x.shape[1:3], kernel.shape[:2], strides)
+    return _conv(x, kernel, strides, pads, precision)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None):
+    """Drop-in ``jax.lax.conv_general_dilated`` for ``flax.linen.Conv``.
+
+    Plain NHWC/HWIO convolutions go through :func:`conv2d`; anything else (dilations, groups,
+    other layouts, ``preferred_element_type``) goes to ``jax.lax.conv_general_dilated``
+    unchanged. Same arguments and result as that function.
+    """
+    plain = (lhs.ndim == 4 and feature_group_count == 1 and batch_group_count == 1
+             and preferred_element_type is None
+             and all(d == 1 for d in (lhs_dilation or (1, 1)))
+             and all(d == 1 for d in (rhs_dilation or (1, 1)))
+             and dimension_numbers is not None
+             and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DN)
+             == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers))
+    if plain:
+        return conv2d(lhs, rhs, window_strides, padding, precision)
+    return jax.lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+        feature_group_count, batch_group_count, precision, preferred_element_type)
+
+
+__all__ = ["MATMUL_GRAD_MIN_ROWS", "conv2d", "conv_general_dilated"]
