@@ -4,7 +4,8 @@ One iteration = n_dis D steps + 1 G step at the config's batch sizes (SNGAN: D 6
 n_dis 5; BigGAN: 64 / 64, n_dis 5; default: 64 / 64, n_dis 1; ``stylegan2_fewshot``: the
 DiffAugment paper's 256x256 StyleGAN2, 16 / 16, n_dis 1, R1 every step). images/s counts real
 images shown to D: iterations/s x n_dis x D batch. FLOPs come from XLA's cost analysis of the
-compiled iteration; the peak is the dense FP32 estimate of benchmarks/common.py.
+compiled iteration; the peak is the dense FP32 estimate of benchmarks/common.py. Each row
+records the 1-minute load average at its end (above the core count: other jobs shared the CPU).
 Data are random images of the config's shape kept on the device (the loop's own layout), so
 the figure is the step's speed, independent of a data set download.
 
@@ -84,6 +85,7 @@ def run(config_name: str, protocol: dict) -> dict:
         "TFLOP_per_s": flops / sec / 1e12,
         "frac_of_peak": flops / sec / common.peak_flops(),
         "timing": common.protocol_tag(protocol),
+        "load_1min": round(os.getloadavg()[0], 2),  # > cores: other jobs shared the CPU
     }
 
 
@@ -101,7 +103,7 @@ def main():
 def write(info: dict, rows: list[dict]) -> None:
     """Prints the table and writes it to ``benchmarks/results/train_throughput_<machine>``."""
     cols = ["config", "model", "d_batch", "g_batch", "n_dis", "G_it_per_s", "images_per_s",
-            "GFLOP_per_it", "TFLOP_per_s", "frac_of_peak", "timing"]
+            "GFLOP_per_it", "TFLOP_per_s", "frac_of_peak", "timing", "load_1min"]
     table = common.markdown_table(rows, cols)
     table += f"\n\nPeak FP32 estimate: {common.peak_flops():.3g} FLOP/s."
     print(table)

@@ -14,7 +14,8 @@ kernel at batch 64, 32x32, 256 -> 256 channels takes about 13x longer than the s
 and 3x3 kernels on 16x16 to 32x32 outputs 1.1-2x longer than the 9 matmuls, while small outputs
 (8x8 at batch 64) are faster as a convolution. So the matmul form is used on CPU when the
 kernel is 1x1 or the output has at least :data:`MATMUL_GRAD_MIN_ROWS` positions
-``B * OH * OW``; other platforms (GPU/TPU: cuDNN/XLA's own kernels) keep XLA's gradient
+``B * OH * OW`` and a tap's input slice is at most :data:`MATMUL_GRAD_MAX_SLICE_BYTES`; other
+platforms (GPU/TPU: cuDNN/XLA's own kernels) keep XLA's gradient
 (``jax.lax.platform_dependent``). Both forms compute the same sums in a different order: the
 results agree to float32 round-off (``tests/test_models.py``).
 
@@ -37,6 +38,11 @@ Array = jax.Array
 #: Smallest ``B * OH * OW`` at which the CPU kernel gradient is computed with matmuls (below it
 #: XLA's convolution was as fast or faster; ``benchmarks/conv_grad.py``).
 MATMUL_GRAD_MIN_ROWS = 16384
+#: Largest input slice (``B * OH * OW * Cin`` float32 bytes) the matmul form copies per tap;
+#: above it XLA's gradient is kept. XLA:CPU may hold several taps' slices at once: at 256x256
+#: (StyleGAN2, batch 16, 128 channels: 537 MB a slice) the compiled iteration needed 2.7x the
+#: temporary memory of XLA's own gradient (76 vs 28 GB).
+MATMUL_GRAD_MAX_SLICE_BYTES = 2**28
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
@@ -51,19 +57,34 @@ def _is_pointwise(w_shape, strides, pads) -> bool:
 
 
 def _kernel_grad_matmul(x: Array, g: Array, w_shape, strides, pads, precision) -> Array:
-    """``dW`` ``[kh, kw, Cin, Cout]`` as one matmul per tap (see the module docstring)."""
+    """``dW`` ``[kh, kw, Cin, Cout]`` as one matmul per tap (see the module docstring).
+
+    The taps run in a ``fori_loop`` so that one input slice ``[B, OH, OW, Cin]`` is alive at a
+    time (unrolled, XLA:CPU kept all of them: 2.7x the step's temporary memory). For a stride
+    ``s`` the padded input is first split into its ``s x s`` phases (``x_pad[:, a::s, c::s]``),
+    so that every tap is a contiguous ``dynamic_slice`` of one phase.
+    """
     kh, kw, cin, cout = w_shape
     (sh, sw), ((pt, pb), (pl, pr)) = strides, pads
-    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     b, oh, ow, _ = g.shape
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    # rows/columns a tap can read: < sh * (oh + (kh - 1) // sh); pad or crop to that size
+    hn, wn = sh * (oh + (kh - 1) // sh), sw * (ow + (kw - 1) // sw)
+    xp = jnp.pad(xp[:, :hn, :wn], ((0, 0), (0, max(0, hn - xp.shape[1])),
+                                   (0, max(0, wn - xp.shape[2])), (0, 0)))
+    phases = xp.reshape(b, hn // sh, sh, wn // sw, sw, cin).transpose(2, 4, 0, 1, 3, 5)
+    phases = phases.reshape(sh * sw, b, hn // sh, wn // sw, cin)
     g2 = g.reshape(-1, cout)
-    taps = []
-    for i in range(kh):
-        for j in range(kw):
-            xs = jax.lax.slice(xp, (0, i, j, 0), (b, i + sh * (oh - 1) + 1,
-                                                 j + sw * (ow - 1) + 1, cin), (1, sh, sw, 1))
-            taps.append(jnp.matmul(xs.reshape(-1, cin).T, g2, precision=precision))
-    return jnp.stack(taps).reshape(kh, kw, cin, cout).astype(x.dtype)
+
+    def tap(t, dw):
+        i, j = t // kw, t % kw
+        xs = jax.lax.dynamic_slice(phases[(i % sh) * sw + j % sw], (0, i // sh, j // sw, 0),
+                                   (b, oh, ow, cin))
+        return dw.at[t].set(jnp.matmul(xs.reshape(-1, cin).T, g2, precision=precision)
+                            .astype(dw.dtype))
+
+    dw = jax.lax.fori_loop(0, kh * kw, tap, jnp.zeros((kh * kw, cin, cout), x.dtype))
+    return dw.reshape(kh, kw, cin, cout)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -90,7 +111,7 @@ def _conv_bwd(strides, pads, precision, res, g):
         return jax.vjp(lambda v: _lax_conv(x, v, strides, pads, precision), w)[1](g)[0]
 
     rows = g.shape[0] * g.shape[1] * g.shape[2]
-    if rows < MATMUL_GRAD_MIN_ROWS:
+    if rows < MATMUL_GRAD_MIN_ROWS or rows * x.shape[-1] * 4 > MATMUL_GRAD_MAX_SLICE_BYTES:
         return dx, xla_grad(x, g)
     dw = jax.lax.platform_dependent(
         x, g, cpu=lambda x, g: _kernel_grad_matmul(x, g, w.shape, strides, pads, precision),
