@@ -8,11 +8,12 @@ dilation, one feature group) with the same forward value and input gradient, and
 
 (``s`` the stride, ``g`` the output cotangent ``[B, OH, OW, Cout]``): one matmul
 ``[Cin, B*OH*OW] @ [B*OH*OW, Cout]`` per kernel tap on a strided slice of the padded input.
-XLA:CPU lowers the transposed convolution it otherwise emits for ``dW`` to a slow loop nest
-for large outputs: measured on this project's 2-core CPU (``benchmarks/conv_grad.py``), a 1x1
-kernel at batch 64, 32x32, 256 -> 256 channels takes about 13x longer than the single matmul,
-and 3x3 kernels on 16x16 to 32x32 outputs 1.1-2x longer than the 9 matmuls, while small outputs
-(8x8 at batch 64) are faster as a convolution. So the matmul form is used on CPU when the
+The convolution XLA:CPU otherwise runs for ``dW`` is slower than these matmuls for large
+outputs. Measured side by side on this project's 2-core CPU
+(``benchmarks/results/conv_grad_cpu-2core.md``): a 1x1 kernel at batch 64, 32x32, 256 -> 256
+channels takes 8.6x longer than the single matmul, 3x3 and 4x4/2 kernels with 16,384 to 65,536
+output positions 1.1-2.2x longer than the matmuls, while 4,096 positions (8x8 at batch 64) are
+faster as a convolution (0.63-0.65x). So the matmul form is used on CPU when the
 kernel is 1x1 or the output has at least :data:`MATMUL_GRAD_MIN_ROWS` positions
 ``B * OH * OW`` and a tap's input slice is at most :data:`MATMUL_GRAD_MAX_SLICE_BYTES`; other
 platforms (GPU/TPU: cuDNN/XLA's own kernels) keep XLA's gradient
