@@ -30,7 +30,7 @@ class GenBlock(nn.Module):
 
     Input ``[B, H, W, in_channels]`` -> output ``[B, 2H, 2W, out_channels]``. Computed without
     upsampled copies, with the reference's results up to float rounding: ``conv1`` is an
-    :class:`~jaxgan_lth.models.layers.UpsampleConv3x3` (upsampling fused into the 3x3 conv, 0.44x
+    :class:`~jaxgan_lth.models.conv_ops.UpsampleConv3x3` (upsampling fused into the 3x3 conv, 0.44x
     its FLOPs) and the shortcut applies the 1x1 conv before the upsampling (the same values:
     nearest upsampling copies pixels, a 1x1 conv acts per pixel; 0.25x the FLOPs).
 
@@ -106,7 +106,7 @@ def _has_noise(block: nn.Module) -> bool:
 def _conv_then_pool(block: nn.Module, conv: nn.Module, h: Array, train: bool) -> Array:
     """``avg_pool_2x2(noise_point(conv(h)))`` with the conv and the pooling fused.
 
-    The fusion (:class:`~jaxgan_lth.models.layers.PoolableConv3x3`) gives the same values up to
+    The fusion (:class:`~jaxgan_lth.models.conv_ops.PoolableConv3x3`) gives the same values up to
     float rounding. NICE's noise multiplies the full-resolution output ``c``: as
     ``pool(c * (1 + beta * eps)) = pool(c) + pool(beta * eps * c)``, the fused ``pool(c)``
     gets the pooled noise term added, so beta = 0 gives exactly the plain discriminator.
