@@ -179,9 +179,27 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         feature_group_count, batch_group_count, precision, preferred_element_type)
 
 
+class _FusedConv(nn.Module):
+    """Fields of the fused convolutions below (those of ``nn.Conv``).
+
+    Attributes:
+        features: Cout.
+        use_bias: add a bias.
+        kernel_init: initialiser of the kernel (``[4, 4, Cin, Cout]`` for
+            :class:`ConvTranspose4s2`, ``[3, 3, Cin, Cout]`` for the others).
+        bias_init: initialiser of the ``[Cout]`` bias.
+    """
+
+    features: int
+    use_bias: bool = True
+    kernel_init: Initializer = jax.nn.initializers.lecun_normal()
+    bias_init: Initializer = jax.nn.initializers.zeros
+
+
 # ------------------------------------------------------------------------------------------------
 # Transposed convolution
 # ------------------------------------------------------------------------------------------------
+
 
 # Sub-pixel decomposition of a 4x4 stride-2 padding-1 transposed conv. Output row 2m+a (phase a)
 # receives input rows m-1, m, m+1 (offset index 0, 1, 2) through kernel rows:
@@ -190,7 +208,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 _PHASE_TAPS = ({0: 3, 1: 1}, {1: 2, 2: 0})
 
 
-class ConvTranspose4s2(nn.Module):
+class ConvTranspose4s2(_FusedConv):
     """4x4 stride-2 padding-1 transposed convolution (``torch.nn.ConvTranspose2d(k=4, s=2, p=1)``).
 
     ``out[2i + k - 1] += x[i] * kernel[k]`` per spatial axis, so ``[B, H, W, Cin]`` ->
@@ -199,17 +217,8 @@ class ConvTranspose4s2(nn.Module):
     depth-to-space shuffle. On XLA:CPU this is several times faster to differentiate than
     ``nn.ConvTranspose`` (whose lhs-dilated gradient convolutions are slow); the result is the same.
 
-    Attributes:
-        features: Cout.
-        use_bias: add a bias.
-        kernel_init: initialiser of the ``[4, 4, Cin, Cout]`` kernel.
-        bias_init: initialiser of the ``[Cout]`` bias.
+    Fields: those of :class:`_FusedConv`.
     """
-
-    features: int
-    use_bias: bool = True
-    kernel_init: Initializer = jax.nn.initializers.lecun_normal()
-    bias_init: Initializer = jax.nn.initializers.zeros
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -265,7 +274,7 @@ _UP_FOLD = (((0,), (1, 2)), ((0, 1), (2,)))  # phase -> (kernel rows of tap 0, o
 _UP_PAD = ((1, 0), (0, 1))  # phase -> (low, high) padding of the 2-tap convolution
 
 
-class UpsampleConv3x3(nn.Module):
+class UpsampleConv3x3(_FusedConv):
     """Nearest-neighbour x2 upsampling then a 3x3 stride-1 ``SAME`` convolution, fused.
 
     Equals ``nn.Conv(features, (3, 3))(upsample2x(x))`` (the SNGAN / BigGAN ``GenBlock``'s
@@ -278,17 +287,8 @@ class UpsampleConv3x3(nn.Module):
     input. The parameters are those of ``nn.Conv`` (``kernel [3, 3, Cin, Cout]``, ``bias``),
     so checkpoints, masks and spectral norm see the same tree.
 
-    Attributes:
-        features: Cout.
-        use_bias: add a bias.
-        kernel_init: initialiser of the ``[3, 3, Cin, Cout]`` kernel.
-        bias_init: initialiser of the ``[Cout]`` bias.
+    Fields: those of :class:`_FusedConv`.
     """
-
-    features: int
-    use_bias: bool = True
-    kernel_init: Initializer = jax.nn.initializers.lecun_normal()
-    bias_init: Initializer = jax.nn.initializers.zeros
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -320,7 +320,7 @@ class UpsampleConv3x3(nn.Module):
         return y
 
 
-class PoolableConv3x3(nn.Module):
+class PoolableConv3x3(_FusedConv):
     """A 3x3 stride-1 ``SAME`` convolution that can fuse a following 2x2 average pooling.
 
     ``layer(x)`` is ``nn.Conv(features, (3, 3))(x)``; ``layer(x, pool=True)`` equals
@@ -332,17 +332,8 @@ class PoolableConv3x3(nn.Module):
     FLOPs, forward and backward) and no full-resolution output. The parameters are those of
     ``nn.Conv`` (``kernel [3, 3, Cin, Cout]``, ``bias``).
 
-    Attributes:
-        features: Cout.
-        use_bias: add a bias.
-        kernel_init: initialiser of the ``[3, 3, Cin, Cout]`` kernel.
-        bias_init: initialiser of the ``[Cout]`` bias.
+    Fields: those of :class:`_FusedConv`.
     """
-
-    features: int
-    use_bias: bool = True
-    kernel_init: Initializer = jax.nn.initializers.lecun_normal()
-    bias_init: Initializer = jax.nn.initializers.zeros
 
     @nn.compact
     def __call__(self, x: Array, pool: bool = False, full: bool = False):
