@@ -30,7 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import common, train_throughput  # noqa: E402
 from jaxgan_lth import models  # noqa: E402
-from jaxgan_lth import step as step_lib  # noqa: E402
+from jaxgan_lth import updates  # noqa: E402
 from jaxgan_lth.models import layers  # noqa: E402
 
 
@@ -112,13 +112,13 @@ def main(argv=None):
         return [one(leaf, jnp.ones((leaf.shape[-1],))) for p, leaf in flat
                 if jax.tree_util.keystr(p).endswith("['kernel']")]
 
-    tx = step_lib.make_optimizer(2e-4, (0.0, 0.9), 1e-8, None)
+    tx = updates.make_optimizer(2e-4, (0.0, 0.9), 1e-8, None)
 
     def adam(params, opt, grads):
-        return step_lib.masked_update(tx, grads, opt, params, masks["g"])
+        return updates.masked_update(tx, grads, opt, params, masks["g"])
 
     def ema(e, g):
-        return step_lib.ema_update(e, g, masks["g"], jnp.float32(0.999), jnp.int32(1), 0)
+        return updates.ema_update(e, g, masks["g"], jnp.float32(0.999), jnp.int32(1), 0)
 
     row("G forward (train)", g_fwd, gv, z)
     row("G forward+backward", g_fwd_bwd, gv["params"], z)

@@ -27,65 +27,44 @@ Masks, traced strengths (``hparams``) and the parts' state are arguments, so non
 recompiles the step.
 
 Real batches are drawn inside the compiled step from the limited training set, which lives on
-the accelerator, so no host input pipeline can stall: uniformly with replacement
-(``data.sampling = "replacement"``) or without replacement within an epoch (``"epoch"``: a
-per-epoch permutation kept in ``state["sampler"]``, as the reference data loaders with
-``shuffle=True, drop_last=True``; with replacement, a batch of 64 from 100 images holds only
-about 47 distinct images).
+the accelerator (:mod:`jaxgan_lth.data.sampling`: with replacement, or without replacement
+within an epoch from a permutation kept in ``state["sampler"]``). The parameter updates
+(Adam, masked updates, EMA G) are :mod:`jaxgan_lth.updates`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
-from flax import traverse_util
 
 from jaxgan_lth import losses, parallel, schedules
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import parts as parts_lib
+from jaxgan_lth.data.sampling import SAMPLING, init_sampler, sample_real, sample_real_epoch
 from jaxgan_lth.sparsity import masks as masks_lib
+from jaxgan_lth.updates import (
+    EMA_BUFFERS,
+    add_bn_l1,
+    current_lr,
+    ema_update,
+    make_optimizer,
+    masked_update,
+)
 
 Pytree = Any
 
-#: How the EMA generator treats G's non-parameter variables (batch-norm statistics and
-#: spectral-norm buffers): "copy" takes G's, "average" averages them with the same decay
-#: (UDEG BigGAN / StudioGAN's EMA with buffers).
-EMA_BUFFERS = ("copy", "average")
 #: Salts folded into a D/G step's key for the parts' D-forward extras and the loss terms' key
 #: (fold_in, so the step's other draws are those of a config without such parts).
 _D_FORWARD_SALT = 0x4E494345
 _TERMS_SALT = 0x4E494346
 _SAMPLER_SALT = 0x5045524D
-#: ``data.sampling`` values: with replacement, or without replacement within an epoch.
-SAMPLING = ("replacement", "epoch")
 #: Salt of the key of G's own PRNG stream (models.base.G_NOISE: StyleGAN2's noise inputs and
 #: style mixing) in a train-mode G forward.
 _G_NOISE_SALT = 0x4E494347
-
-
-def make_optimizer(
-    lr: float, betas: tuple[float, float], eps: float, decay_steps: int | None
-) -> optax.GradientTransformation:
-    """Adam with a constant learning rate, or linear decay to 0 over ``decay_steps`` updates.
-
-    The learning rate is held in the optimizer state (``optax.inject_hyperparams``) so it can be
-    logged. TTUR (Heusel et al. 2017) = separate G/D learning rates and betas.
-    """
-    schedule = lr if not decay_steps else optax.linear_schedule(lr, 0.0, decay_steps)
-    return optax.inject_hyperparams(optax.adam)(
-        learning_rate=schedule, b1=betas[0], b2=betas[1], eps=eps
-    )
-
-
-def current_lr(opt_state: Any) -> jax.Array:
-    """The learning rate stored in an ``inject_hyperparams`` optimizer state."""
-    return opt_state.hyperparams["learning_rate"]
 
 
 def sample_latent(key, batch: int, latent_dim: int, num_classes: int):
@@ -96,116 +75,6 @@ def sample_latent(key, batch: int, latent_dim: int, num_classes: int):
     return z, y
 
 
-def sample_real(key, data: dict, batch: int, random_flip: bool):
-    """A real batch ``[batch, H, W, C]`` (and labels) drawn uniformly with replacement."""
-    k_idx, k_flip = jax.random.split(key)
-    n = data["images"].shape[0]
-    idx = jax.random.randint(k_idx, (batch,), 0, n)
-    x = data["images"][idx]
-    y = data["labels"][idx]
-    if random_flip:
-        flip = jax.random.bernoulli(k_flip, 0.5, (batch,))
-        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
-    return x, y
-
-
-def init_sampler(num_real: int) -> dict:
-    """The epoch sampler's state before the first batch: an empty epoch (``pos = N``).
-
-    Args:
-      num_real: N, images in the training set.
-
-    Returns:
-      ``{"perm": int32 [N], "pos": int32, "epoch": int32}``; the first draw shuffles epoch 0.
-    """
-    return {"perm": jnp.zeros((num_real,), jnp.int32), "pos": jnp.int32(num_real),
-            "epoch": jnp.int32(-1)}
-
-
-def sample_real_epoch(sampler: dict, base_key, data: dict, key, batch: int,
-                      random_flip: bool):
-    """A real batch drawn without replacement within an epoch.
-
-    When fewer than ``batch`` images of the current permutation are left (the tail is dropped,
-    as ``drop_last=True``), a new epoch starts with the permutation
-    ``permutation(fold_in(base_key, epoch), N)``, so the order depends only on the run's key and
-    the epoch (and resumes exactly).
-
-    Args:
-      sampler: :func:`init_sampler`'s state.
-      base_key: the run's PRNG key for permutations.
-      data: ``{"images": [N, H, W, C], "labels": [N]}``.
-      key: this draw's key (flips).
-      batch: B <= N.
-      random_flip: x-flip each image with probability 1/2.
-
-    Returns:
-      ``(x [B, H, W, C], y [B], new sampler state)``.
-    """
-    n = data["images"].shape[0]
-
-    def reshuffle(s):
-        epoch = s["epoch"] + 1
-        perm = jax.random.permutation(jax.random.fold_in(base_key, epoch), n).astype(jnp.int32)
-        return {"perm": perm, "pos": jnp.int32(0), "epoch": epoch}
-
-    s = jax.lax.cond(sampler["pos"] + batch > n, reshuffle, lambda s: s, sampler)
-    idx = jax.lax.dynamic_slice(s["perm"], (s["pos"],), (batch,))
-    x, y = data["images"][idx], data["labels"][idx]
-    if random_flip:
-        flip = jax.random.bernoulli(jax.random.split(key)[1], 0.5, (batch,))
-        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
-    return x, y, {**s, "pos": s["pos"] + batch}
-#: G parameters that network slimming's L1 penalty acts on: the batch-norm scales (gamma) of
-#: ``bn*`` modules (dcgan ``bn1``/``bn2``, sngan ``block*/bn1``, ``bn2``, ``bn_out``).
-BN_SCALE_PATTERN = r"(.*/)?bn[^/]*/scale"
-
-
-def add_bn_l1(grads, params, weight: float, pattern: str = BN_SCALE_PATTERN):
-    """``grads`` plus ``weight * sign(gamma)`` on the batch-norm scales (network slimming).
-
-    The subgradient of ``weight * sum |gamma|`` added after the backward pass, as network
-    slimming's reference ``updateBN`` (Liu et al., ICCV 2017, "Learning Efficient Convolutional
-    Networks through Network Slimming", Eq. 1; github.com/Eric-mingjie/network-slimming
-    ``main.py``). Leaves whose '/'-joined path fully matches ``pattern`` are penalised.
-    """
-    flat_g = traverse_util.flatten_dict(grads, sep="/")
-    flat_p = traverse_util.flatten_dict(params, sep="/")
-    rx = re.compile(pattern)
-    out = {k: g + weight * jnp.sign(flat_p[k]) if rx.fullmatch(k) else g
-           for k, g in flat_g.items()}
-    return traverse_util.unflatten_dict(out, sep="/")
-
-
-def masked_update(tx, grads, opt_state, params, mask):
-    """One optimizer update that keeps pruned weights exactly zero.
-
-    Gradients and updates are multiplied by the mask and the new parameters once more, so a
-    weight outside the mask is 0 after the step whatever the optimizer's momentum holds.
-    """
-    grads = masks_lib.apply(grads, mask)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    updates = masks_lib.apply(updates, mask)
-    params = masks_lib.apply(optax.apply_updates(params, updates), mask)
-    return params, opt_state
-
-
-def ema_update(ema, g, g_mask, decay, step, start: int, buffers: str = "copy"):
-    """EMA generator: ``ema <- decay * ema + (1 - decay) * params`` (masked), per G step.
-
-    Before G step ``start`` the EMA is a copy of G (decay 0), as BigGAN/StudioGAN's
-    ``ema_start``. ``buffers`` (:data:`EMA_BUFFERS`): batch statistics / spectral-norm buffers
-    copied from G, or averaged with the same decay. ``decay`` is a traced scalar.
-    """
-    d = jnp.where(step >= start, decay, 0.0)
-    avg = lambda e, p: d * e + (1.0 - d) * p  # noqa: E731
-    params = jax.tree.map(avg, ema["params"], g["params"])
-    stats = g["batch_stats"]
-    if buffers == "average":
-        stats = jax.tree.map(
-            lambda e, p: avg(e, p) if jnp.issubdtype(p.dtype, jnp.floating) else p,
-            ema["batch_stats"], g["batch_stats"])
-    return {"params": masks_lib.apply(params, g_mask), "batch_stats": stats}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxgan_lth import baselines, checkpointing, dst_stage, loop, parallel, pipeline
+from jaxgan_lth import baselines, checkpointing, dst_stage, loop, parallel, pipeline, updates
 from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import dst as dst_lib
 from jaxgan_lth.sparsity import erk, pruning
@@ -376,7 +376,7 @@ def test_bn_l1_adds_the_sign_of_gamma_to_batch_norm_scales_only():
               "block1": {"bn2": {"scale": jnp.array([-3.0])}},
               "conv1": {"kernel": jnp.array([2.0, -2.0])}}
     grads = jax.tree.map(jnp.zeros_like, params)
-    out = step_lib.add_bn_l1(grads, params, 1e-2)
+    out = updates.add_bn_l1(grads, params, 1e-2)
     np.testing.assert_allclose(out["bn1"]["scale"], [1e-2, -1e-2])
     np.testing.assert_allclose(out["block1"]["bn2"]["scale"], [-1e-2])
     np.testing.assert_array_equal(out["bn1"]["bias"], [0.0, 0.0])

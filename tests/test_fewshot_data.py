@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxgan_lth import pipeline
-from jaxgan_lth import step as step_lib
+from jaxgan_lth.data import sampling
 from tests.helpers import full_and_resumed, make_image_folder, tiny_config
 
 
@@ -15,10 +15,10 @@ def test_epoch_batches_are_disjoint_and_follow_the_epoch_permutation():
     data = {"images": jnp.arange(n, dtype=jnp.float32).reshape(n, 1, 1, 1),
             "labels": jnp.arange(n, dtype=jnp.int32)}
     base = jax.random.key(7)
-    s = step_lib.init_sampler(n)
+    s = sampling.init_sampler(n)
     seen = []
     for i in range(5):
-        _, y, s = step_lib.sample_real_epoch(s, base, data, jax.random.key(i), b, False)
+        _, y, s = sampling.sample_real_epoch(s, base, data, jax.random.key(i), b, False)
         seen.append(np.asarray(y))
     perm0 = np.asarray(jax.random.permutation(jax.random.fold_in(base, 0), n))
     perm1 = np.asarray(jax.random.permutation(jax.random.fold_in(base, 1), n))

@@ -12,8 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxgan_lth import checkpointing, config_lib, loop, losses, parallel, pipeline
-from jaxgan_lth import step as step_lib
+from jaxgan_lth import checkpointing, config_lib, loop, losses, parallel, pipeline, updates
 from jaxgan_lth.sparsity import masks as masks_lib
 
 # ---- losses (hand-computed) -----------------------------------------------------------------
@@ -45,11 +44,11 @@ def test_masked_update_keeps_pruned_weights_exactly_zero_despite_momentum():
     opt = tx.init(params)
     grads = {"w": jnp.array([1.0, 1.0, -1.0, 1.0])}
     # Build up momentum densely, then prune two weights (their Adam moments are non-zero).
-    params, opt = step_lib.masked_update(tx, grads, opt, params, dense)
+    params, opt = updates.masked_update(tx, grads, opt, params, dense)
     mask = {"w": jnp.array([True, False, True, False])}
     params = masks_lib.apply(params, mask)
     for _ in range(3):
-        params, opt = step_lib.masked_update(tx, grads, opt, params, mask)
+        params, opt = updates.masked_update(tx, grads, opt, params, mask)
     w = np.asarray(params["w"])
     assert w[1] == 0.0 and w[3] == 0.0
     assert w[0] != 0.0 and w[2] != 0.0
@@ -59,10 +58,10 @@ def test_ema_update_formula_start_and_mask():
     ema = {"params": {"w": jnp.array([1.0, 1.0])}, "batch_stats": {}}
     g = {"params": {"w": jnp.array([3.0, 5.0])}, "batch_stats": {"m": jnp.array(7.0)}}
     mask = {"w": jnp.array([True, False])}
-    out = step_lib.ema_update(ema, g, mask, jnp.float32(0.9), jnp.int32(10), start=5)
+    out = updates.ema_update(ema, g, mask, jnp.float32(0.9), jnp.int32(10), start=5)
     np.testing.assert_allclose(out["params"]["w"], [0.9 * 1 + 0.1 * 3, 0.0], rtol=1e-6)
     assert float(out["batch_stats"]["m"]) == 7.0
-    before = step_lib.ema_update(ema, g, mask, jnp.float32(0.9), jnp.int32(2), start=5)
+    before = updates.ema_update(ema, g, mask, jnp.float32(0.9), jnp.int32(2), start=5)
     np.testing.assert_allclose(before["params"]["w"], [3.0, 0.0])  # copy before ema_start
 
 
@@ -72,19 +71,19 @@ def test_ema_update_buffers_average_or_copy():
     g = {"params": {"w": jnp.array([3.0])},
          "batch_stats": {"bn": {"mean": jnp.array([10.0, 0.0]), "var": jnp.array(5.0)}}}
     mask = {"w": jnp.array([True])}
-    avg = step_lib.ema_update(ema, g, mask, jnp.float32(0.75), jnp.int32(3), start=0,
+    avg = updates.ema_update(ema, g, mask, jnp.float32(0.75), jnp.int32(3), start=0,
                               buffers="average")
     # 0.75 * ema + 0.25 * g, for the parameters and the statistics alike
     np.testing.assert_allclose(avg["params"]["w"], [0.75 * 1 + 0.25 * 3], rtol=1e-6)
     np.testing.assert_allclose(avg["batch_stats"]["bn"]["mean"], [4.0, 3.0], rtol=1e-6)
     np.testing.assert_allclose(avg["batch_stats"]["bn"]["var"], 2.0, rtol=1e-6)
-    copy = step_lib.ema_update(ema, g, mask, jnp.float32(0.75), jnp.int32(3), start=0,
+    copy = updates.ema_update(ema, g, mask, jnp.float32(0.75), jnp.int32(3), start=0,
                                buffers="copy")
     np.testing.assert_allclose(copy["params"]["w"], [1.5], rtol=1e-6)
     np.testing.assert_array_equal(copy["batch_stats"]["bn"]["mean"], [10.0, 0.0])
     assert float(copy["batch_stats"]["bn"]["var"]) == 5.0
     # before ema_start the statistics are G's under "average" too (decay 0)
-    early = step_lib.ema_update(ema, g, mask, jnp.float32(0.75), jnp.int32(3), start=5,
+    early = updates.ema_update(ema, g, mask, jnp.float32(0.75), jnp.int32(3), start=5,
                                 buffers="average")
     np.testing.assert_array_equal(early["batch_stats"]["bn"]["mean"], [10.0, 0.0])
     np.testing.assert_array_equal(early["params"]["w"], [3.0])
