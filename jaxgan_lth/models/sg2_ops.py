@@ -304,6 +304,11 @@ def minibatch_std(x: Array, group_size: int, num_features: int, train: bool) -> 
     return jnp.concatenate([x, y], axis=-1)
 
 
+def channels_at(res: int, channel_base: int, channel_max: int) -> int:
+    """``min(channel_base // res, channel_max)``: feature maps at resolution ``res``."""
+    return min(channel_base // res, channel_max)
+
+
 def _normal(scale: float):
     def init(key, shape, dtype=jnp.float32):
         return jax.random.normal(key, shape, dtype) * scale
