@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from jaxgan_lth.evaluation import features as features_lib
-from jaxgan_lth.evaluation import inception as inception_lib
+from jaxgan_lth.evaluation import inception_weights as weights_lib
 
 RESULTS_DIR = os.environ.get("JAXGAN_BENCH_RESULTS") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "results")
@@ -83,8 +83,8 @@ def main() -> None:
     parser.add_argument("--out_dir", default=RESULTS_DIR)
     args = parser.parse_args()
 
-    weights = (inception_lib.random_inception_weights() if args.random_weights
-               else inception_lib.load_inception_weights(args.weights))
+    weights = (weights_lib.random_inception_weights() if args.random_weights
+               else weights_lib.load_inception_weights(args.weights))
     extractor = features_lib.FeatureExtractor(weights=weights, precision=args.precision)
     info = machine_info()
     load_before = os.getloadavg()

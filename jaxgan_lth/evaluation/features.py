@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan_lth.evaluation import inception as inception_lib
+from jaxgan_lth.evaluation import inception_weights as weights_lib
 from jaxgan_lth.evaluation import metrics as metrics_lib
 
 __all__ = [
@@ -194,9 +195,10 @@ class FeatureExtractor:
             partial batch is padded to this size).
         precision: ``"highest"`` (float32 convolutions, default), ``"high"`` or ``"default"``
             (lets GPUs/TPUs use TF32/bfloat16 passes: faster, less exact).
-        weights: already loaded :class:`~jaxgan_lth.evaluation.inception.InceptionWeights`
-            (e.g. :func:`~jaxgan_lth.evaluation.inception.random_inception_weights` in tests);
-            overrides ``weights_path``.
+        weights: already loaded
+            :class:`~jaxgan_lth.evaluation.inception_weights.InceptionWeights` (e.g.
+            :func:`~jaxgan_lth.evaluation.inception_weights.random_inception_weights` in
+            tests); overrides ``weights_path``.
 
     Raises:
         FileNotFoundError: when no weights are found (says to
@@ -206,11 +208,11 @@ class FeatureExtractor:
 
     def __init__(self, weights_path: Optional[Union[str, os.PathLike]] = None, *,
                  batch_size: int = 50, precision: str = "highest",
-                 weights: Optional[inception_lib.InceptionWeights] = None) -> None:
+                 weights: Optional[weights_lib.InceptionWeights] = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if weights is None:
-            weights = inception_lib.load_inception_weights(weights_path)
+            weights = weights_lib.load_inception_weights(weights_path)
         self.weights_path: str = weights.path
         self.weights_sha1: str = weights.sha1
         self.batch_size = int(batch_size)
@@ -312,7 +314,7 @@ def _cached_extractor(path: str, precision: str) -> FeatureExtractor:
 def get_feature_extractor(weights_path: Optional[Union[str, os.PathLike]] = None,
                           precision: str = "highest") -> FeatureExtractor:
     """A process-wide cached :class:`FeatureExtractor` per (weights file, precision)."""
-    path = os.path.realpath(inception_lib.resolve_weights_path(weights_path))
+    path = os.path.realpath(weights_lib.resolve_weights_path(weights_path))
     return _cached_extractor(path, precision)
 
 
