@@ -4,9 +4,9 @@ For each config and K, three ways to advance K runs (seeds 0..K-1) by one iterat
 
 * ``sequential``: the single-run compiled iteration (``jax.jit(fns.iteration)``) called K
   times, once per run state (K separate runs);
-* ``vmap``: one call of ``loop.RunAxis(fns, K, "vmap")``
+* ``vmap``: one call of ``run_axis.RunAxis(fns, K, "vmap")``
   (``jax.jit(jax.vmap(fns.iteration, in_axes=(0, 0, None, 0)))``) on the stacked states;
-* ``loop``: one call of ``loop.RunAxis(fns, K, "loop")`` (the single-run step once per run,
+* ``loop``: one call of ``run_axis.RunAxis(fns, K, "loop")`` (the single-run step once per run,
   the CPU choice of ``config.sweep.strategy``; its overhead over ``sequential`` is the
   Python dispatch). Since the engine refactor the loop strategy keeps per-run states and no
   longer slices a stacked state, so rows measured before it include slicing.
@@ -42,7 +42,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from benchmarks import train_throughput  # noqa: E402
-from jaxgan_lth import loop  # noqa: E402
+from jaxgan_lth import run_axis  # noqa: E402
 
 
 def split_configs(arg: str) -> list[str]:
@@ -120,10 +120,10 @@ def seconds_per_round(mode: str, k: int, fns, masks, data, protocol: dict) -> fl
             return m
 
     else:
-        axis = loop.RunAxis(fns, k, mode)  # K = 1 runs as one program whatever the mode
+        axis = run_axis.RunAxis(fns, k, mode)  # K = 1 runs as one program whatever the mode
         holder["s"] = axis.join([init(jax.random.key(s)) for s in range(k)])
         if axis.strategy == "vmap":
-            masks_in, hparams_in = loop.stack([masks] * k), loop.stack([fns.hparams] * k)
+            masks_in, hparams_in = run_axis.stack([masks] * k), run_axis.stack([fns.hparams] * k)
         else:
             masks_in, hparams_in = [masks] * k, [fns.hparams] * k
 

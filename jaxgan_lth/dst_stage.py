@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import checkpointing, io_utils, loop, parallel
+from jaxgan_lth import checkpointing, io_utils, loop, parallel, run_axis
 from jaxgan_lth.sparsity import dst as dst_lib
 from jaxgan_lth.sparsity import erk, pruning
 
@@ -152,7 +152,7 @@ class _Updates:
                 grown = {n: int(sum(np.count_nonzero(a & ~b) for a, b in zip(
                     jax.tree.leaves(out_m[0][n]), jax.tree.leaves(hm[n])))) for n in NETS}
         # saving an existing step is a no-op: a resumed stage recomputes the same masks
-        self.ckpt.save(step, loop.stack(out_m), {"step": step, "drop_rate": rate,
+        self.ckpt.save(step, run_axis.stack(out_m), {"step": step, "drop_rate": rate,
                                                  "runs": [r.name for r in self.runs]})
         self.record(step, rate, out_m[0], grown)
         logging.info("dst/step %d: mask update (drop rate %.4f): %s", step, rate,
@@ -166,13 +166,13 @@ def load_masks(ckpt: checkpointing.Checkpointer, step: int, like: Pytree, k: int
     Raises:
       ValueError: the step is absent or the masks do not match the model.
     """
-    target = loop.stack([{n: jax.tree.map(lambda s: np.ones(s.shape, bool), like[n]["params"])
+    target = run_axis.stack([{n: jax.tree.map(lambda s: np.ones(s.shape, bool), like[n]["params"])
                           for n in NETS}] * k)
     try:
         stacked, _ = ckpt.restore(step, target)
     except checkpointing.CheckpointError as e:
         raise ValueError(f"dst masks of step {step} in {ckpt.directory}: {e}") from e
-    return [_host(m) for m in loop.unstack(jax.device_get(stacked), k)]
+    return [_host(m) for m in run_axis.unstack(jax.device_get(stacked), k)]
 
 
 def run_dst(config, stage_cfg, workdir: str, runs, strategy: str = "loop") -> dict:
@@ -195,7 +195,7 @@ def run_dst(config, stage_cfg, workdir: str, runs, strategy: str = "loop") -> di
     hook = _Updates(config, engine, folder, runs, ckpt, num_steps)
     if 0 not in ckpt.all_steps():
         first = [initial_masks(config, like, r.seed) for r in runs]
-        ckpt.save(0, loop.stack(first), {"step": 0, "runs": names})
+        ckpt.save(0, run_axis.stack(first), {"step": 0, "runs": names})
         hook.record(0, None, first[0], None)
     state_ck = checkpointing.Checkpointer(os.path.join(folder, "checkpoints"))
     latest = state_ck.latest_step() or 0

@@ -35,6 +35,7 @@ from jaxgan_lth import checkpointing, io_utils, parallel
 from jaxgan_lth import data as data_lib
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import step as step_lib
+from jaxgan_lth.run_axis import RunAxis, host_metrics, stack, unstack
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sweep import RunSpec
 
@@ -114,68 +115,9 @@ def run_rng(seed: int) -> jax.Array:
     return jax.random.key_data(jax.random.split(jax.random.key(seed), 3)[2])
 
 
-def stack(trees: Sequence[Pytree]) -> Pytree:
-    """K pytrees of equal structure -> one pytree with a leading run axis ``[K, ...]``."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def unstack(tree: Pytree, k: int) -> list[Pytree]:
-    """The K runs of a stacked pytree."""
-    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(k)]
-
-
 def dense_masks(state: Pytree) -> dict:
     """All-True masks ``{"g": ..., "d": ...}`` of a (single-run) state."""
     return {n: masks_lib.ones_like(state[n]["params"]) for n in NETS}
-
-
-STRATEGIES = ("vmap", "loop")
-
-
-class RunAxis:
-    """Executes the iteration of K runs with a strategy (:data:`STRATEGIES`).
-
-    Internally ``"loop"`` keeps a list of K states and ``"vmap"`` one stacked state; both take
-    and return per-run lists at the boundaries (:meth:`split`, :meth:`join`).
-    """
-
-    def __init__(self, fns: step_lib.StepFns, k: int, strategy: str):
-        if strategy not in STRATEGIES:
-            raise ValueError(f"run-axis strategy {strategy!r}; accepted: {STRATEGIES}.")
-        self.k = k
-        self.strategy = "loop" if k == 1 else strategy
-        if self.strategy == "vmap":
-            self._step = jax.jit(jax.vmap(fns.iteration, in_axes=(0, 0, None, 0)),
-                                 donate_argnums=(0,))
-        else:
-            self._step = jax.jit(fns.iteration, donate_argnums=(0,))
-
-    def join(self, states: Sequence[Pytree]) -> Pytree:
-        """Per-run list -> internal representation."""
-        return stack(states) if self.strategy == "vmap" else list(states)
-
-    def split(self, states: Pytree) -> list[Pytree]:
-        """Internal representation -> per-run list."""
-        return unstack(states, self.k) if self.strategy == "vmap" else list(states)
-
-    def stacked(self, states: Pytree) -> Pytree:
-        """The ``[K, ...]`` stacked state (what is checkpointed)."""
-        return states if self.strategy == "vmap" else stack(states)
-
-    def __call__(self, states, masks, data, hparams):
-        """One iteration of every run; metrics ``{name: [K]}`` (host numpy)."""
-        if self.strategy == "vmap":
-            states, metrics = self._step(states, masks, data, hparams)
-            return states, {k: np.asarray(v) for k, v in metrics.items()}
-        outs = [self._step(s, m, data, h) for s, m, h in zip(states, masks, hparams)]
-        return [o[0] for o in outs], outs  # metrics fetched lazily (see _host_metrics)
-
-
-def _host_metrics(metrics) -> dict[str, np.ndarray]:
-    if isinstance(metrics, dict):
-        return metrics
-    per = [jax.device_get(m[1]) for m in metrics]
-    return {k: np.asarray([float(p[k]) for p in per]) for k in per[0]}
 
 
 class _EvalLog:
@@ -427,7 +369,7 @@ def train_runs(
         per_run = axis.split(states) if (log_now or sample_now or
                                          (eval_every and step % eval_every == 0)) else None
         if log_now:
-            host = _host_metrics(metrics)
+            host = host_metrics(metrics)
             for i, name in enumerate(names):
                 vals = {m: float(v[i]) for m, v in host.items()}
                 if evaluator is not None and config.eval.diagnostic and name not in diverged:

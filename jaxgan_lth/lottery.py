@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import baselines, checkpointing, config_lib, io_utils, loop, parallel
+from jaxgan_lth import baselines, checkpointing, config_lib, io_utils, loop, parallel, run_axis
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth import sweep as sweep_lib
 from jaxgan_lth.sparsity import masks as masks_lib
@@ -219,7 +219,7 @@ class Lottery:
             stacked, _ = ck.restore(step, loop.abstract_state(engine, k))
         finally:
             ck.close()
-        return [parallel.replicate(s, engine.mesh) for s in loop.unstack(stacked, k)]
+        return [parallel.replicate(s, engine.mesh) for s in run_axis.unstack(stacked, k)]
 
     def rewind_states(self, trained_d=None) -> list[Pytree]:
         """The start states of a round, one per IMP run.
@@ -252,14 +252,14 @@ class Lottery:
             raise ValueError(
                 f"IMP round {r} does not exist in {ckpt.directory}; available rounds: {steps}.")
         k = len(ckpt.metadata(r).get("runs") or [None])
-        target = loop.stack([{n: masks_lib.ones_like(like[n]["params"]) for n in NETS}] * k)
+        target = run_axis.stack([{n: masks_lib.ones_like(like[n]["params"]) for n in NETS}] * k)
         try:
             stacked, _ = ckpt.restore(r, target)
         except checkpointing.CheckpointError as e:
             raise ValueError(f"masks of round {r} in {ckpt.directory} do not match the "
                              f"model: {e}") from e
         masks = [jax.tree.map(lambda m: np.asarray(m, bool), m)
-                 for m in loop.unstack(jax.device_get(stacked), k)]
+                 for m in run_axis.unstack(jax.device_get(stacked), k)]
         for m in masks:
             for n in NETS:
                 pruning.check_mask(m[n], like[n]["params"], name=f"mask {n!r} of round {r}")
@@ -298,7 +298,7 @@ class Lottery:
         like = jax.eval_shape(engine.fns.init, jax.random.key(0))
         if 0 not in self.mask_ckpt.all_steps():
             dense = jax.tree.map(lambda m: np.asarray(m, bool), loop.dense_masks(like))
-            self.mask_ckpt.save(0, loop.stack([dense] * len(runs)),
+            self.mask_ckpt.save(0, run_axis.stack([dense] * len(runs)),
                                 {"round": 0, "runs": names})
         rows = []
         trained_d = None
@@ -312,7 +312,7 @@ class Lottery:
                     final, _ = ck.restore(self.config.imp.num_steps,
                                           loop.abstract_state(engine, len(runs)))
                     ck.close()
-                    trained_d = [s["d"] for s in loop.unstack(final, len(runs))]
+                    trained_d = [s["d"] for s in run_axis.unstack(final, len(runs))]
                 continue
             masks = self.load_masks(r, like)
             self._write_densities(folder, masks[0], f"IMP round {r}")
@@ -339,7 +339,8 @@ class Lottery:
             if parallel.is_main_process():
                 io_utils.write_json(result_path, row)
             if (r + 1) not in self.mask_ckpt.all_steps():
-                self.mask_ckpt.save(r + 1, loop.stack(new_masks), {"round": r + 1, "runs": names})
+                self.mask_ckpt.save(r + 1, run_axis.stack(new_masks),
+                                    {"round": r + 1, "runs": names})
             rows.append(row)
         return rows
 
@@ -393,7 +394,7 @@ class Lottery:
             stacked, _ = ck.restore(step, loop.abstract_state(self.engine("imp"),
                                                               len(self.imp_runs)))
             ck.close()
-            trained = loop.unstack(jax.device_get(stacked), len(self.imp_runs))
+            trained = run_axis.unstack(jax.device_get(stacked), len(self.imp_runs))
         out = []
         for i, mask in enumerate(masks):
             new = {}

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from configs import default
-from jaxgan_lth import loop
+from jaxgan_lth import loop, run_axis
 
 
 def make_image_folder(path, n=16, size=16, channels=3, seed=0):
@@ -63,14 +63,14 @@ def tiny_lottery_config(folder, stages="imp,ticket", swept="imp,ticket"):
 def kill_at(monkeypatch, step):
     """Makes the loop raise KeyboardInterrupt when an iteration would start from ``step``
     (after the checkpoint at ``step``, before the next one): a simulated kill."""
-    real_call = loop.RunAxis.__call__
+    real_call = run_axis.RunAxis.__call__
 
     def call(self, states, *args):
         if step in [int(s["step"]) for s in self.split(states)]:
             raise KeyboardInterrupt("simulated kill")
         return real_call(self, states, *args)
 
-    monkeypatch.setattr(loop.RunAxis, "__call__", call)
+    monkeypatch.setattr(run_axis.RunAxis, "__call__", call)
 
 
 def full_and_resumed(config, tmp_path, monkeypatch, kill_step, final_step):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxgan_lth import checkpointing, loop, lottery, pipeline
+from jaxgan_lth import checkpointing, loop, lottery, pipeline, run_axis
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sparsity import pruning
 
@@ -122,7 +122,7 @@ def test_rewinding_restores_step0_values_bit_for_bit(finished):
     m2 = lot.load_masks(2, theta0)[0]
     ck = checkpointing.Checkpointer(os.path.join(lot.round_dir(2), "checkpoints"))
     target = loop.abstract_state(lot.engine("imp"), 1)
-    start = loop.unstack(jax.device_get(ck.restore(0, target)[0]), 1)[0]
+    start = run_axis.unstack(jax.device_get(ck.restore(0, target)[0]), 1)[0]
     for net in ("g", "d"):
         t0, s0, m = (_flat(theta0[net]["params"]), _flat(start[net]["params"]),
                      _flat(m2[net]))
@@ -130,7 +130,7 @@ def test_rewinding_restores_step0_values_bit_for_bit(finished):
             np.testing.assert_array_equal(s0[path][m[path]], t0[path][m[path]])
             assert np.all(s0[path][~m[path]] == 0)
     # the final trained round-2 weights differ from theta_0 (training happened)
-    end = loop.unstack(jax.device_get(ck.restore(config.imp.num_steps, target)[0]), 1)[0]
+    end = run_axis.unstack(jax.device_get(ck.restore(config.imp.num_steps, target)[0]), 1)[0]
     ck.close()
     assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(end["g"]),
                                               jax.tree.leaves(start["g"])))
@@ -139,7 +139,7 @@ def test_rewinding_restores_step0_values_bit_for_bit(finished):
 def test_kill_inside_round_2_then_rerun_gives_same_masks(folder, finished, tmp_path, monkeypatch):
     config, full_dir, full_summary = finished
     killed = str(tmp_path / "killed")
-    real_call = loop.RunAxis.__call__
+    real_call = run_axis.RunAxis.__call__
     calls = {"n": 0}
 
     def call_with_kill(self, *args):
@@ -150,10 +150,10 @@ def test_kill_inside_round_2_then_rerun_gives_same_masks(folder, finished, tmp_p
             raise KeyboardInterrupt("simulated kill")
         return real_call(self, *args)
 
-    monkeypatch.setattr(loop.RunAxis, "__call__", call_with_kill)
+    monkeypatch.setattr(run_axis.RunAxis, "__call__", call_with_kill)
     with pytest.raises(KeyboardInterrupt):
         pipeline.train_and_evaluate(config, killed)
-    monkeypatch.setattr(loop.RunAxis, "__call__", real_call)
+    monkeypatch.setattr(run_axis.RunAxis, "__call__", real_call)
     assert checkpointing.Checkpointer(os.path.join(killed, "masks")).all_steps() == [0, 1, 2]
     assert checkpointing.Checkpointer(
         os.path.join(killed, "imp", "round_02", "checkpoints")).all_steps() == [0, 2]

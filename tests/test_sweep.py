@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from configs import advaug_sweep
-from jaxgan_lth import checkpointing, config_lib, loop, parallel, pipeline, sweep
+from jaxgan_lth import checkpointing, config_lib, loop, parallel, pipeline, run_axis, sweep
 from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import pruning
 
@@ -329,19 +329,19 @@ def test_vmapped_runs_equal_separate_runs(folder, tmp_path):
     starts = [loop.initial_state(engine, r.seed) for r in runs]
     masks = [loop.dense_masks(s) for s in starts]
     # "vmap": one batched program of the 3 runs
-    vmapped = loop.RunAxis(engine.fns, 3, "vmap")
+    vmapped = run_axis.RunAxis(engine.fns, 3, "vmap")
     states = vmapped.join([jax.tree.map(jnp.copy, s) for s in starts])
     metrics = []
     for _ in range(3):
-        states, m = vmapped(states, loop.stack(masks), engine.data, loop.stack(hparams))
+        states, m = vmapped(states, run_axis.stack(masks), engine.data, run_axis.stack(hparams))
         metrics.append(m)
     states = jax.device_get(vmapped.split(states))
     # "loop": each run on its own, the single-run compiled iteration on its own state
-    looped = loop.RunAxis(engine.fns, 3, "loop")
+    looped = run_axis.RunAxis(engine.fns, 3, "loop")
     separate = looped.join([jax.tree.map(jnp.copy, s) for s in starts])
     for t in range(3):
         separate, m = looped(separate, masks, engine.data, hparams)
-        for k, v in loop._host_metrics(m).items():
+        for k, v in run_axis.host_metrics(m).items():
             np.testing.assert_allclose(metrics[t][k], v, rtol=1e-5, atol=1e-6,
                                        err_msg=f"step {t} {k}")
     separate = jax.device_get(looped.split(separate))
@@ -362,7 +362,7 @@ def test_run_axis_errors_are_named(folder, tmp_path):
     config = _config(folder)
     engine = loop.build_engine(config, str(tmp_path / "w"))
     with pytest.raises(ValueError, match=r"run-axis strategy 'pmap'; accepted: \('vmap', 'loop'\)"):
-        loop.RunAxis(engine.fns, 2, "pmap")
+        run_axis.RunAxis(engine.fns, 2, "pmap")
     runs = sweep.parse_runs(config)
     like = jax.eval_shape(engine.fns.init, jax.random.key(0))
     with pytest.raises(ValueError, match=r"2 runs \['seed0', 'seed1'\] but 1 mask trees"):
@@ -566,7 +566,7 @@ def test_ticket_sweep_killed_mid_run_resumes_to_the_same_result(
         ticket_sweep, tmp_path, monkeypatch):
     config, full, _ = ticket_sweep
     killed = str(tmp_path / "killed")
-    real_call = loop.RunAxis.__call__
+    real_call = run_axis.RunAxis.__call__
     calls = []
 
     def call_with_kill(self, *args):
@@ -577,10 +577,10 @@ def test_ticket_sweep_killed_mid_run_resumes_to_the_same_result(
             raise KeyboardInterrupt("simulated kill")
         return real_call(self, *args)
 
-    monkeypatch.setattr(loop.RunAxis, "__call__", call_with_kill)
+    monkeypatch.setattr(run_axis.RunAxis, "__call__", call_with_kill)
     with pytest.raises(KeyboardInterrupt):
         pipeline.train_and_evaluate(config, killed)
-    monkeypatch.setattr(loop.RunAxis, "__call__", real_call)
+    monkeypatch.setattr(run_axis.RunAxis, "__call__", real_call)
     assert calls == ["loop", "loop", "vmap", "vmap", "vmap"]
     ck = checkpointing.Checkpointer(os.path.join(killed, "ticket", "checkpoints"))
     assert ck.all_steps() == [0, 2]
@@ -690,12 +690,14 @@ def test_no_import_cycle_inside_the_package():
 
 
 #: Layers, lowest first: a module imports only modules of lower layers. ``sweep`` (run specs)
-#: and ``step`` sit side by side between the parts and the loop; stage runners (``dst``, the
+#: and ``step`` sit side by side between the parts and the loop, which runs K runs through the
+#: run axis (``run_axis``, on the step); stage runners (``dst``, the
 #: ticket baselines) sit on the loop; what the stages share (``stages``) on them, the lottery
 #: stages on that, the pipeline on all of them; CLIs sit on the pipeline.
 LAYERS = [
     None,  # every other module: data, models, parts, augment, sparsity, evaluation, ...
     {"jaxgan_lth.sweep", "jaxgan_lth.step"},
+    {"jaxgan_lth.run_axis"},
     {"jaxgan_lth.loop"},
     {"jaxgan_lth.dst_stage", "jaxgan_lth.baselines"},
     {"jaxgan_lth.stages"},
@@ -753,7 +755,7 @@ def test_rewinding_returns_the_step0_checkpoint_even_when_init_changes(
     lot = pipeline.Lottery(config, workdir, pipeline.validate_config(config))
     engine = lot.engine("imp")
     theta0, _ = _final_states(engine, lot.round_dir(0), 1, 0)
-    theta0 = loop.unstack(theta0, 1)[0]
+    theta0 = run_axis.unstack(theta0, 1)[0]
 
     # From now on the model's init gives other numbers (another seed's, shifted by 0.5).
     real = step_lib.make_step_fns
@@ -786,7 +788,7 @@ def test_rewinding_returns_the_step0_checkpoint_even_when_init_changes(
     lot = pipeline.Lottery(config, workdir, pipeline.validate_config(config))
     like = jax.eval_shape(lot.engine("imp").fns.init, jax.random.key(0))
     for stage_dir, r in ((lot.round_dir(1), 1), (os.path.join(workdir, "ticket"), 2)):
-        start = loop.unstack(_final_states(engine, stage_dir, 1, 0)[0], 1)[0]
+        start = run_axis.unstack(_final_states(engine, stage_dir, 1, 0)[0], 1)[0]
         mask = lot.load_masks(r, like)[0]
         assert pruning.density(mask["g"]) < 1.0
         for n, m in (("g", "g"), ("d", "d"), ("ema", "g")):
