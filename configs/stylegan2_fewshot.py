@@ -22,10 +22,10 @@ Variants (``get_config(arg)``, big_vision style):
               without augmentation, then the ticket trained with DiffAugment + AdvAug PGD-1.
               The released code has no StyleGAN2 scripts (seed_repos.md): rounds and budget
               are ours (config keys)
-``cpu``       a CPU preset: 32x32, 64 channels, 2 mapping layers, batch 8, lazy R1 every 4
-              steps, DiffAugment; meant to train on 2 cores within about 20 minutes (a 64x64
-              probe ran at ~0.05 G-it/s under a load of ~11, far too slow; 32 px is not yet
-              timed on an idle machine)
+``cpu``       a CPU preset: 32x32, 64 channels up to 16 px and 32 at 32 px, 2 mapping
+              layers, batch 16, 20 kimg, lr 0.0025, R1 gamma 0.16 lazy every 16 steps, EMA
+              half-life 1 kimg with ADA's ramp-up, DiffAugment; meant to train on 2 cores in
+              about 20 minutes (README's few-shot section has its measured wall time)
 ============  =========================================================================
 
 Differences from the TF code, on purpose: each iteration here is one D step then one G step
@@ -120,22 +120,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.data.resolution = 32
         config.model.latent_dim = 64
         config.model.w_dim = 64
-        config.model.channel_base = 2048  # min(2048 / res, 64): 64 channels everywhere
+        # ch(s) = min(1024 / s, 64): 64 channels at 4-16 px, 32 at 32 px, where 3/4 of a
+        # 64-channel network's FLOPs were (0.43x its cost per image)
+        config.model.channel_base = 1024
         config.model.g_channels = 64
         config.model.d_channels = 64
         config.model.mapping_layers = 2
-        batch = 8
+        batch = 16
         config.train.g_batch_size = config.train.d_batch_size = batch
         config.model.mbstd_group = 4
-        config.train.num_steps = 2000
+        config.train.g_lr = config.train.d_lr = 0.0025  # stylegan2-ada 'auto' below 1024 px
+        config.train.num_steps = 1250  # 20 kimg
         config.train.ema_kimg = 1.0
+        config.train.ema_rampup = 0.05  # half-life <= 5% of the images so far (ADA 'auto')
         config.train.ema_start = 0
-        config.r1.gamma = 1.0  # 0.0002 * res^2 / batch (stylegan2-ada 'auto') = 0.03; ours 1
-        config.r1.interval = 4  # lazy R1 (penalty x 4 every 4th step): a quarter of the cost
+        # the low-shot preset's gamma 10 at 256 px scaled by res^2 (the ADA 'auto' rule's
+        # dependence on resolution): 10 * (32 / 256)^2 = 0.16
+        config.r1.gamma = 0.16
+        config.r1.interval = 16  # lazy R1 (penalty x 16 every 16th step), StyleGAN2's interval
         config.eval.num_samples = 500  # a CPU-sized FID: 500 EMA samples vs the 100 images
         config.eval.every = 0
         config.eval.batch_size = 50
         config.log_every = 50
-        config.sample_every = 500
-        config.checkpoint_every = 500
+        config.sample_every = 250
+        config.checkpoint_every = 250
     return config
