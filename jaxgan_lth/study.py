@@ -421,8 +421,8 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
             lines += ["", "DiffAugment leaks, read from the last sample grid of every run "
                       "(64 images of the EMA generator, fixed noise; mean ± std over seeds): "
                       "the mean grey level of the images' outer pixel ring (`study."
-                      "border_level`: where translation and cutout fill uncovered pixels "
-                      "with mid-grey, G learns grey borders) and the fraction of images with "
+                      "border_level`: with the reference's mid-grey fill of translation and "
+                      "cutout, G learns grey borders) and the fraction of images with "
                       "a dark hole enclosed by the object (`study.hole_rate`). DiffAugment is "
                       "on only in its rows; the other rows are the same networks without it.",
                       "", "| method | border grey level | images with a hole |",
