@@ -59,7 +59,7 @@ fi
 BACKEND=$("$PY" -c "import jax; print(jax.default_backend())")
 HAVE_TORCH=$("$PY" -c "import torch" 2>/dev/null && echo 1 || echo 0)
 HAVE_FIDW=$("$PY" -c "
-from jaxgan_lth.evaluation import inception as i; print(int(i.default_weights_path() is not None))")
+from jaxgan_lth.evaluation import inception_weights as i; print(int(i.default_weights_path() is not None))")
 if [ "$SMOKE" = 1 ]; then BUDGET=${JAXGAN_SUITE_BUDGET_S:-900}; else
   BUDGET=${JAXGAN_SUITE_BUDGET_S:-470}; fi
 START=$(date +%s)

@@ -382,3 +382,13 @@ def test_validate_config_unknown_tfds_name_and_disabled_eval(folder):
     config = _config(folder, reference_split="test[:500]", num_samples=0)
     config.eval.enabled = False  # evaluation settings unused: nothing to check
     evaluation.validate_config(config)
+
+
+def test_every_lazy_export_of_the_evaluation_package_resolves():
+    # the package's lazy name -> module map must follow modules that move (a stale entry
+    # raised AttributeError only when a user touched that name)
+    import jaxgan_lth.evaluation as ev
+
+    for name in ev.__all__:
+        obj = getattr(ev, name)
+        assert getattr(obj, "__name__", name) == name, (name, obj)

@@ -34,7 +34,7 @@ _EXPORTS = {
     "inception_features": "features",
     "to_uint8": "features",
     "InceptionV3": "inception",
-    "load_inception_weights": "inception",
+    "load_inception_weights": "inception_weights",
     "FIDStatistics": "metrics",
     "compute_statistics": "metrics",
     "fid_from_features": "metrics",
