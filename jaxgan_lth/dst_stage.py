@@ -153,7 +153,7 @@ class _Updates:
                     jax.tree.leaves(out_m[0][n]), jax.tree.leaves(hm[n])))) for n in NETS}
         # saving an existing step is a no-op: a resumed stage recomputes the same masks
         self.ckpt.save(step, run_axis.stack(out_m), {"step": step, "drop_rate": rate,
-                                                 "runs": [r.name for r in self.runs]})
+                                                     "runs": [r.name for r in self.runs]})
         self.record(step, rate, out_m[0], grown)
         logging.info("dst/step %d: mask update (drop rate %.4f): %s", step, rate,
                      ", ".join(f"{n.upper()} grew {grown[n]}" for n in NETS))
@@ -167,7 +167,7 @@ def load_masks(ckpt: checkpointing.Checkpointer, step: int, like: Pytree, k: int
       ValueError: the step is absent or the masks do not match the model.
     """
     target = run_axis.stack([{n: jax.tree.map(lambda s: np.ones(s.shape, bool), like[n]["params"])
-                          for n in NETS}] * k)
+                              for n in NETS}] * k)
     try:
         stacked, _ = ckpt.restore(step, target)
     except checkpointing.CheckpointError as e:

@@ -690,10 +690,10 @@ def test_no_import_cycle_inside_the_package():
 
 
 #: Layers, lowest first: a module imports only modules of lower layers. ``sweep`` (run specs)
-#: and ``step`` sit side by side between the parts and the loop, which runs K runs through the
-#: run axis (``run_axis``, on the step); stage runners (``dst``, the
-#: ticket baselines) sit on the loop; what the stages share (``stages``) on them, the lottery
-#: stages on that, the pipeline on all of them; CLIs sit on the pipeline.
+#: and ``step`` sit side by side between the parts and the loop; the run axis (``run_axis``,
+#: K runs of the step's iteration) sits between the step and the loop; stage runners (``dst``,
+#: the ticket baselines) sit on the loop; what the stages share (``stages``) on them, the
+#: lottery stages on that, the pipeline on all of them; CLIs sit on the pipeline.
 LAYERS = [
     None,  # every other module: data, models, parts, augment, sparsity, evaluation, ...
     {"jaxgan_lth.sweep", "jaxgan_lth.step"},

@@ -20,6 +20,12 @@ import jax.numpy as jnp
 SAMPLING = ("replacement", "epoch")
 
 
+def _random_xflip(key, x):
+    """``x`` ``[B, H, W, C]`` with each image mirrored left-right with probability 1/2."""
+    flip = jax.random.bernoulli(key, 0.5, (x.shape[0],))
+    return jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+
+
 def sample_real(key, data: dict, batch: int, random_flip: bool):
     """A real batch ``[batch, H, W, C]`` (and labels) drawn uniformly with replacement."""
     k_idx, k_flip = jax.random.split(key)
@@ -28,8 +34,7 @@ def sample_real(key, data: dict, batch: int, random_flip: bool):
     x = data["images"][idx]
     y = data["labels"][idx]
     if random_flip:
-        flip = jax.random.bernoulli(k_flip, 0.5, (batch,))
-        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+        x = _random_xflip(k_flip, x)
     return x, y
 
 
@@ -77,6 +82,5 @@ def sample_real_epoch(sampler: dict, base_key, data: dict, key, batch: int,
     idx = jax.lax.dynamic_slice(s["perm"], (s["pos"],), (batch,))
     x, y = data["images"][idx], data["labels"][idx]
     if random_flip:
-        flip = jax.random.bernoulli(jax.random.split(key)[1], 0.5, (batch,))
-        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+        x = _random_xflip(jax.random.split(key)[1], x)
     return x, y, {**s, "pos": s["pos"] + batch}

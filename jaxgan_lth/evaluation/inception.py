@@ -345,8 +345,3 @@ class InceptionV3(nn.Module):
                 x = _InceptionE(step[1], self.precision, name=name)(x)
         # TorchScript: AvgPool2d(8, 8) on the 8x8 map, then reshape(-1, 2048).
         return jnp.mean(x, axis=(1, 2))
-
-
-# ----------------------------------------------------------------------------------------------
-# Weights.
-# ----------------------------------------------------------------------------------------------
