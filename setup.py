@@ -34,7 +34,8 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "ruff==0.17.6"],  # ruff: the lint step of .ci/run
+        # ruff: the lint step of .ci/run; pytest-xdist: the suite runs in 2 worker processes
+        "test": ["pytest>=8", "pytest-xdist==3.8.0", "ruff==0.17.6"],
         "cuda": ["jax[cuda12]>=0.10.2"],
     },
 )

@@ -355,10 +355,13 @@ from jaxgan_lth.evaluation import inception as inception_lib  # noqa: E402
 from jaxgan_lth.evaluation import inception_weights as weights_lib  # noqa: E402
 
 
+def random_extractor_weights():
+    return weights_lib.random_inception_weights(seed=0, with_logits=True, num_classes=16)
+
+
 @pytest.fixture(scope="module")
 def random_extractor():
-    weights = weights_lib.random_inception_weights(seed=0, with_logits=True, num_classes=16)
-    return features_lib.FeatureExtractor(weights=weights, batch_size=4)
+    return features_lib.FeatureExtractor(weights=random_extractor_weights(), batch_size=4)
 
 
 def test_inception_param_layout():
@@ -428,6 +431,12 @@ def test_extractor_float_uint8_gray_iterator_agree(random_extractor):
     np.testing.assert_allclose(random_extractor(u.astype(np.float32) / 127.5 - 1.0), ref,
                                rtol=0, atol=1e-6)
     np.testing.assert_allclose(random_extractor(u), ref, rtol=0, atol=1e-6)  # grayscale -> RGB
+    # Micro-batches of 3 inside a call of 4 (the second one padded): the same features.
+    micro = features_lib.FeatureExtractor(weights=random_extractor_weights(), batch_size=4,
+                                          micro_batch=3)
+    np.testing.assert_allclose(micro(rgb), ref, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="micro_batch must be >= 1 or None"):
+        features_lib.FeatureExtractor(weights=random_extractor_weights(), micro_batch=0)
     # An iterator of single images and batches (a folder), with a size change in between.
     other = rng.integers(0, 256, (2, 48, 40, 3), dtype=np.uint8)
     stream = [rgb[0], rgb[1:3], other[0], rgb[3], rgb[4], other[1]]

@@ -2,7 +2,7 @@
 
 Public API::
 
-    FeatureExtractor(weights_path=None, *, batch_size=50, precision="highest")
+    FeatureExtractor(weights_path=None, *, batch_size=50, precision="highest", micro_batch=None)
     inception_features(images, batch_size=50, weights_path=None) -> np.ndarray [N, 2048]
     compute_statistics(features, keep_features=False, seed=0) -> FIDStatistics
     frechet_distance(mu1, sigma1, mu2, sigma2, method="svd") -> float
