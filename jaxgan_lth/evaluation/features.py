@@ -253,17 +253,13 @@ class FeatureExtractor:
         def net(u8):
             return self.model.apply({"params": params}, preprocess_uint8(u8))
 
+        # `_run` pads every call to a whole number of micro-batches.
         n = images_u8.shape[0]
         m = n if self.micro_batch is None else min(self.micro_batch, n)
         if m == n:
             return net(images_u8)
-        chunks = -(-n // m)
-        pad = chunks * m - n
-        if pad:
-            images_u8 = jnp.concatenate(
-                [images_u8, jnp.zeros((pad,) + images_u8.shape[1:], images_u8.dtype)])
-        feats = jax.lax.map(net, images_u8.reshape((chunks, m) + images_u8.shape[1:]))
-        return feats.reshape((chunks * m,) + feats.shape[2:])[:n]
+        feats = jax.lax.map(net, images_u8.reshape((n // m, m) + images_u8.shape[1:]))
+        return feats.reshape((n,) + feats.shape[2:])
 
     def _forward_with_logits(self, params, logits_params, images_u8):
         feats = self._forward(params, images_u8)
@@ -276,10 +272,13 @@ class FeatureExtractor:
         if isinstance(images, (np.ndarray, jax.Array)) and images.ndim == 4:
             batch_size = max(1, min(batch_size, images.shape[0]))
         outputs = []
+        call_size = batch_size
+        if self.micro_batch is not None and self.micro_batch < batch_size:
+            call_size = -(-batch_size // self.micro_batch) * self.micro_batch
         for batch in _batches(images, batch_size):
             n = batch.shape[0]
-            if n < batch_size:  # pad the tail: one compiled shape per input size
-                pad = np.zeros((batch_size - n,) + batch.shape[1:], batch.dtype)
+            if n < call_size:  # pad the tail (and to whole micro-batches): one compiled shape
+                pad = np.zeros((call_size - n,) + batch.shape[1:], batch.dtype)
                 batch = np.concatenate([batch, pad])
             if with_logits:
                 out = self._logits_fn(self.params, self._logits, batch)
