@@ -28,6 +28,11 @@ drawn uniformly in ``[1, num_ws)``, one cutoff per batch. Noise inputs: fresh ``
 ``[B, s, s, 1]`` per layer when the :data:`~jaxgan_lth.models.base.G_NOISE` PRNG stream is
 given (the step gives it to every train-mode forward), else the fixed per-layer ``noise_const``
 buffers (deterministic; ``noise_mode`` can force ``"random"``, ``"const"`` or ``"none"``).
+``use_noise=False`` builds G without noise inputs at all (no ``noise_strength`` parameters, no
+``noise_const`` buffers; the reference's ``SynthesisLayer(use_noise=False)``), in training and
+sampling alike. The CPU few-shot preset uses it: at 32 px and 20-30 kimg, a G with noise
+inputs put a texture from them over every face (the grids of ``configs/stylegan2_fewshot.py``
+``cpu``; README's few-shot section).
 
 Channels: ``channel_base`` follows the PyTorch code's ``channel_base`` (``ch(s) =
 channel_base // s``). 32768 (default) is the official ``stylegan2`` config and gives the same
@@ -150,12 +155,14 @@ class SynthesisLayer(nn.Module):
         features: Cout.
         resolution: output resolution (of the noise maps).
         up: 1 or 2.
+        use_noise: add the per-pixel noise input (``noise_strength``, ``noise_const``).
         dtype: compute dtype.
     """
 
     features: int
     resolution: int
     up: int = 1
+    use_noise: bool = True
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -165,12 +172,14 @@ class SynthesisLayer(nn.Module):
         styles = ops.EqualizedDense(cin, bias_init=1.0, name="linear_affine")(w)
         kernel = self.param("kernel", nn.initializers.normal(1.0), (3, 3, cin, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        x = ops.modulated_conv2d(x.astype(self.dtype), kernel.astype(self.dtype),
+                                 styles.astype(self.dtype), up=self.up)
+        if not self.use_noise:
+            return ops.bias_act(x, bias, "lrelu")
         strength = self.param("noise_strength", nn.initializers.zeros, ())
         noise_const = self.variable(
             "batch_stats", "noise_const",
             lambda: jax.random.normal(self.make_rng("params"), (r, r), jnp.float32))
-        x = ops.modulated_conv2d(x.astype(self.dtype), kernel.astype(self.dtype),
-                                 styles.astype(self.dtype), up=self.up)
         if noise_mode == "random":
             noise = jax.random.normal(self.make_rng(G_NOISE), (x.shape[0], r, r, 1))
             x = x + (noise * strength).astype(x.dtype)
@@ -211,6 +220,7 @@ class SynthesisBlock(nn.Module):
         resolution: s.
         img_channels: image channels.
         first: the 4x4 block (const input, no conv0).
+        use_noise: noise inputs in the modulated convs.
         dtype: compute dtype.
     """
 
@@ -218,6 +228,7 @@ class SynthesisBlock(nn.Module):
     resolution: int
     img_channels: int
     first: bool = False
+    use_noise: bool = True
     dtype: jnp.dtype = jnp.float32
 
     def setup(self):
@@ -226,8 +237,8 @@ class SynthesisBlock(nn.Module):
         if self.first:
             self.const = self.param("const", nn.initializers.normal(1.0), (s, s, c))
         else:
-            self.conv0 = SynthesisLayer(c, s, up=2, dtype=self.dtype)
-        self.conv1 = SynthesisLayer(c, s, dtype=self.dtype)
+            self.conv0 = SynthesisLayer(c, s, up=2, use_noise=self.use_noise, dtype=self.dtype)
+        self.conv1 = SynthesisLayer(c, s, use_noise=self.use_noise, dtype=self.dtype)
         self.conv_rgb = ToRGB(self.img_channels, dtype=self.dtype)
 
     @property
@@ -263,6 +274,7 @@ class StyleGAN2Generator(nn.Module):
         channel_max: channel cap (the config's ``g_channels``).
         mapping_layers: FC layers of the mapping network.
         style_mixing_prob: probability of style mixing in train mode.
+        use_noise: per-pixel noise inputs (False: none, in training and sampling).
         num_classes: always 0 (unconditional).
         dtype: compute dtype of the convolutions and FC layers (outputs float32).
     """
@@ -275,6 +287,7 @@ class StyleGAN2Generator(nn.Module):
     channel_max: int = 512
     mapping_layers: int = 8
     style_mixing_prob: float = 0.9
+    use_noise: bool = True
     num_classes: int = 0
     dtype: jnp.dtype = jnp.float32
 
@@ -294,7 +307,7 @@ class StyleGAN2Generator(nn.Module):
         self.blocks = {
             f"b{s}": SynthesisBlock(
                 channels_at(s, self.channel_base, self.channel_max), s, self.out_channels,
-                first=(s == 4), dtype=self.dtype)
+                first=(s == 4), use_noise=self.use_noise, dtype=self.dtype)
             for s in self.block_resolutions
         }
 
@@ -429,6 +442,7 @@ def build_stylegan2(
     mapping_layers: int = 8,
     style_mixing_prob: float = 0.9,
     mbstd_group: int = 4,
+    use_noise: bool = True,
     dtype: str = "float32",
     **kwargs,
 ) -> ModelPair:
@@ -450,6 +464,8 @@ def build_stylegan2(
         style_mixing_prob: in [0, 1] (0.9 paper; 0 = off).
         mbstd_group: minibatch-stddev group size (4 in ``stylegan2``/DiffAugment; D batches in
             training must be multiples of it).
+        use_noise: G's per-pixel noise inputs (True as every official config; False builds
+            G without them, the reference's ``SynthesisLayer(use_noise=False)``).
         dtype: compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
         **kwargs: no other options are accepted; any key here raises ``ValueError``.
 
@@ -461,7 +477,7 @@ def build_stylegan2(
     """
     check_kwargs("stylegan2", kwargs, [
         "latent_dim", "g_channels", "d_channels", "conditional", "w_dim", "channel_base",
-        "mapping_layers", "style_mixing_prob", "mbstd_group", "dtype"])
+        "mapping_layers", "style_mixing_prob", "mbstd_group", "use_noise", "dtype"])
     resolution = check_resolution(resolution)
     channels = check_positive_int("stylegan2", "channels", channels)
     if conditional is not False:
@@ -480,11 +496,13 @@ def build_stylegan2(
         ok = False
     if not ok:
         raise ValueError(f"stylegan2: style_mixing_prob = {style_mixing_prob!r} must be in [0, 1]")
+    if not isinstance(use_noise, bool):
+        raise ValueError(f"stylegan2: use_noise = {use_noise!r}; accepted: True or False")
     gen = StyleGAN2Generator(
         resolution=resolution, out_channels=channels, latent_dim=latent_dim, w_dim=w_dim,
         channel_base=base, channel_max=check_positive_int("stylegan2", "g_channels", g_channels),
         mapping_layers=check_positive_int("stylegan2", "mapping_layers", mapping_layers),
-        style_mixing_prob=float(style_mixing_prob), dtype=DTYPES[dtype])
+        style_mixing_prob=float(style_mixing_prob), use_noise=use_noise, dtype=DTYPES[dtype])
     disc = StyleGAN2Discriminator(
         resolution=resolution, in_channels=channels, channel_base=base,
         channel_max=check_positive_int("stylegan2", "d_channels", d_channels),
