@@ -172,7 +172,7 @@ def get_config():
     #   mapping_layers = 8     # mapping FC layers (8 paper / DiffAugment TF; 2 ADA auto)
     #   style_mixing_prob = 0.9  # style mixing in G's training forwards (0 = off)
     #   mbstd_group = 4        # minibatch-stddev group; D batches must be multiples of it
-    #   use_noise = True       # G's per-pixel noise inputs (False: none; the CPU preset)
+    #   use_noise = True       # G's per-pixel noise inputs (False: none; reference use_noise)
     #   dtype = "float32"      # compute dtype: "float32" or "bfloat16" (params stay float32)
 
     # ---- training ------------------------------------------------------------------------------

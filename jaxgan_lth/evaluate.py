@@ -12,6 +12,10 @@ Flags:
   --checkpoint     latest | best | a step number (default latest)
   --num_samples    generated images (default: config.eval.num_samples)
   --save_images    folder for PNGs (must be empty or absent: nothing is overwritten)
+  --grid           also write the first 16 generated images as one grid PNG (a new file)
+  --noise_mode     StyleGAN2 only: G's noise inputs for the images and FID, ``random``,
+                   ``const`` (the fixed maps of the training grids) or ``none`` (the reference
+                   ``generate.py --noise-mode``); default: random, as the reference metrics
   --no_fid         only save images
 """
 
@@ -31,6 +35,8 @@ flags.DEFINE_string("checkpoint", "latest", "latest | best | a step number.")
 flags.DEFINE_string("run", "0", "Run of a swept stage: index or name (seed1_adv_step_size0.01).")
 flags.DEFINE_integer("num_samples", 0, "Generated images (0 = config.eval.num_samples).")
 flags.DEFINE_string("save_images", "", "Write the generated images as PNG into this folder.")
+flags.DEFINE_string("grid", "", "Write the first 16 generated images as a grid PNG here.")
+flags.DEFINE_string("noise_mode", "", "StyleGAN2's noise inputs: random (default), const, none.")
 flags.DEFINE_bool("no_fid", False, "Skip FID/KID (only save images).")
 flags.mark_flag_as_required("workdir")
 
@@ -56,12 +62,25 @@ def load_run_config(workdir: str):
 
 def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
                  num_samples: int = 0, save_images: str = "", fid: bool = True,
-                 run: int | str = 0) -> dict:
+                 run: int | str = 0, grid: str = "", noise_mode: str = "") -> dict:
     """Restores one stage's checkpoint and evaluates it (see the module docstring).
+
+    Args:
+      workdir: the run's folder.
+      stage: train | ticket | imp/round_XX ("" = the config's last stage).
+      checkpoint: latest | best | a step number.
+      num_samples: generated images (0 = ``config.eval.num_samples``).
+      save_images: folder for the generated images as PNG ("" = none).
+      fid: compute FID/KID.
+      run: run of a swept stage (index or name).
+      grid: path of a PNG grid of the first 16 generated images ("" = none).
+      noise_mode: StyleGAN2's noise inputs (``random``, ``const``, ``none``; "" = random, the
+        reference metrics' choice); the result records it.
 
     Raises:
       FileNotFoundError: missing config.json or stage folder.
-      ValueError: an unknown stage or checkpoint, or a non-empty ``save_images`` folder.
+      ValueError: an unknown stage, checkpoint or noise mode, a noise mode for a model other
+        than stylegan2, a non-empty ``save_images`` folder or an existing ``grid`` file.
     """
     import jax
 
@@ -83,6 +102,14 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
         raise FileNotFoundError(f"{stage_dir} does not exist; stages run: {stages}.")
     if save_images and os.path.isdir(save_images) and os.listdir(save_images):
         raise ValueError(f"--save_images={save_images!r} is not empty; give a new folder.")
+    if grid and os.path.exists(grid):
+        raise ValueError(f"--grid={grid!r} exists; give a new file name.")
+    noise_modes = ("random", "const", "none")
+    if noise_mode and noise_mode not in noise_modes:
+        raise ValueError(f"--noise_mode={noise_mode!r}; accepted: {', '.join(noise_modes)}.")
+    if noise_mode and config.model.name != "stylegan2":
+        raise ValueError(f"--noise_mode={noise_mode!r} is for model.name='stylegan2'; this run's "
+                         f"model is {config.model.name!r} (no noise inputs).")
     if checkpoint not in ("latest", "best") and not checkpoint.isdigit():
         raise ValueError(f"--checkpoint={checkpoint!r}; accepted: latest, best, a step number.")
     engine = loop.build_engine(cfg, workdir)
@@ -95,23 +122,40 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
     cfg.eval.enabled = True
     ev = loop.make_evaluator(cfg, workdir, engine)
     sample = jax.jit(engine.fns.sample)
+    if noise_mode:
+        from jaxgan_lth.models import G_NOISE
+
+        G = engine.generator
+
+        @jax.jit
+        def sample(variables, z, y=None, key=None):
+            return G.apply(variables, z, y, method="generate", noise_mode=noise_mode,
+                           rngs={G_NOISE: key} if noise_mode == "random" else None)
 
     def sample_fn(z, y, key, variables=state["ema"]):
         return sample(variables, z, y, key)
 
     n = num_samples or cfg.eval.num_samples
     result = {"stage": stage, "step": int(step)}
-    if save_images:
+    if noise_mode:
+        result["noise_mode"] = noise_mode
+    if save_images or grid:
         from PIL import Image
 
+        from jaxgan_lth import io_utils
         from jaxgan_lth.evaluation.features import to_uint8
 
-        os.makedirs(save_images, exist_ok=True)
-        images = to_uint8(ev.generate(sample_fn, n))
-        for i, img in enumerate(images):
-            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
-                os.path.join(save_images, f"{i:06d}.png"))
-        result["saved_images"] = int(len(images))
+        images = to_uint8(ev.generate(sample_fn, n if save_images else min(n, 16)))
+        if save_images:
+            os.makedirs(save_images, exist_ok=True)
+            for i, img in enumerate(images):
+                Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
+                    os.path.join(save_images, f"{i:06d}.png"))
+            result["saved_images"] = int(len(images))
+        if grid:
+            io_utils.save_png(io_utils.image_grid(images[:16].astype("float32") / 127.5 - 1.0),
+                              grid)
+            result["grid"] = grid
     if fid:
         cfg.unlock()
         cfg.eval.num_samples = n
@@ -124,7 +168,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     result = evaluate_run(FLAGS.workdir, FLAGS.stage, FLAGS.checkpoint, FLAGS.num_samples,
-                          FLAGS.save_images, not FLAGS.no_fid, FLAGS.run)
+                          FLAGS.save_images, not FLAGS.no_fid, FLAGS.run, FLAGS.grid,
+                          FLAGS.noise_mode)
     print(json.dumps(result, indent=2))
 
 

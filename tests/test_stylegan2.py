@@ -281,6 +281,30 @@ def test_shapes_at_32_and_noise_modes(tiny32):
                                atol=1e-6)
 
 
+def test_without_noise_inputs(tiny32):
+    """use_noise=False: no noise parameters or buffers, and G equals the noisy G with noise off."""
+    G, _, g_vars, _, z, _ = tiny32
+    G0, _ = get_model("stylegan2", resolution=32, use_noise=False, **TINY)
+    v0 = G0.init(jax.random.key(1), z, train=False)
+    # one noise_strength scalar per modulated 3x3 conv: 1 at 4 px, 2 at each of 8, 16, 32
+    assert _count(g_vars["params"]) - _count(v0["params"]) == 1 + 2 * 3
+    assert set(_flat(v0["batch_stats"])) == {"mapping_net/w_avg"}
+    # the noisy G's variables less its noise entries drive the noise-free G
+    p = jax.tree.map(lambda a: a, g_vars["params"])
+    p["blocks_b16"]["conv0"]["noise_strength"] = jnp.float32(0.7)  # used unless noise is off
+    drop = {k: v for k, v in _flat(p).items() if "noise" not in k}
+    v = {"params": traverse_util.unflatten_dict(drop, sep="/"),
+         "batch_stats": {"mapping_net": g_vars["batch_stats"]["mapping_net"]}}
+    want = G.apply({**g_vars, "params": p}, z, method="generate", noise_mode="none")
+    noisy = G.apply({**g_vars, "params": p}, z, method="generate",
+                    noise_mode="random", rngs={G_NOISE: jax.random.key(0)})
+    assert not np.allclose(want, noisy)
+    for kw in ({}, {"rngs": {G_NOISE: jax.random.key(0)}}, {"rngs": {G_NOISE: jax.random.key(5)}}):
+        np.testing.assert_array_equal(G0.apply(v, z, method="generate", **kw), want)
+    with pytest.raises(ValueError, match="use_noise = 'no'"):
+        get_model("stylegan2", resolution=32, use_noise="no", **TINY)
+
+
 def test_shapes_at_64():
     _, _, g, d = _shapes(64, **TINY)
     G, D = get_model("stylegan2", resolution=64, **TINY)
