@@ -104,9 +104,10 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
         raise ValueError(f"--save_images={save_images!r} is not empty; give a new folder.")
     if grid and os.path.exists(grid):
         raise ValueError(f"--grid={grid!r} exists; give a new file name.")
-    noise_modes = ("random", "const", "none")
-    if noise_mode and noise_mode not in noise_modes:
-        raise ValueError(f"--noise_mode={noise_mode!r}; accepted: {', '.join(noise_modes)}.")
+    from jaxgan_lth.models.stylegan2 import NOISE_MODES
+
+    if noise_mode and noise_mode not in NOISE_MODES:
+        raise ValueError(f"--noise_mode={noise_mode!r}; accepted: {', '.join(NOISE_MODES)}.")
     if noise_mode and config.model.name != "stylegan2":
         raise ValueError(f"--noise_mode={noise_mode!r} is for model.name='stylegan2'; this run's "
                          f"model is {config.model.name!r} (no noise inputs).")
@@ -140,8 +141,6 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
     if noise_mode:
         result["noise_mode"] = noise_mode
     if save_images or grid:
-        from PIL import Image
-
         from jaxgan_lth import io_utils
         from jaxgan_lth.evaluation.features import to_uint8
 
@@ -149,8 +148,7 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
         if save_images:
             os.makedirs(save_images, exist_ok=True)
             for i, img in enumerate(images):
-                Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
-                    os.path.join(save_images, f"{i:06d}.png"))
+                io_utils.save_png(img, os.path.join(save_images, f"{i:06d}.png"))
             result["saved_images"] = int(len(images))
         if grid:
             io_utils.save_png(io_utils.image_grid(images[:16].astype("float32") / 127.5 - 1.0),
