@@ -30,9 +30,10 @@ given (the step gives it to every train-mode forward), else the fixed per-layer 
 buffers (deterministic; ``noise_mode`` can force ``"random"``, ``"const"`` or ``"none"``).
 ``use_noise=False`` builds G without noise inputs at all (no ``noise_strength`` parameters, no
 ``noise_const`` buffers; the reference's ``SynthesisLayer(use_noise=False)``), in training and
-sampling alike. The CPU few-shot preset uses it: at 32 px and 20-30 kimg, a G with noise
-inputs put a texture from them over every face (the grids of ``configs/stylegan2_fewshot.py``
-``cpu``; README's few-shot section).
+sampling alike. (The CPU few-shot preset keeps the noise inputs: trained without them it
+collapsed; README's few-shot section.) The synthesis layers are in
+:mod:`jaxgan_lth.models.stylegan2_synthesis`, the discriminator in
+:mod:`jaxgan_lth.models.stylegan2_d`.
 
 Channels: ``channel_base`` follows the PyTorch code's ``channel_base`` (``ch(s) =
 channel_base // s``). 32768 (default) is the official ``stylegan2`` config and gives the same
@@ -78,6 +79,7 @@ from jaxgan_lth.models.registry import (
 )
 from jaxgan_lth.models.sg2_ops import channels_at
 from jaxgan_lth.models.stylegan2_d import StyleGAN2Discriminator
+from jaxgan_lth.models.stylegan2_synthesis import SynthesisBlock
 
 Array = jax.Array
 
@@ -146,120 +148,6 @@ class MappingNetwork(nn.Module):
             mean = jax.lax.stop_gradient(jnp.mean(x, axis=0))
             w_avg.value = W_AVG_BETA * w_avg.value + (1.0 - W_AVG_BETA) * mean
         return x, w_avg.value
-
-
-class SynthesisLayer(nn.Module):
-    """Modulated 3x3 conv (optionally 2x up) + noise + bias + lrelu (``SynthesisLayer``).
-
-    Attributes:
-        features: Cout.
-        resolution: output resolution (of the noise maps).
-        up: 1 or 2.
-        use_noise: add the per-pixel noise input (``noise_strength``, ``noise_const``).
-        dtype: compute dtype.
-    """
-
-    features: int
-    resolution: int
-    up: int = 1
-    use_noise: bool = True
-    dtype: jnp.dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: Array, w: Array, noise_mode: str) -> Array:
-        """``[B, s/up, s/up, Cin]``, w ``[B, w_dim]`` -> ``[B, s, s, features]``."""
-        cin, r = x.shape[-1], self.resolution
-        styles = ops.EqualizedDense(cin, bias_init=1.0, name="linear_affine")(w)
-        kernel = self.param("kernel", nn.initializers.normal(1.0), (3, 3, cin, self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        x = ops.modulated_conv2d(x.astype(self.dtype), kernel.astype(self.dtype),
-                                 styles.astype(self.dtype), up=self.up)
-        if not self.use_noise:
-            return ops.bias_act(x, bias, "lrelu")
-        strength = self.param("noise_strength", nn.initializers.zeros, ())
-        noise_const = self.variable(
-            "batch_stats", "noise_const",
-            lambda: jax.random.normal(self.make_rng("params"), (r, r), jnp.float32))
-        if noise_mode == "random":
-            noise = jax.random.normal(self.make_rng(G_NOISE), (x.shape[0], r, r, 1))
-            x = x + (noise * strength).astype(x.dtype)
-        elif noise_mode == "const":
-            x = x + (noise_const.value[None, :, :, None] * strength).astype(x.dtype)
-        return ops.bias_act(x, bias, "lrelu")
-
-
-class ToRGB(nn.Module):
-    """1x1 modulated conv without demodulation, bias, linear (``ToRGBLayer``).
-
-    Attributes:
-        features: image channels.
-        dtype: compute dtype.
-    """
-
-    features: int
-    dtype: jnp.dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: Array, w: Array) -> Array:
-        """``[B, s, s, Cin]`` -> float32 ``[B, s, s, features]``."""
-        cin = x.shape[-1]
-        styles = ops.EqualizedDense(cin, bias_init=1.0, name="linear_affine")(w)
-        styles = styles / math.sqrt(cin)
-        kernel = self.param("kernel", nn.initializers.normal(1.0), (1, 1, cin, self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        y = ops.modulated_conv2d(x.astype(self.dtype), kernel.astype(self.dtype),
-                                 styles.astype(self.dtype), demodulate=False)
-        return ops.bias_act(y.astype(jnp.float32), bias, "linear")
-
-
-class SynthesisBlock(nn.Module):
-    """One resolution of the skip synthesis network (``SynthesisBlock``, architecture skip).
-
-    Attributes:
-        features: ch(resolution).
-        resolution: s.
-        img_channels: image channels.
-        first: the 4x4 block (const input, no conv0).
-        use_noise: noise inputs in the modulated convs.
-        dtype: compute dtype.
-    """
-
-    features: int
-    resolution: int
-    img_channels: int
-    first: bool = False
-    use_noise: bool = True
-    dtype: jnp.dtype = jnp.float32
-
-    def setup(self):
-        """Creates ``const`` (first block) or ``conv0``, then ``conv1`` and ``conv_rgb``."""
-        s, c = self.resolution, self.features
-        if self.first:
-            self.const = self.param("const", nn.initializers.normal(1.0), (s, s, c))
-        else:
-            self.conv0 = SynthesisLayer(c, s, up=2, use_noise=self.use_noise, dtype=self.dtype)
-        self.conv1 = SynthesisLayer(c, s, use_noise=self.use_noise, dtype=self.dtype)
-        self.conv_rgb = ToRGB(self.img_channels, dtype=self.dtype)
-
-    @property
-    def num_conv(self) -> int:
-        """Modulated 3x3 convs (1 in the first block, else 2)."""
-        return 1 if self.first else 2
-
-    def features_of(self, x: Optional[Array], ws: Array, noise_mode: str) -> Array:
-        """Block features: ``x`` ``[B, s/2, s/2, Cin]`` (None for the first), ws ``[B, n, w]``."""
-        if self.first:
-            x = jnp.broadcast_to(self.const, (ws.shape[0],) + self.const.shape)
-            return self.conv1(x, ws[:, 0], noise_mode)
-        x = self.conv0(x, ws[:, 0], noise_mode)
-        return self.conv1(x, ws[:, 1], noise_mode)
-
-    def rgb(self, x: Array, img: Optional[Array], w: Array) -> Array:
-        """Skip image: ``upsample2d(img) + conv_rgb(x, w)`` (float32 ``[B, s, s, C]``)."""
-        y = self.conv_rgb(x, w)
-        if img is None:
-            return y
-        return ops.upsample2d(img, ops.fir_filter()) + y
 
 
 class StyleGAN2Generator(nn.Module):
