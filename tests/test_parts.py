@@ -100,3 +100,27 @@ def test_lecam_is_built_only_when_weighted_and_bad_values_are_named():
     config.lecam.start = -1
     with pytest.raises(ValueError, match=r"lecam\.start"):
         parts.validate_config(config)
+
+
+def test_a_part_missing_a_required_hook_cannot_be_built():
+    """The Part interface's hooks are abstract: a subclass without them fails at construction."""
+    from jaxgan_lth.parts import base
+
+    class NoAugment(base.Augmentation):
+        name, section = "no_augment", "lecam"
+
+        @classmethod
+        def enabled(cls, config):
+            return True
+
+    with pytest.raises(TypeError, match="augment"):
+        NoAugment(default.get_config())
+
+    class NoEnabled(base.LossTerm):
+        name, section = "no_enabled", "lecam"
+
+    with pytest.raises(TypeError, match="enabled"):
+        NoEnabled(default.get_config())
+    # the registered parts implement every hook
+    for name, cls in parts.REGISTRY.items():
+        assert not cls.__abstractmethods__, (name, cls.__abstractmethods__)

@@ -26,6 +26,7 @@ pytree, so it is checkpointed, resumed and vmapped over runs like the parameters
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, Callable, ClassVar
 
@@ -62,7 +63,7 @@ class HParam:
             raise ValueError(f"{where}: {name} = {value} must be in [{self.low}, {hi}.")
 
 
-class Part:
+class Part(abc.ABC):
     """Base class of a part (see the module docstring).
 
     Class attributes:
@@ -87,9 +88,9 @@ class Part:
         self.cfg = config[self.section]
 
     @classmethod
+    @abc.abstractmethod
     def enabled(cls, config: ml_collections.ConfigDict) -> bool:
         """Whether ``config`` switches this part on (the section exists and is active)."""
-        raise NotImplementedError
 
     @classmethod
     def validate(cls, config: ml_collections.ConfigDict, prefix: str = "") -> None:
@@ -137,9 +138,9 @@ class Augmentation(Part):
 
     kind = "augment"
 
+    @abc.abstractmethod
     def augment(self, key: Array, x: Array, state: Pytree, hp: dict) -> Array:
         """Augments a batch ``x`` ``[B, H, W, C]`` in [-1, 1]; differentiable in ``x``."""
-        raise NotImplementedError
 
     def observe(self, state: Pytree, logits_real: Array, hp: dict) -> Pytree:
         """New state after a D step that saw D's logits ``[B]`` on (augmented) reals."""
@@ -186,6 +187,7 @@ class FeaturePerturbation(Part):
         """Whether G's update is perturbed (at G's first-layer output)."""
         return False
 
+    @abc.abstractmethod
     def d_loss(self, key: Array, head: Callable, h: Array, labels: Any, num_real: int,
                clean: Array, hp: dict) -> tuple[Array, dict]:
         """D's loss from the clean loss and the features.
@@ -202,8 +204,8 @@ class FeaturePerturbation(Part):
         Returns:
           ``(loss, metrics)``.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def g_loss(self, key: Array, logits_at: Callable, point_shape: tuple, clean: Array,
                hp: dict) -> tuple[Array, dict]:
         """G's loss from the clean loss.
@@ -217,7 +219,6 @@ class FeaturePerturbation(Part):
           clean: the clean adversarial loss of G.
           hp: traced strengths.
         """
-        raise NotImplementedError
 
 
 @dataclasses.dataclass
