@@ -133,7 +133,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.train.g_batch_size = config.train.d_batch_size = batch
         config.model.mbstd_group = 4
         config.train.g_lr = config.train.d_lr = 0.0025  # stylegan2-ada 'auto' below 1024 px
-        # 48 kimg: about 18 min on one core of a 2-core AMD EPYC with FID (README); at 1600
+        # 48 kimg: 18.4-19.0 min on one core of a 2-core AMD EPYC with FID (README); at 1600
         # steps (25.6 kimg) the Obama faces were not recognisable yet (FID 338 vs 112)
         config.train.num_steps = 3000
         config.train.ema_kimg = 1.0
