@@ -163,6 +163,9 @@ def get_config():
     config.model.g_channels = 64
     config.model.d_channels = 64
     config.model.conditional = False  # class-conditional G and D (needs labels)
+    # dcgan only (configs for other models delete it): D's features, "flatten" (DCGAN's head)
+    # or "sum" (global sum pooling, the SNGAN/BigGAN head; the dcgan default before issue 26)
+    config.model.d_pooling = "sum"
     # model.name = "stylegan2" (jaxgan_lth/models/stylegan2.py) also accepts these keys, added
     # by its configs (the other models refuse them):
     #   w_dim = 0              # size of w; 0 = latent_dim (official 512)
@@ -310,6 +313,10 @@ def get_config():
     config.eval.raw_generator = False  # also evaluate the non-EMA generator
     config.eval.diagnostic = True  # D accuracy on train reals / held-out reals / fakes
     config.eval.diagnostic_samples = 256
+    # class-coverage diagnostic (Fashion-MNIST 28x28x1 only; jaxgan_lth/evaluation/coverage.py):
+    # a shipped classifier labels this many EMA samples at every evaluation; 0 = off
+    config.eval.coverage_samples = 1000
+    config.eval.coverage_min_fraction = 0.02  # a class is covered with >= this share of them
 
     # ---- logging and checkpoints ---------------------------------------------------------------
     config.log_every = 50  # G steps between scalar logs / progress lines

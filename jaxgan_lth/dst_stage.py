@@ -229,8 +229,7 @@ def run_dst(config, stage_cfg, workdir: str, runs, strategy: str = "loop") -> di
         d = pruning.density(end_masks[n], hook.patterns)
         row[f"{n}_density"] = round(d, 6)
         row[f"{n}_sparsity"] = round(1.0 - d, 6)
-    row.update({k: summary[k] for k in ("final_fid", "final_kid", "final_kid_std", "best_fid",
-                                         "best_step") if k in summary})
+    row.update({k: summary[k] for k in loop.EVAL_KEYS if k in summary})
     if "runs" in summary:
         row["runs"] = summary["runs"]
     else:

@@ -120,6 +120,22 @@ def dense_masks(state: Pytree) -> dict:
     return {n: masks_lib.ones_like(state[n]["params"]) for n in NETS}
 
 
+#: Keys of the class-coverage diagnostic in an evaluation result (summary: ``final_<key>``).
+COVERAGE_KEYS = ("coverage_classes", "coverage_confidence", "coverage_hist")
+#: Evaluation fields of a run's summary that the stages copy into their ``result.json`` and the
+#: workdir's ``summary.json`` (the coverage ones only on Fashion-MNIST).
+EVAL_KEYS = ("final_fid", "final_kid", "final_kid_std", "best_fid", "best_step",
+             *(f"final_{k}" for k in COVERAGE_KEYS))
+
+
+def coverage_line(result: dict) -> str:
+    """``"  classes >= 2%: 9/10, confidence 0.87"`` of an evaluation result ("" without it)."""
+    if "coverage_classes" not in result:
+        return ""
+    return (f"  classes covered: {result['coverage_classes']}/{len(result['coverage_hist'])}"
+            f", confidence {result['coverage_confidence']:.3f}")
+
+
 class _EvalLog:
     """FID/KID history of one run (``eval.json``) and its best checkpoint by FID (``best/``)."""
 
@@ -148,9 +164,13 @@ class _EvalLog:
             return {}
         final = max(self.history, key=lambda h: h["step"])
         best = self.best()
-        return {"final_fid": final["fid"], "final_kid": final["kid"],
-                "final_kid_std": final["kid_std"], "best_fid": best["fid"],
-                "best_step": best["step"], "fid_protocol": final.get("protocol")}
+        out = {"final_fid": final["fid"], "final_kid": final["kid"],
+               "final_kid_std": final["kid_std"], "best_fid": best["fid"],
+               "best_step": best["step"], "fid_protocol": final.get("protocol")}
+        for key in COVERAGE_KEYS:  # the class-coverage diagnostic (Fashion-MNIST)
+            if key in final:
+                out[f"final_{key}"] = final[key]
+        return out
 
     def close(self) -> None:
         self.best_ckpt.close()
@@ -343,10 +363,11 @@ def train_runs(
                 continue
             t_eval = time.time()
             result = fns.evaluate(evaluator, s)
-            writers[i].write_scalars(step, {log_prefix + m: v for m, v in result.items()})
-            logging.info("%s%sstep %d: FID %.3f  KID %.5f +- %.5f  (%.0f s)", log_prefix,
+            writers[i].write_scalars(step, {log_prefix + m: v for m, v in result.items()
+                                            if np.ndim(v) == 0})
+            logging.info("%s%sstep %d: FID %.3f  KID %.5f +- %.5f%s  (%.0f s)", log_prefix,
                          f"{names[i]} " if k > 1 else "", step, result["fid"], result["kid"],
-                         result["kid_std"], time.time() - t_eval)
+                         result["kid_std"], coverage_line(result), time.time() - t_eval)
             # kimg: thousands of real images shown to D (StyleGAN's unit of training length)
             kimg = step * int(config.train.n_dis) * int(config.train.d_batch_size) / 1000
             evals[i].add(step, result, s, evaluator.protocol(), kimg)

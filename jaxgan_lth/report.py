@@ -11,8 +11,10 @@ and writes into OUT (default ``DIR/report`` for one workdir):
 
 * ``report.md``: the FID protocol; one row per *group* of runs that differ only in seed
   (workdir, stage, swept strengths) with G/D density, G steps, n and FID / KID as mean ± std
-  over the seeds (std with ddof = 1, the sample standard deviation; "-" when n = 1); then one
-  row per run;
+  over the seeds (std with ddof = 1, the sample standard deviation; "-" when n = 1), and on
+  Fashion-MNIST the class-coverage diagnostic (classes holding >= 2% of the EMA samples, mean
+  classifier confidence; :mod:`jaxgan_lth.evaluation.coverage`); then one row per run (with
+  its class histogram);
 * ``report.json``: the same numbers unrounded, and the data of every plot;
 * PNGs made with matplotlib: ``fid_vs_density.png`` (FID against G density over IMP rounds,
   mean ± std over seeds), ``fid_over_steps.png`` and ``kid_over_steps.png`` (every evaluation
@@ -229,6 +231,11 @@ def _pm(mean: float, std: float, digits: int = 2, scale: float = 1.0) -> str:
                                         if np.isfinite(std) else "")
 
 
+def _hist(hist: Sequence[float] | None) -> str:
+    """A coverage histogram as space-separated percentages ("-" without one)."""
+    return "-" if not hist else " ".join(f"{100 * h:.1f}" for h in hist)
+
+
 def _mean_curve(runs: Sequence[Run], key: str) -> tuple[list[int], list[float]]:
     """Mean of metric ``key`` over runs at the steps every run logged."""
     per = [{int(m["step"]): float(m[key]) for m in r.metrics if key in m} for r in runs]
@@ -373,25 +380,32 @@ def write_report(workdirs: Sequence[str], out: str) -> dict:
     lines += ["## Groups (runs that differ only in seed)", "",
               "FID and KID x 10^3: mean ± sample std (ddof = 1) over the n seeds at the end of "
               "training.", "",
-              "| group | G density | D density | G steps | n | seeds | FID | KID x 10^3 |",
-              "|---|---:|---:|---:|---:|---|---:|---:|"]
+              "| group | G density | D density | G steps | n | seeds | FID | KID x 10^3 | "
+              "classes covered | class confidence |",
+              "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     rows_json = []
     for g in groups:
         fm, fs, fn = g.stat("final_fid")
         km, ks, _ = g.stat("final_kid")
+        cm, cs, _ = g.stat("final_coverage_classes")
+        qm, qs, _ = g.stat("final_coverage_confidence")
         seeds = ",".join(str(r.seed) for r in g.runs)
         lines.append(f"| {g.label} | {_fmt(g.first('g_density'), 4)} | "
                      f"{_fmt(g.first('d_density'), 4)} | {g.first('steps')} | {fn} | {seeds} | "
-                     f"{_pm(fm, fs)} | {_pm(km, ks, 2, 1e3)} |")
+                     f"{_pm(fm, fs)} | {_pm(km, ks, 2, 1e3)} | {_pm(cm, cs, 1)} | "
+                     f"{_pm(qm, qs, 3)} |")
         rows_json.append({"group": g.label, "workdir": g.workdir, "stage": g.stage,
                           "swept": g.swept, "g_density": g.first("g_density"),
                           "d_density": g.first("d_density"), "steps": g.first("steps"),
                           "n": fn, "seeds": [r.seed for r in g.runs],
-                          "fid_mean": fm, "fid_std": fs, "kid_mean": km, "kid_std": ks})
+                          "fid_mean": fm, "fid_std": fs, "kid_mean": km, "kid_std": ks,
+                          "coverage_classes_mean": cm, "coverage_classes_std": cs,
+                          "coverage_confidence_mean": qm, "coverage_confidence_std": qs})
     lines += ["", "## Runs", "",
               "| workdir | stage | run | seed | G density | G steps | FID | KID x 10^3 | "
-              "KID std x 10^3 | best FID (step) | wall time (s) |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "KID std x 10^3 | best FID (step) | wall time (s) | classes covered | "
+              "class confidence | class histogram (%) |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     runs_json = []
     for g in groups:
         for r in g.runs:
@@ -401,7 +415,10 @@ def write_report(workdirs: Sequence[str], out: str) -> dict:
             lines.append(f"| {r.workdir} | {r.stage} | {r.name} | {r.seed} | "
                          f"{_fmt(s.get('g_density'), 4)} | {s['steps']} | {_fmt(r.fid)} | "
                          f"{_fmt(r.kid, 2, 1e3)} | {_fmt(s.get('final_kid_std'), 2, 1e3)} | "
-                         f"{best} | {_fmt(s.get('wall_time_s'), 0)} |")
+                         f"{best} | {_fmt(s.get('wall_time_s'), 0)} | "
+                         f"{s.get('final_coverage_classes', '-')} | "
+                         f"{_fmt(s.get('final_coverage_confidence'), 3)} | "
+                         f"{_hist(s.get('final_coverage_hist'))} |")
             runs_json.append({"workdir": r.workdir, "stage": r.stage, "run": r.name,
                               "path": r.path, "summary": s})
     lines += ["", "## Plots", ""]

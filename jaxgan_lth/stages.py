@@ -11,7 +11,7 @@ import copy
 
 import ml_collections
 
-from jaxgan_lth import baselines
+from jaxgan_lth import baselines, loop
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth import sweep as sweep_lib
 from jaxgan_lth.sparsity import pruning
@@ -88,7 +88,7 @@ def density_summary(masks, patterns, nets) -> dict:
     return out
 
 
-EVAL_KEYS = ("final_fid", "final_kid", "final_kid_std", "best_fid", "best_step")
+EVAL_KEYS = loop.EVAL_KEYS
 
 
 def result_fields(summary: dict) -> dict:

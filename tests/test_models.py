@@ -532,3 +532,30 @@ def test_conv2d_equals_lax_conv_with_first_and_second_order_gradients(
 
     for a, b in zip(jax.grad(r1(ours), (0, 1))(x, w), jax.grad(r1(ref), (0, 1))(x, w)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_dcgan_flatten_pooling_sees_where_a_stroke_is_and_sum_pooling_does_not():
+    """A blob moved by 4 px (the trunk's total stride) inside a flat background: the
+    sum-pooled features are unchanged (translation equivariance, then a sum), the flattened
+    map moves with it (DCGAN's head sees the layout)."""
+    x = -np.ones((2, 28, 28, 1), np.float32)
+    x[0, 8:12, 8:12] = 1.0
+    x[1, 12:16, 8:12] = 1.0  # the same blob 4 px lower, still away from the borders
+    feats = {}
+    for pooling in ("sum", "flatten"):
+        _, D = get_model("dcgan", resolution=28, channels=1, latent_dim=8, g_channels=4,
+                         d_channels=4, d_pooling=pooling)
+        v = D.init(jax.random.key(0), jnp.asarray(x))
+        f, _ = D.apply(v, jnp.asarray(x), train=True, method=D.features,
+                       mutable=["batch_stats"])
+        assert f.shape == (2, D.feature_dim)
+        feats[pooling] = np.asarray(f)
+    assert feats["sum"].shape[1] == 8 and feats["flatten"].shape[1] == 7 * 7 * 8
+    np.testing.assert_allclose(feats["sum"][0], feats["sum"][1], rtol=1e-5, atol=1e-5)
+    assert np.abs(feats["flatten"][0] - feats["flatten"][1]).max() > 1e-2
+    # the flattened head's linear layer takes the whole map
+    _, D = get_model("dcgan", resolution=28, channels=1, d_channels=4, d_pooling="flatten")
+    v = D.init(jax.random.key(0), jnp.asarray(x))
+    assert v["params"]["linear_out"]["layer_instance"]["kernel"].shape == (7 * 7 * 8, 1)
+    with pytest.raises(ValueError, match=r"d_pooling.*\['sum', 'flatten'\].*'mean'"):
+        get_model("dcgan", resolution=28, channels=1, d_pooling="mean")

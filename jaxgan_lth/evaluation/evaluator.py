@@ -59,6 +59,7 @@ _EVAL_MINIMA = {
     "batch_size": (1, "images per Inception call"),
     "every": (0, "G steps between evaluations; 0 = only at the end of each stage"),
     "diagnostic_samples": (1, "images per set of the D-accuracy diagnostic"),
+    "coverage_samples": (0, "EMA samples of the class-coverage diagnostic; 0 = off"),
 }
 
 
@@ -97,7 +98,8 @@ def validate_config(config: Any) -> None:
     Checks:
 
     * ``eval.num_samples`` >= 2, ``eval.batch_size`` >= 1, ``eval.every`` >= 0,
-      ``eval.diagnostic_samples`` >= 1 (integers).
+      ``eval.diagnostic_samples`` >= 1, ``eval.coverage_samples`` >= 0 (integers);
+      ``eval.coverage_min_fraction`` in (0, 1].
     * ``data.name == "folder"``: the reference statistics are those of the training folder
       itself, so ``eval.reference_split`` must be ``"train"``. ``data.heldout_split`` is ignored
       for folders (they have no held-out split; the diagnostic reports train reals and fakes
@@ -119,10 +121,15 @@ def validate_config(config: Any) -> None:
     if not _get(ec, "enabled", True):
         return
     for key, (minimum, what) in _EVAL_MINIMA.items():
-        value = _get(ec, key)
+        value = _get(ec, key, 0 if key == "coverage_samples" else None)  # newer key: optional
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"eval.{key}={value!r} is not accepted: {what}; accepted: an "
                              f"integer >= {minimum}.")
+    frac = _get(ec, "coverage_min_fraction", 0.02)
+    if (isinstance(frac, bool) or not isinstance(frac, (int, float, np.floating))
+            or not 0.0 < float(frac) <= 1.0):
+        raise ValueError(f"eval.coverage_min_fraction={frac!r} is not accepted: the share of "
+                         "samples that makes a class covered; accepted: a number in (0, 1].")
     _check_reference_split(config)
     name = _get(config.data, "name")
     heldout = _get(config.data, "heldout_split", "")
@@ -307,10 +314,11 @@ class Evaluator:
             ``eval.raw_generator`` (a warning is logged once when that is set and this is None).
 
         Returns:
-          ``fid``, ``kid``, ``kid_std`` and, for the raw generator, ``raw_fid``, ``raw_kid``,
-          ``raw_kid_std``.
+          ``fid``, ``kid``, ``kid_std``; on Fashion-MNIST the class-coverage diagnostic of
+          :meth:`coverage`; for the raw generator, ``raw_fid``, ``raw_kid``, ``raw_kid_std``.
         """
         out = self.fid_kid(sample_fn)
+        out.update(self.coverage(sample_fn))
         if self.ec.raw_generator:
             if raw_sample_fn is not None:
                 out.update({f"raw_{k}": v for k, v in self.fid_kid(raw_sample_fn).items()})
@@ -319,6 +327,39 @@ class Evaluator:
                 logging.warning("eval.raw_generator is set but no raw_sample_fn was given: "
                                 "only the EMA generator is evaluated.")
         return out
+
+    @property
+    def coverage_on(self) -> bool:
+        """Whether :meth:`coverage` measures anything (Fashion-MNIST 28x28x1, samples > 0)."""
+        from jaxgan_lth.evaluation import coverage as coverage_lib
+
+        return (int(_get(self.ec, "coverage_samples", 0)) > 0
+                and coverage_lib.applies(self.config.data))
+
+    def coverage(self, sample_fn: SampleFn) -> dict[str, Any]:
+        """The class-coverage diagnostic of ``eval.coverage_samples`` images of ``sample_fn``.
+
+        A diagnostic beside FID, not a quality metric (:mod:`jaxgan_lth.evaluation.coverage`):
+        the shipped Fashion-MNIST classifier labels the images (the latents of
+        :meth:`generate` with seed 0, so the first ``eval.num_samples`` are FID's images).
+
+        Args:
+          sample_fn: as :meth:`generate`.
+
+        Returns:
+          ``{"coverage_hist": [10] fractions, "coverage_classes": classes holding at least
+          ``eval.coverage_min_fraction`` of the samples, "coverage_confidence": mean top
+          probability}``; ``{}`` when the data are not 28x28 grayscale Fashion-MNIST or
+          ``eval.coverage_samples`` is 0.
+        """
+        if not self.coverage_on:
+            return {}
+        from jaxgan_lth.evaluation import coverage as coverage_lib
+
+        images = self.generate(sample_fn, int(self.ec.coverage_samples))
+        return coverage_lib.coverage_from_probs(
+            coverage_lib.predict_proba(images),
+            float(_get(self.ec, "coverage_min_fraction", 0.02)))
 
     # -- D-overfitting diagnostic -----------------------------------------------------------
 

@@ -136,7 +136,8 @@ class ProjectionDiscriminator(nn.Module):
     ``linear_out`` (``F -> 1``) and, when conditional, ``embed_proj`` (``[num_classes, F]``), and
     implement ``_trunk(x, train) -> [B, H', W', F]`` and the ``noise_paths`` property (NICE's noise
     blocks, see :func:`d_noise_variables`). Features are ``sum_{H', W'} relu(trunk)``
-    (global SUM pooling, as the SNGAN/BigGAN references).
+    (global SUM pooling, as the SNGAN/BigGAN references); a subclass may override ``_pool``
+    (the dcgan D's ``pooling="flatten"`` keeps the spatial layout).
 
     Spectral-norm statistics of the head: :meth:`head` never writes them (``update_stats=False``),
     so PGD can call it repeatedly. To keep the head's power iteration running during training (as
@@ -152,6 +153,10 @@ class ProjectionDiscriminator(nn.Module):
     def feature_dim(self) -> int:  # pragma: no cover - overridden
         """Size F of the pooled features ``[B, F]`` returned by :meth:`features`."""
         raise TypeError(f"{type(self).__name__} must define the feature_dim property.")
+
+    def _pool(self, h: Array) -> Array:
+        """``[B, H', W', F']`` non-negative trunk output -> ``[B, F]``: global SUM pooling."""
+        return jnp.sum(h, axis=(1, 2))
 
     def _refresh_head_stats(self, train: bool) -> None:
         dummy = jnp.zeros((1, self.feature_dim), jnp.float32)
@@ -172,8 +177,7 @@ class ProjectionDiscriminator(nn.Module):
             ``[B, F]`` float32 features, ``F = self.feature_dim`` (non-negative: sums of ReLUs).
         """
         del y
-        h = self._trunk(x, train)
-        h = jnp.sum(nn.relu(h), axis=(1, 2))
+        h = self._pool(nn.relu(self._trunk(x, train)))
         if train or self.is_initializing():
             self._refresh_head_stats(train)
         return h

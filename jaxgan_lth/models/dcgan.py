@@ -10,8 +10,15 @@ With ``r`` = resolution, ``c`` = ``g_channels`` / ``d_channels``::
        conv1 (no bias): 4x4 stride-2 transposed conv -> [B, r/2, r/2, c] -> bn2 -> ReLU
        conv_out: 4x4 stride-2 transposed conv -> [B, r, r, channels] -> tanh
     D: conv1: 4x4 s2 -> [B, r/2, r/2, c] -> LeakyReLU(0.1)
-       conv2: 4x4 s2 -> [B, r/4, r/4, 2c] -> ReLU -> sum over H, W -> features [B, 2c]
+       conv2: 4x4 s2 -> [B, r/4, r/4, 2c] -> ReLU -> features
        -> perturb('d_features') -> linear_out (+ <embed_proj(y), h> when conditional)
+
+D's features (``d_pooling``): ``"sum"`` sums over H, W (``[B, 2c]``, as the SNGAN/BigGAN
+references; the dcgan's original choice), ``"flatten"`` keeps the layout (``[B, (r/4)^2 * 2c]``,
+Radford et al.'s DCGAN and the TensorFlow / PyTorch DCGAN examples: the last conv's map goes
+flattened into one linear unit). A sum-pooled D cannot tell where on the canvas a stroke is,
+only how much of it there is; on Fashion-MNIST its G collapsed onto tops (issue 26), so the
+default config uses ``"flatten"``.
 
 Conditional (``conditional=True``): bn1/bn2 become class-conditional BatchNorm (per-class gain and
 bias tables initialised to 0, i.e. plain BN at init) and D gets the projection term with a
@@ -42,6 +49,8 @@ Array = jax.Array
 G_CONFIG = LayerConfig(spectral_norm=False, init="dcgan", bn_eps=1e-5, bn_scale_normal=True)
 D_CONFIG = LayerConfig(spectral_norm=True, sn_eps=1e-12, init="dcgan")
 _PAD = ((1, 1), (1, 1))  # torch padding=1 for the 4x4 stride-2 convs
+#: Accepted ``d_pooling`` values of :func:`build_dcgan`.
+D_POOLING = ("sum", "flatten")
 
 
 class DCGANGenerator(nn.Module):
@@ -123,11 +132,21 @@ class DCGANDiscriminator(ProjectionDiscriminator):
     channels: int = 64
     in_channels: int = 1
     num_classes: int = 0
+    pooling: str = "sum"
+    resolution: int = 28
 
     @property
     def feature_dim(self) -> int:
-        """Size F = ``2 * channels`` of the pooled features ``[B, F]`` of :meth:`features`."""
+        """Size F of the features ``[B, F]``: ``2c`` ("sum") or ``(r/4)^2 * 2c`` ("flatten")."""
+        if self.pooling == "flatten":
+            return (self.resolution // 4) ** 2 * 2 * self.channels
         return 2 * self.channels
+
+    def _pool(self, h: Array) -> Array:
+        """``[B, r/4, r/4, 2c]`` -> ``[B, F]``: global sum or the flattened map."""
+        if self.pooling == "flatten":
+            return h.reshape(h.shape[0], -1)
+        return jnp.sum(h, axis=(1, 2))
 
     @property
     def noise_paths(self) -> tuple[tuple[str, ...], ...]:
@@ -139,9 +158,9 @@ class DCGANDiscriminator(ProjectionDiscriminator):
         c = self.channels
         self.conv1 = D_CONFIG.conv(self.in_channels, c, 4, strides=2, padding=_PAD)
         self.conv2 = D_CONFIG.conv(c, 2 * c, 4, strides=2, padding=_PAD)
-        self.linear_out = D_CONFIG.dense(2 * c, 1)
+        self.linear_out = D_CONFIG.dense(self.feature_dim, 1)
         if self.num_classes:
-            self.embed_proj = D_CONFIG.embed(self.num_classes, 2 * c)
+            self.embed_proj = D_CONFIG.embed(self.num_classes, self.feature_dim)
 
     def _trunk(self, x: Array, train: bool) -> Array:
         h = noise_point(self, "beta_conv1", call_layer(self.conv1, x, update_stats=train))
@@ -159,6 +178,7 @@ def build_dcgan(
     g_channels: int = 64,
     d_channels: int = 64,
     conditional: bool = False,
+    d_pooling: str = "sum",
     **kwargs,
 ) -> ModelPair:
     """Builds the small DCGAN pair.
@@ -171,6 +191,8 @@ def build_dcgan(
         g_channels: generator base width (default 64).
         d_channels: discriminator base width (default 64).
         conditional: class-conditional BN in G and projection head in D.
+        d_pooling: D's features, ``"sum"`` (global sum pooling) or ``"flatten"`` (the
+            flattened last map, DCGAN's); see the module docstring.
         **kwargs: no other options are accepted; any key here raises ``ValueError``.
 
     Returns:
@@ -180,7 +202,9 @@ def build_dcgan(
         ValueError: unknown kwargs, unsupported resolution / channels, non-positive sizes,
             conditional=True with num_classes < 1.
     """
-    check_kwargs("dcgan", kwargs, ["latent_dim", "g_channels", "d_channels", "conditional"])
+    check_kwargs("dcgan", kwargs,
+                 ["latent_dim", "g_channels", "d_channels", "conditional", "d_pooling"])
+    check_choice("dcgan", "d_pooling", d_pooling, list(D_POOLING))
     check_choice("dcgan", "resolution", resolution, [28, 32])
     check_choice("dcgan", "channels", channels, [1, 3])
     ncls = check_conditional("dcgan", conditional, num_classes)
@@ -195,5 +219,7 @@ def build_dcgan(
         channels=check_positive_int("dcgan", "d_channels", d_channels),
         in_channels=channels,
         num_classes=ncls,
+        pooling=d_pooling,
+        resolution=resolution,
     )
     return ModelPair(gen, disc)
