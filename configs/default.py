@@ -60,6 +60,20 @@ def lecam_config(weight: float = 0.0) -> ml_collections.ConfigDict:
     c.decay = 0.9  # EMA decay of the anchors (BigGAN-CIFAR code 0.9; paper / StyleGAN2 0.99)
     c.start = 1000  # G iteration after which R_LC is added (anchors = batch means before it)
     c.anchor_init = 0.0  # initial anchors (overwritten while the iteration < start)
+    # False: the BigGAN-CIFAR anchors above; True: lecam_loss.py's zero-debiased EMAs (needs
+    # start = 0; see lecam_stylegan2_config)
+    c.zero_debias = False
+    return c
+
+
+def lecam_stylegan2_config(weight: float = 0.0) -> ml_collections.ConfigDict:
+    """LeCam's StyleGAN2 form (google/lecam-gan ``stylegan2/lecam_loss.py``): decay 0.99,
+    zero-debiased anchors, no start delay; its scripts' lambda: 1e-6 (CIFAR-10 10%, ``--cfg
+    cifar``), 3e-7 (FFHQ-1k, ``--cfg paper256``)."""
+    c = lecam_config(weight)
+    c.decay = 0.99  # assign_moving_average(decay=0.99, zero_debias=True)
+    c.start = 0  # no start delay
+    c.zero_debias = True
     return c
 
 
