@@ -10,7 +10,8 @@ from jaxgan_lth import pipeline
 def _with_folder(config, tmp_path):
     from tests.helpers import make_image_folder
 
-    config.data.folder = make_image_folder(tmp_path / "imgs", n=64, size=32, channels=3)  # ADA batch 64
+    # 64 images: the ada preset's D batch
+    config.data.folder = make_image_folder(tmp_path / "imgs", n=64, size=32, channels=3)
     return config
 
 
