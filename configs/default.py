@@ -60,6 +60,20 @@ def lecam_config(weight: float = 0.0) -> ml_collections.ConfigDict:
     c.decay = 0.9  # EMA decay of the anchors (BigGAN-CIFAR code 0.9; paper / StyleGAN2 0.99)
     c.start = 1000  # G iteration after which R_LC is added (anchors = batch means before it)
     c.anchor_init = 0.0  # initial anchors (overwritten while the iteration < start)
+    # False: the BigGAN-CIFAR anchors above; True: lecam_loss.py's zero-debiased EMAs (needs
+    # start = 0; see lecam_stylegan2_config)
+    c.zero_debias = False
+    return c
+
+
+def lecam_stylegan2_config(weight: float = 0.0) -> ml_collections.ConfigDict:
+    """LeCam's StyleGAN2 form (google/lecam-gan ``stylegan2/lecam_loss.py``): decay 0.99,
+    zero-debiased anchors, no start delay; its scripts' lambda: 1e-6 (CIFAR-10 10%, ``--cfg
+    cifar``), 3e-7 (FFHQ-1k, ``--cfg paper256``)."""
+    c = lecam_config(weight)
+    c.decay = 0.99  # assign_moving_average(decay=0.99, zero_debias=True)
+    c.start = 0  # no start delay
+    c.zero_debias = True
     return c
 
 
@@ -104,13 +118,19 @@ def r1_config(gamma: float = 0.0) -> ml_collections.ConfigDict:
     """R1 gradient penalty (Mescheder et al. 2018) section, stylegan2-ada-pytorch loss.py."""
     c = ml_collections.ConfigDict()
     c.gamma = gamma  # R1 weight gamma (L_D += gamma/2 * R1); 0 = off (DiffAugment low-shot: 10)
-    # G iterations between penalties; the penalty is then multiplied by interval (lazy R1 of
-    # the reference: 16, with no extra optimizer step here, see jaxgan_lth/schedules.py);
-    # 1 = every step (DiffAugment TF low-shot, lazy_regularization=False)
+    # G iterations between penalties (lazy R1 of stylegan2-ada-pytorch: 16); 1 = every step
+    # (DiffAugment TF low-shot, lazy_regularization=False)
     c.interval = 1
+    # interval > 1: "separate_step" = the penalty x interval as D's own Adam step, D's Adam at
+    # lr * c, betas ** c, c = k / (k + 1) (stylegan2-ada-pytorch; jaxgan_lth/lazy_reg.py);
+    # "loss_gain" = the penalty x interval in the main D loss, Adam unscaled (before issue 27)
+    c.lazy = "separate_step"
     # gradient w.r.t. the reals before the D-input augmentations, through them (PyTorch code,
     # TF ns_DiffAugment_r1); False: w.r.t. the augmented reals (TF ns_r1_DiffAugment)
     c.through_augment = True
+    # "shared": through the main D loss's augmentation of the reals, same draws (TF
+    # ns_DiffAugment_r1); "redrawn": a new draw for the penalty (before issue 27)
+    c.augment = "shared"
     return c
 
 
@@ -119,6 +139,9 @@ def pathlen_config(weight: float = 0.0) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.weight = weight  # pl_weight; 0 = off (stylegan2-ada configs: 2; DiffAugment TF low-shot: 0)
     c.interval = 4  # G iterations between penalties (G_reg_interval); penalty x interval
+    # interval > 1: "separate_step" (G's own Adam step, Adam scaled; stylegan2-ada-pytorch) or
+    # "loss_gain" (in the main G loss, Adam unscaled; before issue 27); see r1_config
+    c.lazy = "separate_step"
     c.decay = 0.01  # EMA decay of the running mean path length pl_mean (pl_decay)
     c.batch_shrink = 2  # the penalty's batch is g_batch_size // batch_shrink (pl_batch_shrink)
     return c

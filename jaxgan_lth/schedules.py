@@ -14,10 +14,10 @@ stylegan2-ada-pytorch ``training/training_loop.py``). Here one G iteration shows
   ``max(ema_nimg, 1e-8)``).
 * Lazy regularisation's Adam rescale (``training_loop.py`` lines 197-205): the reference runs
   the regulariser as an extra optimizer step every ``k`` minibatches and compensates the
-  ``k + 1`` steps per ``k`` minibatches with ``lr * c`` and ``beta ** c``, ``c = k / (k + 1)``.
-  This package adds ``k`` times the penalty to the loss of every ``k``-th step instead (no extra
-  step), which needs no rescale; :func:`lazy_regularization_adam` gives the reference's
-  numbers for a config that wants its Adam settings verbatim.
+  ``k + 1`` steps per ``k`` minibatches with ``lr * c`` and ``beta ** c``, ``c = k / (k + 1)``
+  (:func:`lazy_regularization_adam`). The step does the same for R1 / path length with
+  ``lazy = "separate_step"`` (the default; :mod:`jaxgan_lth.lazy_reg`); ``lazy = "loss_gain"``
+  adds ``k`` times the penalty to the main loss of every ``k``-th step instead, Adam unscaled.
 """
 
 from __future__ import annotations
@@ -73,9 +73,8 @@ def lazy_regularization_adam(lr: float, betas: tuple[float, float],
     """The reference's Adam for a regulariser run as an extra step every ``interval`` steps.
 
     Returns ``(lr * c, (b1 ** c, b2 ** c))`` with ``c = interval / (interval + 1)``; e.g.
-    ``(0.002, (0, 0.99))`` every 16 steps -> ``(0.0018824, (0, 0.99057))``. Only for matching
-    the reference's Adam numbers: this package's lazy R1 / path-length terms take no extra
-    step (see the module docstring).
+    ``(0.002, (0, 0.99))`` every 16 steps -> ``(0.0018824, (0, 0.99057))``. Used by
+    :func:`jaxgan_lth.lazy_reg.adam_settings` for lazy ``"separate_step"`` regularisers.
 
     Raises:
       ValueError: ``interval < 1``.

@@ -41,13 +41,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgan_lth import losses, parallel, schedules
+from jaxgan_lth import lazy_reg, losses, parallel, schedules
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import parts as parts_lib
-from jaxgan_lth.data.sampling import SAMPLING, init_sampler, sample_real, sample_real_epoch
+from jaxgan_lth.data.sampling import init_sampler, sample_real, sample_real_epoch
 from jaxgan_lth.sparsity import masks as masks_lib
+from jaxgan_lth.step_config import scan_unroll, validate_config  # noqa: F401 (re-exported)
 from jaxgan_lth.updates import (
-    EMA_BUFFERS,
     add_bn_l1,
     current_lr,
     ema_update,
@@ -62,6 +62,7 @@ Pytree = Any
 _D_FORWARD_SALT = 0x4E494345
 _TERMS_SALT = 0x4E494346
 _SAMPLER_SALT = 0x5045524D
+_LAZY_SALT = 0x4C415A59  # the latents of G's lazy reg step (the reference's Greg gen_z)
 #: Salt of the key of G's own PRNG stream (models.base.G_NOISE: StyleGAN2's noise inputs and
 #: style mixing) in a train-mode G forward.
 _G_NOISE_SALT = 0x4E494347
@@ -73,8 +74,6 @@ def sample_latent(key, batch: int, latent_dim: int, num_classes: int):
     z = jax.random.normal(kz, (batch, latent_dim), jnp.float32)
     y = jax.random.randint(ky, (batch,), 0, num_classes) if num_classes else None
     return z, y
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,49 +110,6 @@ class StepFns:
     g_grads: Callable | None = None
     d_grads: Callable | None = None
     optimizers: dict | None = None
-
-
-def scan_unroll(setting: int, n_dis: int) -> int | bool:
-    """The ``unroll`` of the ``n_dis`` D-step scan for ``train.n_dis_unroll = setting``.
-
-    ``setting > 0`` is used as given (1 = a rolled loop: one traced D step, the fastest
-    compile; ``>= n_dis`` = fully unrolled, no while loop). ``0`` = automatic: fully unrolled
-    on CPUs, where XLA:CPU ran the scanned iteration about 5x slower (default config, one
-    process after the other under the same load on a 2-core EPYC: 5.1 s vs 0.94 s per
-    iteration; a scan with ``unroll=n_dis`` kept the slow one-trip loop), rolled on GPUs/TPUs.
-    """
-    if setting <= 0:
-        setting = n_dis if jax.default_backend() == "cpu" else 1
-    # True: unrolled in Python, no while loop (a scan with unroll=n_dis keeps a 1-trip loop)
-    return True if setting >= n_dis else int(setting)
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Checks the step-level keys the parts do not own.
-
-    ``train.ema_buffers``, ``n_dis_unroll``, ``ema_kimg``, ``ema_rampup``, ``g_bn_l1`` and
-    ``data.sampling``.
-
-    Raises:
-      ValueError: naming the key and the accepted values.
-    """
-    eb = config.train.get("ema_buffers", "copy")
-    if eb not in EMA_BUFFERS:
-        raise ValueError(f"config.train.ema_buffers = {eb!r}; accepted: {EMA_BUFFERS}.")
-    sm = config.data.get("sampling", "replacement")
-    if sm not in SAMPLING:
-        raise ValueError(f"config.data.sampling = {sm!r}; accepted: {SAMPLING}.")
-    l1 = config.train.get("g_bn_l1", 0.0)
-    if isinstance(l1, bool) or not isinstance(l1, (int, float)) or l1 < 0:
-        raise ValueError(f"config.train.g_bn_l1 = {l1!r} must be a number >= 0 (0 = off).")
-    un = config.train.get("n_dis_unroll", 0)
-    if isinstance(un, bool) or not isinstance(un, int) or un < 0:
-        raise ValueError(f"config.train.n_dis_unroll = {un!r} must be an integer >= 0 "
-                         "(0 = automatic: unrolled on CPUs, rolled on accelerators).")
-    for key in ("ema_kimg", "ema_rampup"):
-        v = config.train.get(key, 0.0)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ValueError(f"config.train.{key} = {v!r} must be a number >= 0 (0 = off).")
 
 
 def make_step_fns(
@@ -195,10 +151,6 @@ def make_step_fns(
     ema_buffers = tc.get("ema_buffers", "copy")
     ema_rampup = float(tc.get("ema_rampup", 0.0))
     bn_l1 = float(tc.get("g_bn_l1", 0.0))
-    tx_g = make_optimizer(tc.g_lr, tuple(tc.g_betas), tc.adam_eps, tc.num_steps if decay else None)
-    tx_d = make_optimizer(
-        tc.d_lr, tuple(tc.d_betas), tc.adam_eps, tc.num_steps * n_dis if decay else None
-    )
     loss_kind = tc.loss
     random_flip = bool(config.data.random_flip)
     epoch_sampling = config.data.get("sampling", "replacement") == "epoch"
@@ -218,6 +170,14 @@ def make_step_fns(
             f"at most one feature perturbation per network; got D: {[p.name for p in d_perts]}, "
             f"G: {[p.name for p in g_perts]}.")
     d_pert = d_perts[0] if d_perts else None
+    # lazy regularisers run as their own Adam steps, Adam scaled (lazy_reg.py; stylegan2-ada)
+    d_lazy, d_k = lazy_reg.phase_terms(terms, "d")
+    g_lazy, g_k = lazy_reg.phase_terms(terms, "g")
+    g_lr, g_betas, g_ds = lazy_reg.adam_settings(tc.g_lr, tc.g_betas, decay and tc.num_steps, g_k)
+    d_lr, d_betas, d_ds = lazy_reg.adam_settings(tc.d_lr, tc.d_betas,
+                                                 decay and tc.num_steps * n_dis, d_k)
+    tx_g = make_optimizer(g_lr, g_betas, tc.adam_eps, g_ds or None)
+    tx_d = make_optimizer(d_lr, d_betas, tc.adam_eps, d_ds or None)
     d_mods = [p for p in parts if p.modifies_d]
     g_pert = g_perts[0] if g_perts else None
     aug_g_adv = g_pert is None or getattr(g_pert, "augment_adv_branch", True)
@@ -318,6 +278,9 @@ def make_step_fns(
         b = tc.d_batch_size
         k_mod = jax.random.fold_in(key, _D_FORWARD_SALT)
 
+        def augment_real(xr):  # the reals' augmentation above as a function of them (same draws)
+            return augment(k_aug, jnp.concatenate([xr, x_fake], axis=0), pstates, hparams)[:b]
+
         def loss_fn(d_params):
             variables = {
                 "params": masks_lib.apply(d_params, masks["d"]),
@@ -348,18 +311,29 @@ def make_step_fns(
                 d_apply=lambda xr: D.apply(variables, xr, y[:b] if ncls else None, train=False),
                 step=state["step"], x=x, features=h, d_features=d_features,
                 key=jax.random.fold_in(key, _TERMS_SALT), x_real_clean=x_real_clean,
-                augment=lambda kk, xx: augment(kk, xx, pstates, hparams))
+                augment=lambda kk, xx: augment(kk, xx, pstates, hparams),
+                augment_real=augment_real)
             loss, new_p = add_terms("d_term", ctx, loss, metrics, pstates, hparams)
             return loss, (upd["batch_stats"], logits, metrics, new_p)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["d"]["params"])
-        return grads, (loss, aux, x, g_bs, k_aug, sampler)
+        reg = parts_lib.DContext(  # for D's lazy reg step: d_apply set there (lazy_reg.py)
+            logits_real=None, logits_fake=None, x_real=x[:b], d_apply=None, step=state["step"],
+            key=jax.random.fold_in(key, _TERMS_SALT), x_real_clean=x_real_clean,
+            augment=lambda kk, xx: augment(kk, xx, pstates, hparams), augment_real=augment_real)
+        return grads, (loss, aux, x, g_bs, k_aug, sampler, (reg, y_real))
 
     def d_step(state, masks, data, key, hparams):
-        grads, (loss, (d_bs, logits, extra, new_p), x, g_bs, k_aug, sampler) = d_grads(
+        grads, (loss, (d_bs, logits, extra, new_p), x, g_bs, k_aug, sampler, (reg, y_r)) = d_grads(
             state, masks, data, key, hparams)
         b = tc.d_batch_size
         params, opt = masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"])
+        if d_lazy:  # stylegan2-ada-pytorch's Dreg phase, at D after its main update
+            def d_reg_ctx(p):
+                return dataclasses.replace(reg, d_apply=lambda xr: D.apply(
+                    {"params": p, "batch_stats": d_bs}, xr, y_r if ncls else None, train=False))
+            params, opt, new_p = lazy_reg.run_phase(d_lazy, d_k, d_reg_ctx, tx_d, params, opt,
+                                                    masks["d"], new_p, hparams, state["step"])
         for j, a in enumerate(augs):  # adaptive augmentations see D's real logits (ADA's r_t)
             if a.name in new_p:
                 obs = parts_lib.base.AugObservation(
@@ -438,6 +412,17 @@ def make_step_fns(
         if bn_l1:  # network slimming's sparsity training (train.g_bn_l1)
             grads = add_bn_l1(grads, state["g"]["params"], bn_l1)
         params, opt = masked_update(tx_g, grads, state["g_opt"], state["g"]["params"], masks["g"])
+        if g_lazy:  # stylegan2-ada-pytorch's Greg phase, at G after its main update
+            z_r, y_r = sample_latent(jax.random.fold_in(key, _LAZY_SALT), tc.g_batch_size,
+                                     latent_dim, ncls)
+
+            def g_reg_ctx(p):
+                return parts_lib.GContext(
+                    logits_fake=None, step=state["step"], z=parallel.shard_batch(z_r, mesh),
+                    y=y_r, key=jax.random.fold_in(key, _TERMS_SALT), g_apply=lambda *a, **kw:
+                    G.apply({"params": p, "batch_stats": g_bs}, *a, **kw))
+            params, opt, new_p = lazy_reg.run_phase(g_lazy, g_k, g_reg_ctx, tx_g, params, opt,
+                                                    masks["g"], new_p, hparams, state["step"])
         new = dict(state)
         new["g"] = {"params": params, "batch_stats": g_bs}
         new["g_opt"] = opt

@@ -88,6 +88,41 @@ def test_lecam_start_zero_decays_from_anchor_init_and_adds_reg_at_once():
     assert float(val) == pytest.approx(0.3 * 49.25, rel=1e-6)
 
 
+def test_lecam_zero_debiased_anchors_by_hand():
+    """lecam_loss.py's TF zero-debiased EMA (decay 0.99), no start delay.
+
+    The debiased average after t updates is the mean of the batch means weighted by
+    d^(t - i) (sum_i (1 - d) d^(t - i) v_i / (1 - d^t)), and R_LC is added from step 0.
+    """
+    config = default.get_config()
+    config.lecam = default.lecam_stylegan2_config(weight=1e-6)
+    parts.validate_config(config)
+    lecam = LeCam(config)
+    assert (lecam.cfg.decay, lecam.cfg.start, lecam.zero_debias) == (0.99, 0, True)
+    hp = {"lecam_weight": jnp.float32(1e-6), "lecam_decay": jnp.float32(0.99)}
+    state = lecam.init_state()
+    d = 0.99
+    for t, (real, fake) in enumerate(SEQUENCE, start=1):
+        val, m, state = lecam.d_term(_ctx(real, fake, t - 1), state, hp)
+        w = np.array([d ** (t - i) for i in range(1, t + 1)])
+        ar = sum(wi * np.mean(r) for wi, (r, _) in zip(w, SEQUENCE[:t])) / w.sum()
+        af = sum(wi * np.mean(f) for wi, (_, f) in zip(w, SEQUENCE[:t])) / w.sum()
+        assert float(state["real"]) == pytest.approx(ar, rel=1e-5), t
+        assert float(state["fake"]) == pytest.approx(af, rel=1e-5), t
+        reg = (np.mean(np.maximum(np.array(real) - af, 0) ** 2)
+               + np.mean(np.maximum(ar - np.array(fake), 0) ** 2))
+        assert float(m["lecam_reg"]) == pytest.approx(reg, rel=1e-5), t
+        assert float(val) == pytest.approx(1e-6 * reg, rel=1e-5), t
+        if t == 1:  # the first update is the batch mean itself (no pull towards 0)
+            assert (float(state["real"]), float(state["fake"])) == pytest.approx((2.0, -0.5))
+        if t == 2:  # (0.99 * 2 + 1) / 1.99 and (0.99 * -0.5 - 1) / 1.99
+            assert float(state["real"]) == pytest.approx(2.98 / 1.99, rel=1e-5)
+            assert float(state["fake"]) == pytest.approx(-1.495 / 1.99, rel=1e-5)
+    config.lecam.start = 5
+    with pytest.raises(ValueError, match=r"lecam\.start = 5 with zero_debias"):
+        parts.validate_config(config)
+
+
 def test_lecam_is_built_only_when_weighted_and_bad_values_are_named():
     config, _ = _lecam(weight=0.0)
     assert "lecam" not in [p.name for p in parts.build(config)]

@@ -371,7 +371,8 @@ def test_bfloat16_compute_runs_close_to_float32(tiny32):
 # ------------------------------------------------------------------------------------------------
 
 
-def _r1_part(gamma=10.0, interval=1, through_augment=True):
+def _r1_part(gamma=10.0, interval=1, through_augment=True, lazy="separate_step",
+             augment="shared"):
     from configs import default
     from jaxgan_lth import parts
 
@@ -379,6 +380,9 @@ def _r1_part(gamma=10.0, interval=1, through_augment=True):
     config.r1 = default.r1_config(gamma)
     config.r1.interval = interval
     config.r1.through_augment = through_augment
+    config.r1.lazy = lazy
+    config.r1.augment = augment
+    parts.validate_config(config)
     [part] = [p for p in parts.build(config) if p.name == "r1"]
     return part
 
@@ -391,6 +395,7 @@ def _tiny_d():
 
 def test_r1_matches_finite_differences_and_interval():
     from jaxgan_lth import parts
+    from jaxgan_lth.parts.r1 import r1_penalty
 
     d = _tiny_d()
     x = RNG.standard_normal((3, 2, 3, 3)).astype(np.float64)
@@ -410,22 +415,42 @@ def test_r1_matches_finite_differences_and_interval():
     val, _, st = part.d_term(ctx, part.init_state(), part.hparams())
     np.testing.assert_allclose(float(st["penalty"]), want, rtol=2e-3)
     np.testing.assert_allclose(float(val), 5.0 * want, rtol=2e-3)  # gamma / 2
-    # lazy: x interval on steps divisible by it, 0 (and the last penalty kept) otherwise
-    lazy = _r1_part(10.0, interval=4, through_augment=False)
+    assert part.lazy_phase() is None  # interval 1: in the main loss
+    # lazy "loss_gain": x interval on steps divisible by it, 0 (and the last penalty kept)
+    # otherwise, in the main loss
+    lazy = _r1_part(10.0, interval=4, through_augment=False, lazy="loss_gain")
+    assert lazy.lazy_phase() is None
     val4, _, _ = lazy.d_term(ctx, lazy.init_state(), lazy.hparams())
     np.testing.assert_allclose(float(val4), 4 * 5.0 * want, rtol=2e-3)
     ctx.step = jnp.int32(5)
     val5, _, st5 = lazy.d_term(ctx, {"penalty": jnp.float32(7.0)}, lazy.hparams())
     assert float(val5) == 0.0 and float(st5["penalty"]) == 7.0
-    # through the augmentation: D(2 x) has the gradient 2 D'(2 x) w.r.t. x
+    # lazy "separate_step" (default): nothing in the main loss; its own step's loss is x 4
+    sep = _r1_part(10.0, interval=4, through_augment=False)
+    assert (sep.lazy_phase(), sep.lazy_interval()) == ("d", 4)
+    val, _, st = sep.d_term(ctx, {"penalty": jnp.float32(7.0)}, sep.hparams())
+    assert float(val) == 0.0 and float(st["penalty"]) == 7.0
+    val, _, st = sep.phase_term(ctx, sep.init_state(), sep.hparams())
+    np.testing.assert_allclose(float(val), 4 * 5.0 * want, rtol=2e-3)
+    np.testing.assert_allclose(float(st["penalty"]), want, rtol=2e-3)
+    # through the augmentation: D(a x) has the gradient a D'(a x) w.r.t. x, so a^2 x the
+    # penalty at a x. "shared" goes through the main loss's draws (augment_real: a = 3),
+    # "redrawn" through a new draw of the augmentation (augment: a = 2).
     ctx = parts.DContext(logits_real=None, logits_fake=None, x_real=2 * xr, d_apply=d,
                          step=jnp.int32(0), key=jax.random.key(0), x_real_clean=xr,
-                         augment=lambda k, a: 2 * a)
-    thr = _r1_part(10.0)
-    _, _, st = thr.d_term(ctx, thr.init_state(), thr.hparams())
-    off = _r1_part(10.0, through_augment=False)
-    _, _, st_off = off.d_term(ctx, off.init_state(), off.hparams())
-    np.testing.assert_allclose(float(st["penalty"]), 4 * float(st_off["penalty"]), rtol=1e-5)
+                         augment=lambda k, a: 2 * a, augment_real=lambda a: 3 * a)
+    pen = {}
+    for name, kw in {"shared": {}, "redrawn": {"augment": "redrawn"},
+                     "off": {"through_augment": False}}.items():
+        p = _r1_part(10.0, **kw)
+        pen[name] = float(p.d_term(ctx, p.init_state(), p.hparams())[2]["penalty"])
+    at3 = float(r1_penalty(d, 3 * xr))
+    np.testing.assert_allclose(pen["shared"], 9 * at3, rtol=1e-5)
+    np.testing.assert_allclose(pen["redrawn"], 4 * pen["off"], rtol=1e-5)  # off: at x_real = 2x
+    with pytest.raises(ValueError, match=r"r1\.augment = 'new'"):
+        _r1_part(augment="new")
+    with pytest.raises(ValueError, match=r"r1\.lazy = 'x'"):
+        _r1_part(lazy="x")
 
 
 def test_pathlen_mean_and_penalty_by_hand_on_a_linear_generator():
@@ -444,6 +469,7 @@ def test_pathlen_mean_and_penalty_by_hand_on_a_linear_generator():
 
     config = default.get_config()
     config.pathlen = default.pathlen_config(2.0)
+    config.pathlen.lazy = "loss_gain"  # the penalty x interval in the main loss
     config.model.name = "stylegan2"  # validation: the generator has ws_of / synthesis
     config.data.resolution, config.data.channels = 32, 3
     parts.validate_config(config)
@@ -466,6 +492,15 @@ def test_pathlen_mean_and_penalty_by_hand_on_a_linear_generator():
     ctx.step = jnp.int32(9)  # not a regularisation step: nothing added, state kept
     val9, _, new9 = part.g_term(ctx, state, part.hparams())
     assert float(val9) == 0.0 and float(new9["pl_mean"]) == pytest.approx(0.3)
+    # "separate_step" (default): nothing in the main loss; its own step computes the same
+    config.pathlen.lazy = "separate_step"
+    [sep] = [p for p in parts.build(config) if p.name == "pathlen"]
+    assert (sep.lazy_phase(), sep.lazy_interval()) == ("g", 4)
+    ctx.step = jnp.int32(8)
+    assert float(sep.g_term(ctx, state, sep.hparams())[0]) == 0.0
+    val_s, _, new_s = sep.phase_term(ctx, state, sep.hparams())
+    np.testing.assert_allclose(float(val_s), 4 * 2.0 * pen, rtol=1e-4)
+    np.testing.assert_allclose(float(new_s["pl_mean"]), pl_mean, rtol=1e-5)
     config.model.name = "dcgan"
     config.data.resolution, config.data.channels = 28, 1
     with pytest.raises(ValueError, match="pathlen.weight = 2.0 needs a style-based generator"):
@@ -534,7 +569,14 @@ def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
     for m in (m1, m2):
         assert all(np.isfinite(np.asarray(v)).all() for v in m.values()), m
     assert float(m1["r1_penalty"]) > 0 and float(m1["pl_penalty"]) > 0
-    # path length ran at step 0 only (interval 2): pl_mean = 0.01 * mean length, then kept
+    # path length ran at step 0 only (interval 2), as G's own Adam step (lazy "separate_step"):
+    # 2 main + 1 reg updates, G's Adam at lr * 2/3, betas ** (2/3) (stylegan2-ada-pytorch)
+    assert int(s2["g_opt"].count) == 3
+    assert float(s2["g_opt"].hyperparams["learning_rate"]) == pytest.approx(
+        config.train.g_lr * 2 / 3, rel=1e-6)
+    assert float(s2["g_opt"].hyperparams["b2"]) == pytest.approx(
+        config.train.g_betas[1] ** (2 / 3), rel=1e-6)
+    # pl_mean = 0.01 * mean length, then kept
     assert float(s1["parts"]["pathlen"]["pl_mean"]) > 0
     assert float(s2["parts"]["pathlen"]["pl_mean"]) == float(s1["parts"]["pathlen"]["pl_mean"])
     w_avg = [s["g"]["batch_stats"]["mapping_net"]["w_avg"] for s in (state, s1)]

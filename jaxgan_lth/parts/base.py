@@ -36,6 +36,19 @@ import ml_collections
 Array = jax.Array
 Pytree = Any
 
+#: How a lazy regulariser (interval k > 1) is applied. ``"separate_step"``: its own Adam step
+#: every k G iterations, Adam scaled by c = k / (k + 1) (stylegan2-ada-pytorch, the default;
+#: :mod:`jaxgan_lth.lazy_reg`). ``"loss_gain"``: k x the penalty added to the main loss every
+#: k iterations, Adam unscaled (this package before issue 27).
+LAZY_MODES = ("separate_step", "loss_gain")
+
+
+def check_lazy(cfg, where: str) -> None:
+    """Raises ValueError unless ``cfg.lazy`` (absent = ``"separate_step"``) is in LAZY_MODES."""
+    mode = cfg.get("lazy", LAZY_MODES[0])
+    if mode not in LAZY_MODES:
+        raise ValueError(f"{where}.lazy = {mode!r}; accepted: {LAZY_MODES}.")
+
 
 @dataclasses.dataclass(frozen=True)
 class HParam:
@@ -243,6 +256,9 @@ class DContext:
         gradient penalty taken through them, as stylegan2-ada-pytorch's R1).
       augment: ``augment(key, x) -> x``, this step's D-input augmentations (identity when none
         is on), differentiable in ``x``.
+      augment_real: ``augment_real(x) -> x`` ``[B, H, W, C]``: the augmentation this step's
+        main D loss gave its reals, with the same random draws, as a function of the clean
+        reals (``augment_real(x_real_clean) == x_real``), differentiable in ``x``.
     """
 
     logits_real: Array
@@ -256,6 +272,7 @@ class DContext:
     key: Array | None = None
     x_real_clean: Array | None = None
     augment: Callable | None = None
+    augment_real: Callable | None = None
 
 
 @dataclasses.dataclass
@@ -295,4 +312,28 @@ class LossTerm(Part):
 
     def g_term(self, ctx: GContext, state: Pytree, hp: dict) -> tuple[Array, dict, Pytree]:
         """``(value added to G's loss, metrics, new state)``; default: nothing."""
+        return 0.0, {}, state
+
+    def lazy_phase(self) -> str | None:
+        """``"d"`` / ``"g"``: the term runs as its own optimizer step of that network.
+
+        Lazy regularisation as stylegan2-ada-pytorch ``training/training_loop.py`` (lines
+        197-208, 270-290): every :meth:`lazy_interval` G iterations, after the network's main
+        update, one more Adam step on :meth:`phase_term` alone, with the network's Adam scaled
+        to ``lr * c``, ``betas ** c``, ``c = k / (k + 1)`` for the main steps too
+        (:mod:`jaxgan_lth.lazy_reg`). Then :meth:`d_term` / :meth:`g_term` add nothing.
+        Default None: the term is part of the main loss.
+        """
+        return None
+
+    def lazy_interval(self) -> int:
+        """G iterations between the term's own steps (k) when :meth:`lazy_phase` is set."""
+        return 1
+
+    def phase_term(self, ctx, state: Pytree, hp: dict) -> tuple[Array, dict, Pytree]:
+        """``(loss of the term's own step, metrics, new state)`` (:meth:`lazy_phase`).
+
+        ``ctx`` is a :class:`DContext` (phase ``"d"``) or :class:`GContext` (``"g"``) built on
+        the parameters after the main update; the logits / features fields are None.
+        """
         return 0.0, {}, state

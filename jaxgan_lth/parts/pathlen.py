@@ -13,18 +13,26 @@ As stylegan2-ada-pytorch ``training/loss.py`` (phase ``Gpl``), for a generator w
     L_G += interval * weight * mean_b (a_b - pl_mean)^2 # on every interval-th G iteration
 
 The new ``pl_mean`` in the penalty is not gradient-stopped (as the reference, which detaches
-only the stored copy); the stored state is. ``interval`` (reference ``G_reg_interval = 4``):
-the penalty times ``interval`` is added to G's loss in iterations with ``step % interval == 0``
-(the reference's gain); no extra optimizer step is taken, so G's Adam is unchanged
-(:mod:`jaxgan_lth.schedules`). The same noise draws serve the forward and its Jacobian (one
-``g_noise`` key). G's statistics (``w_avg``) are not updated by this term's forward (the
-reference's ``Gpl`` forward updates them too; one extra update per ``interval`` iterations).
+only the stored copy); the stored state is. ``interval`` = k (reference ``G_reg_interval = 4``)
+and ``lazy`` (:data:`~jaxgan_lth.parts.base.LAZY_MODES`): ``"separate_step"`` (default, as
+stylegan2-ada-pytorch ``training/training_loop.py`` lines 197-208, 270-290) takes, in G
+iterations with ``step % k == 0``, an extra Adam step of G on k x the penalty (the reference's
+``gain``) after G's main update (before the EMA update), at G's parameters after that update
+and on fresh latents (the reference's ``Greg`` phase draws its own ``gen_z``), and G's Adam,
+main steps included, runs with ``lr * c``, ``betas ** c``, ``c = k / (k + 1)``
+(:mod:`jaxgan_lth.lazy_reg`); ``"loss_gain"`` adds k x the penalty to G's main loss in those
+iterations with G's Adam unchanged (no extra step; this package before issue 27). With k = 1
+both add the penalty to every main G loss. The same noise draws serve the forward and its
+Jacobian (one ``g_noise`` key). G's statistics (``w_avg``) are not updated by this term's
+forward (the reference's ``Gpl`` forward updates them too; one extra update per ``interval``
+iterations).
 
 Reference values: weight 2, interval 4, decay 0.01, batch_shrink 2 (every stylegan2-ada config
 but ``cifar``; DiffAugment's PyTorch ``low_shot``); the DiffAugment TF low-shot runs behind the
 paper's numbers use none (weight 0); fewshot_sparse_regularisers.md section 1.1.
 
-Config section ``pathlen``: ``weight`` (0 = off), ``interval``, ``decay``, ``batch_shrink``.
+Config section ``pathlen``: ``weight`` (0 = off), ``interval``, ``decay``, ``batch_shrink``,
+``lazy`` (absent = ``"separate_step"``).
 Traced strengths ``pathlen_weight``, ``pathlen_decay``. State ``{"pl_mean", "penalty"}``
 (logged as ``pl_mean`` and ``pl_penalty``, the penalty of the last regularised step).
 """
@@ -80,7 +88,7 @@ class PathLength(base.LossTerm):
         """Checks the section; with weight > 0 the generator must be style-based.
 
         Raises:
-          ValueError: bad weight / decay / interval / batch_shrink, or (when on) a generator
+          ValueError: bad weight / decay / interval / batch_shrink / lazy, or (when on) a generator
             without ``ws_of`` and ``synthesis`` methods.
         """
         if cls.section not in config:
@@ -91,6 +99,7 @@ class PathLength(base.LossTerm):
             v = c[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"config.{prefix}pathlen.{key} = {v!r} must be an integer >= 1.")
+        base.check_lazy(c, f"config.{prefix}pathlen")
         if float(c.weight) > 0 and "model" in config:
             builder = models_lib.get_model  # only the module objects; no parameters are built
             kw = {k: v for k, v in config.model.items() if k != "name"}
@@ -131,7 +140,24 @@ class PathLength(base.LossTerm):
         return penalty, pl_mean
 
     @override
+    def lazy_phase(self):
+        separate = self.cfg.get("lazy", base.LAZY_MODES[0]) == "separate_step"
+        return "g" if separate and int(self.cfg.interval) > 1 else None
+
+    @override
+    def lazy_interval(self):
+        return int(self.cfg.interval)
+
+    @override
+    def phase_term(self, ctx, state, hp):
+        penalty, pl_mean = self._term(ctx, state, hp)
+        new = {"pl_mean": pl_mean, "penalty": penalty}
+        return int(self.cfg.interval) * hp["pathlen_weight"] * penalty, {}, new
+
+    @override
     def g_term(self, ctx, state, hp):
+        if self.lazy_phase():
+            return 0.0, {}, state  # its own step (jaxgan_lth.lazy_reg)
         k = int(self.cfg.interval)
         if k == 1:
             penalty, pl_mean = self._term(ctx, state, hp)

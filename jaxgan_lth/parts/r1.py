@@ -10,21 +10,33 @@ As stylegan2-ada-pytorch ``training/loss.py`` (``StyleGAN2Loss.accumulate_gradie
 augmentations, through them (``run_D`` augments after ``real_img_tmp.requires_grad_()`` in the
 PyTorch code; ``ns_DiffAugment_r1`` in the TF code used for the paper's 100-shot numbers);
 ``False`` takes it w.r.t. the augmented reals D saw (TF ``ns_r1_DiffAugment``, the CIFAR/FFHQ
-runs). The augmentations are redrawn for the penalty (their own key), as in the reference's
-separate ``Dr1`` phase.
+runs). ``augment = "shared"`` (default) differentiates through the augmentation the main D
+loss gave the reals, with the same random draws (DiffAugment-stylegan2 ``training/loss.py``
+``ns_DiffAugment_r1``: one ``DiffAugment(reals)`` feeds the D loss and the penalty's
+``tf.gradients``); ``"redrawn"`` draws a new augmentation for the penalty (its own key; this
+package before issue 27, and stylegan2-ada-pytorch's separate ``Dr1`` phase, whose ``run_D``
+augments again).
 
-Lazy regularisation (``interval`` = k > 1; reference ``D_reg_interval = 16``): the penalty,
-multiplied by k as the reference's ``gain``, is added in the D steps of G iterations with
-``step % k == 0`` (every D step of those iterations when ``n_dis > 1``). The reference runs it
-as a separate Adam step with ``lr * c`` and ``betas ** c``, ``c = k / (k + 1)``, to offset the
-extra step; here no extra step is taken, so D's optimizer is unchanged
-(:func:`jaxgan_lth.schedules.lazy_regularization_adam` gives the reference's numbers for a
-config that wants them). The DiffAugment TF low-shot runs use no lazy regularisation
-(``interval = 1``), gamma 10; ADA's ``paper256`` gamma 1, ``stylegan2`` gamma 10,
-``auto`` 0.0002 res^2 / batch (fewshot_sparse_regularisers.md section 1.1).
+Lazy regularisation (``interval`` = k > 1; reference ``D_reg_interval = 16``), ``lazy``
+(:data:`~jaxgan_lth.parts.base.LAZY_MODES`):
+
+* ``"separate_step"`` (default; stylegan2-ada-pytorch ``training/training_loop.py`` lines
+  197-208, 270-290): the penalty x k (the reference's ``gain``) is D's loss in an extra Adam step
+  after D's main update in G iterations with ``step % k == 0`` (after every D step of those
+  iterations when ``n_dis > 1``), and D's Adam, main steps included, runs with ``lr * c``,
+  ``betas ** c``, ``c = k / (k + 1)`` (:mod:`jaxgan_lth.lazy_reg`). The penalty is taken at
+  D's parameters after the main update, on the main step's real batch.
+* ``"loss_gain"``: the penalty x k is added to the main D loss of those steps and D's Adam is
+  unchanged (no extra step; this package before issue 27).
+
+With ``interval = 1`` both are the penalty in every main D loss. The DiffAugment TF low-shot
+runs use no lazy regularisation (``interval = 1``), gamma 10; ADA's ``paper256`` gamma 1,
+``stylegan2`` gamma 10, ``auto`` 0.0002 res^2 / batch (fewshot_sparse_regularisers.md
+section 1.1).
 
 Config section ``r1``: ``gamma`` (0 = off), ``interval`` (G iterations; 1 = every step),
-``through_augment``. Traced strength ``r1_gamma``. State ``{"penalty": R1 of the last
+``through_augment``, ``augment`` (absent = ``"shared"``), ``lazy`` (absent =
+``"separate_step"``). Traced strength ``r1_gamma``. State ``{"penalty": R1 of the last
 regularised step}`` (logged as ``r1_penalty``).
 """
 
@@ -37,6 +49,8 @@ from typing_extensions import override
 from jaxgan_lth.parts import base
 
 _AUG_SALT = 0x5231
+#: ``r1.augment``: the main loss's augmentation draws, or new ones for the penalty.
+AUGMENT_DRAWS = ("shared", "redrawn")
 
 
 def r1_penalty(d_apply, x: jax.Array) -> jax.Array:
@@ -67,7 +81,11 @@ class R1(base.LossTerm):
 
     @classmethod
     def validate(cls, config, prefix: str = "") -> None:
-        """Raises ValueError: a negative gamma, an interval < 1, a non-bool through_augment."""
+        """Raises ValueError.
+
+        A negative gamma, an interval < 1, a non-bool through_augment, an unknown augment or
+        lazy mode.
+        """
         if cls.section not in config:
             return
         super().validate(config, prefix)
@@ -79,6 +97,10 @@ class R1(base.LossTerm):
         if not isinstance(c.through_augment, bool):
             raise ValueError(f"config.{prefix}r1.through_augment = {c.through_augment!r} must "
                              "be a bool.")
+        draws = c.get("augment", AUGMENT_DRAWS[0])
+        if draws not in AUGMENT_DRAWS:
+            raise ValueError(f"config.{prefix}r1.augment = {draws!r}; accepted: {AUGMENT_DRAWS}.")
+        base.check_lazy(c, f"config.{prefix}r1")
 
     @override
     def init_state(self):
@@ -90,12 +112,32 @@ class R1(base.LossTerm):
 
     def _penalty(self, ctx: base.DContext) -> jax.Array:
         if self.cfg.through_augment and ctx.x_real_clean is not None:
+            shared = self.cfg.get("augment", AUGMENT_DRAWS[0]) == "shared"
+            if shared and ctx.augment_real is not None:
+                return r1_penalty(lambda x: ctx.d_apply(ctx.augment_real(x)), ctx.x_real_clean)
             key = jax.random.fold_in(ctx.key, _AUG_SALT)
             return r1_penalty(lambda x: ctx.d_apply(ctx.augment(key, x)), ctx.x_real_clean)
         return r1_penalty(ctx.d_apply, ctx.x_real)
 
     @override
+    def lazy_phase(self):
+        separate = self.cfg.get("lazy", base.LAZY_MODES[0]) == "separate_step"
+        return "d" if separate and int(self.cfg.interval) > 1 else None
+
+    @override
+    def lazy_interval(self):
+        return int(self.cfg.interval)
+
+    @override
+    def phase_term(self, ctx, state, hp):
+        pen = self._penalty(ctx)
+        new = {"penalty": jax.lax.stop_gradient(pen)}
+        return int(self.cfg.interval) * 0.5 * hp["r1_gamma"] * pen, {}, new
+
+    @override
     def d_term(self, ctx, state, hp):
+        if self.lazy_phase():
+            return 0.0, {}, state  # its own step (jaxgan_lth.lazy_reg)
         k = int(self.cfg.interval)
         if k == 1:
             pen = self._penalty(ctx)
