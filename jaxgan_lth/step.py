@@ -75,8 +75,6 @@ def sample_latent(key, batch: int, latent_dim: int, num_classes: int):
     return z, y
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class StepFns:
     """The pure functions of one run (compile them with ``jax.jit``).
@@ -195,6 +193,9 @@ def make_step_fns(
     ema_buffers = tc.get("ema_buffers", "copy")
     ema_rampup = float(tc.get("ema_rampup", 0.0))
     bn_l1 = float(tc.get("g_bn_l1", 0.0))
+    mask_grads = bool(tc.get("mask_grads", True))  # False and sema: set by the dst stage
+    mask_p = masks_lib.apply if mask_grads else masks_lib.apply_straight_through
+    sema = tuple(config.sparsity.prunable) if tc.get("sema", False) else None
     tx_g = make_optimizer(tc.g_lr, tuple(tc.g_betas), tc.adam_eps, tc.num_steps if decay else None)
     tx_d = make_optimizer(
         tc.d_lr, tuple(tc.d_betas), tc.adam_eps, tc.num_steps * n_dis if decay else None
@@ -320,7 +321,7 @@ def make_step_fns(
 
         def loss_fn(d_params):
             variables = {
-                "params": masks_lib.apply(d_params, masks["d"]),
+                "params": mask_p(d_params, masks["d"]),
                 "batch_stats": state["d"]["batch_stats"],
             }
             pre = variables
@@ -359,7 +360,8 @@ def make_step_fns(
         grads, (loss, (d_bs, logits, extra, new_p), x, g_bs, k_aug, sampler) = d_grads(
             state, masks, data, key, hparams)
         b = tc.d_batch_size
-        params, opt = masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"])
+        params, opt = masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"],
+                                    mask_grads)
         for j, a in enumerate(augs):  # adaptive augmentations see D's real logits (ADA's r_t)
             if a.name in new_p:
                 obs = parts_lib.base.AugObservation(
@@ -410,7 +412,7 @@ def make_step_fns(
             return D.apply(d_vars, x_in, y_fake, train=False, rngs=d_rngs or None), upd, x_fake
 
         def loss_fn(g_params):
-            g_params = masks_lib.apply(g_params, masks["g"])
+            g_params = mask_p(g_params, masks["g"])
             logits, upd, x_fake = logits_of(g_params)
             loss = losses.g_loss(logits, loss_kind)
             metrics = {}
@@ -437,7 +439,8 @@ def make_step_fns(
         grads, (loss, (g_bs, extra, new_p)) = g_grads(state, masks, data, key, hparams)
         if bn_l1:  # network slimming's sparsity training (train.g_bn_l1)
             grads = add_bn_l1(grads, state["g"]["params"], bn_l1)
-        params, opt = masked_update(tx_g, grads, state["g_opt"], state["g"]["params"], masks["g"])
+        params, opt = masked_update(tx_g, grads, state["g_opt"], state["g"]["params"], masks["g"],
+                                    mask_grads)
         new = dict(state)
         new["g"] = {"params": params, "batch_stats": g_bs}
         new["g_opt"] = opt
@@ -445,7 +448,7 @@ def make_step_fns(
         if ema_rampup > 0:  # half-life capped at ema_rampup * images so far (schedules.py)
             decay = schedules.ema_rampup_decay(decay, state["step"], ema_rampup)
         new["ema"] = ema_update(state["ema"], new["g"], masks["g"], decay,
-                                state["step"], tc.ema_start, ema_buffers)
+                                state["step"], tc.ema_start, ema_buffers, sema)
         if new_p:
             new["parts"] = new_p
         return new, {"g_loss": loss, "g_lr": current_lr(state["g_opt"]), **extra}
