@@ -228,6 +228,10 @@ def get_config():
     # prune by the magnitudes of the trained G ("g", released IMP code) or of the EMA G ("ema":
     # UDEG SNGAN's stage 2 builds its mask from avg_gen_state_dict)
     config.sparsity.magnitudes = "g"
+    # "one" mask chain (the rounds train under it and the ticket reads it) or "two" (the released
+    # SNGAN IMP: rounds on G's magnitudes, the ticket's chain DIR/masks_ema on the EMA G's; needs
+    # magnitudes "g"; jaxgan_lth/lottery.py)
+    config.sparsity.mask_chains = "one"
 
     # ---- stage "imp": iterative magnitude pruning with rewinding -----------------------------
     config.imp = ml_collections.ConfigDict()

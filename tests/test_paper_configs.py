@@ -76,7 +76,8 @@ def test_sngan_protocol():
         # 50k G steps for every training run; G-only global IMP, 20% per round, EMA mask
         assert c.train.num_steps == c.imp.num_steps == c.ticket.num_steps == 50_000
         assert (c.sparsity.prune, c.sparsity.method, c.sparsity.g_ratio) == ("g", "global", 0.2)
-        assert c.sparsity.magnitudes == "ema"
+        # two mask chains as released: rounds on G's magnitudes, the ticket's on the EMA's
+        assert (c.sparsity.mask_chains, c.sparsity.magnitudes) == ("two", "g")
         assert c.ticket.round == 10  # 0.8^10 = 10.74% remaining (released checkpoint)
         assert c.diffaug.policy == "" and c.ticket.diffaug.policy == ""
 
