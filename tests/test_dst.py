@@ -484,6 +484,8 @@ def test_swept_dst_with_diffaugment_and_advaug_keeps_one_mask_sequence_per_run(f
     ("d_growth", "x", r"dst.d_growth = 'x'; accepted"),
     ("distribution", "snip", r"dst.distribution = 'snip'; accepted: \('erk', 'uniform'\)"),
     ("explore", "x", r"dst.explore = 'x'; accepted: \('g', 'd', 'gd'\)"),
+    ("inactive_moments", "stale",
+     r"dst.inactive_moments = 'stale'; accepted: \('dense', 'zero'\)"),
 ])
 def test_bad_dst_config_names_key_and_accepted_values(folder, tmp_path, key, value, match):
     config = _dst_config(folder)
