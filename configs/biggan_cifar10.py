@@ -26,6 +26,51 @@ released code, ``--ratio 0.1``:
 
 (main_ompg.py with ``--mask_round 9 --gamma 0.01``.)
 
+These rows are the *paper's reading* (PGD-1, paper section 4; DiffAugment doubles the
+iterations to 200k, section 4). The released code differs in two places, so every variant that
+one of them touches also exists *as released*, with the suffix ``_released``:
+
+* ``main_ompg.py`` defaults to ``--steps 0`` (and ``--gamma 0``, line 52-53) and neither README
+  ticket command passes ``--steps`` (README lines 95, 110), so the released ticket runs have no
+  effective PGD: ``PGD`` / ``PGD_G`` (``train_eval.py`` lines 900-938) loop ``range(0)`` times
+  and the "adversarial" features are the clean ones, still attached to the graph. Emulated here
+  by PGD-1 with step size 0 (the same forward values and gradients; ``advaug.num_steps`` >= 1 is
+  required). What remains of AdvAug is the G step's 50/50 average with the un-augmented branch
+  (``augment_adv_branch=False``) with DiffAugment.
+* the CIFAR-10 ``DiffAugGAN.json`` / ``DiffAugGAN_adv.json`` say ``"total_step": 100000``:
+  100k G steps with DiffAugment, not 200k.
+* ``dense_advaug_released`` / ``dense_diffaug_advaug_released``: no README command exists for
+  dense AdvAug; ``main.py``'s defaults are ``--gamma 1/255 --steps 1`` (lines 50-51), used here
+  (the paper-reading rows use the tickets' 0.01).
+
+| variant                        | differs from the paper-reading row by                   |
+|--------------------------------|---------------------------------------------------------|
+| dense_advaug_released          | PGD step size 1/255                                     |
+| dense_diffaug_released         | 100k G steps                                            |
+| dense_diffaug_advaug_released  | 100k G steps, PGD step size 1/255                       |
+| ticket_advaug_released         | PGD step size 0 (= PGD-0)                               |
+| ticket_diffaug_released        | ticket 100k G steps                                     |
+| ticket_diffaug_advaug_released | ticket 100k G steps, PGD step size 0 (= PGD-0)          |
+
+Which produced the published numbers (Table 3), as far as can be known: neither can be
+excluded. The paper's text states PGD-1 with step 0.01 and doubled iterations (the paper
+reading); the released README commands and JSONs, which the released checkpoint's name matches
+(13.42%, DiffAug + AdvAug), run the ``_released`` form. The checkpoint files (Dropbox) and the
+training logs are not available here to decide; no issue on the repository discusses it.
+
+LeCam on this protocol (``*_lecam``): google/lecam-gan's BigGAN CIFAR setting, ``--LC 0.3``
+(every ``biggan_cifar/scripts/lc-*.sh``), anchor decay 0.9 and start iteration 1000
+(``biggan_cifar/train.py`` line 28, ``utils.ema_losses(start_itr=1000)``; ``decay=0.9`` is the
+default of ``third_party/utils.py`` ``ema_losses``, line 638), on D; the architecture,
+DiffAugment policy, steps and evaluation stay this file's (lecam-gan trains BigGAN-PyTorch with
+its own settings):
+
+| variant               | stages     | LeCam on                    | G steps          |
+|-----------------------|------------|-----------------------------|------------------|
+| dense_lecam           | train      | train                       | 100k             |
+| dense_diffaug_lecam   | train      | train, + DiffAugment        | 200k             |
+| ticket_diffaug_lecam  | imp,ticket | the ticket, + DiffAugment   | 9 x 100k + 200k  |
+
 No variant argument = ``ticket_diffaug_advaug``, the paper's best BigGAN CIFAR-10 result
 (Table 3 "Sparse BigGAN Tickets + DiffAug + AdvAug") and the released checkpoint ("BigGAN,
 CIFAR-10, 10% data, 13.42% remaining weights, DiffAug + AdvAug"; 13.42% = 0.8^9).
@@ -57,6 +102,18 @@ VARIANTS = {
     "ticket_diffaug": "main_impg.py, then main_ompg.py -c DiffAugGAN.json --mask_round 9",
     "ticket_diffaug_advaug":
         "main_impg.py, then main_ompg.py -c DiffAugGAN_adv.json --mask_round 9",
+    # as released (module docstring): main_ompg.py --steps 0, the JSONs' 100k steps
+    "dense_advaug_released": "main.py -c BigGAN_adv.json (defaults --gamma 1/255 --steps 1)",
+    "dense_diffaug_released": "main.py -c DiffAugGAN.json (total_step 100000)",
+    "dense_diffaug_advaug_released": "main.py -c DiffAugGAN_adv.json (total_step 100000)",
+    "ticket_advaug_released": "main_ompg.py -c BigGAN_adv.json --gamma 0.01 (--steps 0)",
+    "ticket_diffaug_released": "main_ompg.py -c DiffAugGAN.json (total_step 100000)",
+    "ticket_diffaug_advaug_released":
+        "main_ompg.py -c DiffAugGAN_adv.json --gamma 0.01 (--steps 0, total_step 100000)",
+    # LeCam (google/lecam-gan BigGAN CIFAR: --LC 0.3, decay 0.9, start 1000) on this protocol
+    "dense_lecam": "main.py -c BigGAN.json + lecam-gan lc-biggan-cifar10-0.1.sh's LeCam",
+    "dense_diffaug_lecam": "main.py -c DiffAugGAN.json + lecam-gan's LeCam",
+    "ticket_diffaug_lecam": "main_ompg.py -c DiffAugGAN.json + lecam-gan's LeCam",
 }
 DEFAULT_VARIANT = "ticket_diffaug_advaug"
 
@@ -68,6 +125,10 @@ NUM_STEPS = 100_000  # "total_step": 100000 in every CIFAR10_less JSON
 # (total_steps 200000, seed_repos.md 5.1). Override with --config.train.num_steps /
 # --config.ticket.num_steps=100000 to run the JSONs as released.
 NUM_STEPS_DIFFAUG = 2 * NUM_STEPS
+#: main.py's default --gamma (the PGD step size of a dense AdvAug run as released).
+STEP_SIZE_MAIN_DEFAULT = 1 / 255
+#: lecam-gan BigGAN CIFAR: --LC 0.3 (scripts/lc-*.sh), ema_losses decay 0.9, start_itr 1000.
+LECAM_BIGGAN_CIFAR = {"weight": 0.3, "decay": 0.9, "start": 1000}
 DIFFAUG_POLICY = "color,translation,cutout"  # train_eval.py: self.policy, hard-coded
 EVAL_EVERY = 2_000  # --save_every 2000: evaluation and checkpoint interval (G steps)
 # Headline ticket: --mask_round 9, density 0.8^9 = 13.42% (README commands, released
@@ -89,7 +150,8 @@ def _released_advaug(section):
     PGD steps: the paper's PGD-1. NB the released ``main_ompg.py`` defaults to ``--steps 0``
     and the README's ticket commands do not pass ``--steps``, so as released the PGD loop runs
     zero times and the "adversarial" features equal the clean ones (``main.py`` and
-    ``main_impg.py`` default to 1). PGD-1 follows the paper.
+    ``main_impg.py`` default to 1). PGD-1 follows the paper; the ``*_released`` variants set
+    the step size to 0 instead (module docstring).
 
     Direction "reference_code": the released PGD ascends ``-mean(relu(1 - D))`` for real *and*
     fake features (``loss_real`` passed for both, train_eval.py line 297) and ``mean D`` on the G
@@ -214,23 +276,35 @@ def get_config(arg=None):
         config.imp.rounds = IMP_ROUNDS_RELEASED
         return config
 
-    base, _, augs = variant.partition("_")  # "dense" | "ticket", then "", "advaug", ...
+    released = variant.endswith("_released")
+    lecam = variant.endswith("_lecam")
+    name = variant.removesuffix("_released").removesuffix("_lecam")
+    base, _, augs = name.partition("_")  # "dense" | "ticket", then "", "advaug", ...
     diffaug = augs.startswith("diffaug")
     advaug = augs.endswith("advaug")
     policy = DIFFAUG_POLICY if diffaug else ""
-    steps = NUM_STEPS_DIFFAUG if diffaug else NUM_STEPS
+    # the released DiffAugGAN*.json: "total_step": 100000; the paper: doubled
+    steps = NUM_STEPS_DIFFAUG if diffaug and not released else NUM_STEPS
     if base == "dense":
         config.stages = "train"
         config.train.num_steps = steps
         config.diffaug.policy = policy
         if advaug:
             # No README command for dense AdvAug; main.py defaults to --gamma 1/255, --steps 1.
-            # The step size of the ticket commands and of the paper (0.01) is used.
+            # The paper reading uses the step size of the ticket commands and the paper (0.01).
             _released_advaug(config.advaug)
+            if released:
+                config.advaug.step_size = STEP_SIZE_MAIN_DEFAULT
+        if lecam:
+            config.lecam.update(LECAM_BIGGAN_CIFAR)
     else:
         config.stages = "imp,ticket"
         config.ticket.num_steps = steps
         config.ticket.diffaug.policy = policy
         if not advaug:
             _no_advaug(config.ticket.advaug)
+        elif released:  # main_ompg.py --steps 0: no PGD step; = PGD-1 of step size 0
+            config.ticket.advaug.step_size = 0.0
+        if lecam:
+            config.ticket.lecam.update(LECAM_BIGGAN_CIFAR)
     return config

@@ -254,6 +254,10 @@ def get_config():
     # prune by the magnitudes of the trained G ("g", released IMP code) or of the EMA G ("ema":
     # UDEG SNGAN's stage 2 builds its mask from avg_gen_state_dict)
     config.sparsity.magnitudes = "g"
+    # "one" mask chain (the rounds train under it and the ticket reads it) or "two" (the released
+    # SNGAN IMP: rounds on G's magnitudes, the ticket's chain DIR/masks_ema on the EMA G's; needs
+    # magnitudes "g"; jaxgan_lth/lottery.py)
+    config.sparsity.mask_chains = "one"
 
     # ---- stage "imp": iterative magnitude pruning with rewinding -----------------------------
     config.imp = ml_collections.ConfigDict()
@@ -309,6 +313,14 @@ def get_config():
     config.dst.drop_rate_end = 0.005  # ... and end (CosineAnnealingLR eta_min)
     config.dst.g_growth = "gradient"  # G's growth: "gradient" (largest |dL_G/dw|) or "random"
     config.dst.d_growth = "random"  # D's growth: "random" (STU-GAN) or "gradient" (|dL_D/dw|)
+    # Adam state of inactive weights (jaxgan_lth/sparsity/dst.py). "dense" (STU-GAN's Masking,
+    # default since issue 27): gradients not masked, pruned weights re-zeroed after each step, so
+    # a grown weight starts with warm moments. "zero" (before issue 27): masked gradients, the
+    # moments of grown and dropped weights zeroed at a mask update
+    config.dst.inactive_moments = "dense"
+    # sparse EMA (STU-GAN --SEMA, every released DST script; default since issue 27): a grown
+    # weight's EMA takes G's value; False: it enters the masked average from 0 (updates.py)
+    config.dst.sema = True
 
     # ---- sweeps: any stage as K runs over seeds and traced strengths (jaxgan_lth/sweep.py) ---
     # type_safe=False: seeds and hparams take a string (command line) or Python values (files)

@@ -26,7 +26,11 @@ ResNet G (256 ch, BN, no SN) / D (128 ch, SN), hinge loss, Adam 2e-4 with betas 
 n_dis 5, G batch 128, D batch 64, 50k G iterations per training run (dense run, every IMP round
 and the ticket), no LR decay, EMA 0.999 per G step from step 0 evaluated with G's own batch-norm
 statistics (``copy_params``/``load_params`` copy parameters only: ``train.ema_buffers="copy"``),
-the first 10% (5,000 images) of the training split, no flips.
+the first 10% (5,000 images) of the training split, no flips. IMP keeps two mask chains as
+``train_impg_less.py`` does (``sparsity.mask_chains="two"``, since issue 27): the rounds train
+under the chain pruned on G's magnitudes, the ticket reads the chain pruned on the EMA G's
+(``DIR/masks_ema``); the one-chain form used before issue 27 is
+``--config.sparsity.mask_chains=one --config.sparsity.magnitudes=ema``.
 FID protocol (seed_repos.md section 7, ``functions.validate``): 50,000 samples of the EMA
 generator against the statistics of the whole CIFAR-10 *train* split (TTUR
 ``fid_stats_cifar10_train.npz``), every ``--val_freq 20`` epochs, best FID over training.
@@ -143,11 +147,16 @@ def get_config(arg=None):
     config.sparsity.prune = "g"  # G-only tickets; D trained dense from its initial weights
     config.sparsity.method = "global"  # prune.global_unstructured over all G conv weights
     config.sparsity.g_ratio = 0.2  # --percent 0.2: 20% of the remaining weights per round
-    # The stage-2 scripts read the mask from the checkpoint's `avg_gen_state_dict`, i.e. the
-    # mask chain pruned on the EMA generator's own magnitudes (`pruning_generate(avg_gen_net,
-    # percent)`; seed_repos.md 1.2). The released IMP rounds themselves train G with the chain
-    # pruned on G's magnitudes; this pipeline keeps one chain, the one the ticket is read from.
-    config.sparsity.magnitudes = "ema"
+    # Two mask chains, as released (default since issue 27): train_impg_less.py lines 146-147
+    # prunes G on its own magnitudes (the chain the IMP rounds train under) and the EMA copy on
+    # the EMA's magnitudes, a chain of its own; the stage-2 scripts read the ticket's mask from
+    # the checkpoint's `avg_gen_state_dict` (train_with_masks_adv_gd_less.py lines 92-93).
+    # The EMA there averages G's dense weight_orig, so it holds theta_0 where G's chain pruned
+    # (jaxgan_lth/sparsity/pruning.py ema_chain_weights). Before issue 27 (the one chain that
+    # the ticket reads, pruned on EMA magnitudes, also for the rounds):
+    # --config.sparsity.mask_chains=one --config.sparsity.magnitudes=ema
+    config.sparsity.mask_chains = "two"
+    config.sparsity.magnitudes = "g"
     config.imp.rounds = TICKET_ROUND
     config.imp.num_steps = NUM_STEPS
     config.imp.rewind_step = 0  # rewind_weight(): back to the initial weights theta_0

@@ -6,6 +6,8 @@ train for ``dst.num_steps`` G steps through the one loop (:func:`jaxgan_lth.loop
 With ``dst.updates`` the networks in ``dst.explore`` update their masks every
 ``dst.update_frequency`` G steps by prune and grow (:mod:`jaxgan_lth.sparsity.dst`), a hook of
 the loop; without, the ERK masks stay fixed (the static sparse-from-scratch control).
+``dst.inactive_moments`` (Adam of inactive weights: "dense", the reference, or "zero") and
+``dst.sema`` (STU-GAN's sparse EMA) set the step's options (:func:`jaxgan_lth.stages.stage_config`).
 
 The stage uses the top-level part sections (``diffaug``, ``advaug``, ``lecam``, ...) as the
 ``train`` stage does, can be swept (``config.sweep.stages = "dst"``: one mask sequence per run),
@@ -52,7 +54,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     Raises:
       ValueError: a density outside (0, 1], an unknown distribution, growth mode or explored
         network, an update frequency < 1 with updates on, a drop rate outside [0, 1], a dense
-        network explored, ``num_steps`` < 1 (each message names the key and what is accepted).
+        network explored, ``num_steps`` < 1, an unknown ``inactive_moments`` or a non-bool
+        ``sema`` (each message names the key and what is accepted).
     """
     c = config.dst
     for n in NETS:
@@ -65,6 +68,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                          f"{erk.DISTRIBUTIONS}.")
     if int(c.num_steps) < 1:
         raise ValueError(f"config.dst.num_steps = {c.num_steps} must be >= 1.")
+    im = c.get("inactive_moments", "dense")
+    if im not in dst_lib.INACTIVE_MOMENTS:
+        raise ValueError(f"config.dst.inactive_moments = {im!r}; accepted: "
+                         f"{dst_lib.INACTIVE_MOMENTS}.")
+    if not isinstance(c.get("sema", True), bool):
+        raise ValueError(f"config.dst.sema = {c.sema!r}; accepted: True or False.")
     if not isinstance(c.updates, bool):
         raise ValueError(f"config.dst.updates = {c.updates!r}; accepted: True or False.")
     if not c.updates:
@@ -113,7 +122,7 @@ class _Updates:
         self.explore = tuple(c.explore)
         self.rates = (float(c.drop_rate_start), float(c.drop_rate_end))
         self.update = jax.jit(dst_lib.make_update(
-            engine.fns, {n: c[f"{n}_growth"] for n in NETS}))
+            engine.fns, {n: c[f"{n}_growth"] for n in NETS}, c.get("inactive_moments", "dense")))
         base = {n: float(v) for n, v in engine.fns.hparams.items()}
         self.hparams = [parallel.replicate({n: jnp.float32(r.hparams.get(n, base[n]))
                                             for n in base}, engine.mesh) for r in runs]

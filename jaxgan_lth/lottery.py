@@ -39,6 +39,9 @@ MASK_TYPES = ("imp", "random_like", "omp", "random_global", "dense", "slimming",
 PRUNE_NETS = ("g", "d", "gd")
 PRUNE_METHODS = ("global", "layerwise")
 MAGNITUDES = ("g", "ema")
+#: sparsity.mask_chains: "one" chain, or "two" (the released SNGAN IMP: the rounds' chain on G's
+#: magnitudes, the ticket's in DIR/masks_ema on the EMA G's; pruning.ema_chain_weights)
+MASK_CHAINS = ("one", "two")
 
 
 def validate_lottery(config: ml_collections.ConfigDict) -> None:
@@ -46,7 +49,8 @@ def validate_lottery(config: ml_collections.ConfigDict) -> None:
 
     Raises:
       ValueError: a pruning ratio outside (0, 1), an unknown pruned network, method, magnitude
-        source or mask type, a negative number of rounds, a bad rewind step or target sparsity.
+        source, mask chains (or two chains with magnitudes other than "g") or mask type, a
+        negative number of rounds, a bad rewind step or target sparsity.
     """
     sp = config.sparsity
     if sp.prune not in PRUNE_NETS:
@@ -60,6 +64,11 @@ def validate_lottery(config: ml_collections.ConfigDict) -> None:
     if sp.get("magnitudes", "g") not in MAGNITUDES:
         raise ValueError(
             f"config.sparsity.magnitudes = {sp.magnitudes!r}; accepted: {MAGNITUDES}.")
+    chains, mags = sp.get("mask_chains", "one"), sp.get("magnitudes", "g")
+    if chains not in MASK_CHAINS or (chains == "two" and mags != "g"):
+        raise ValueError(f"config.sparsity.mask_chains = {chains!r} (magnitudes {mags!r}); "
+                         f"accepted: {MASK_CHAINS}, 'two' with magnitudes 'g' (rounds pruned "
+                         "on G, the ticket's chain on the EMA G).")
     if config.imp.rounds < 0:
         raise ValueError(f"config.imp.rounds = {config.imp.rounds} must be >= 0.")
     for sec in ("imp", "ticket"):
@@ -172,6 +181,9 @@ class Lottery:
         self.imp_dir = config.ticket.imp_workdir if src is not None else workdir
         self.mask_ckpt = checkpointing.Checkpointer(os.path.join(self.imp_dir, "masks"),
                                                     keep=10_000)
+        self.two_chains = config.sparsity.get("mask_chains", "one") == "two"  # + DIR/masks_ema
+        self.ema_ckpt = checkpointing.Checkpointer(os.path.join(
+            self.imp_dir, "masks_ema"), keep=10_000) if self.two_chains else None
         if src is not None:
             swept_imp = "imp" in sweep_lib.stages_of(src) and "imp" in parse_stages(src)
         else:
@@ -265,12 +277,17 @@ class Lottery:
                 pruning.check_mask(m[n], like[n]["params"], name=f"mask {n!r} of round {r}")
         return masks
 
-    def prune(self, trained, masks) -> dict:
-        """m_{r+1} of one run from its trained weights (G's or the EMA G's magnitudes)."""
+    def prune(self, trained, masks, g_weights=None) -> dict:
+        """m_{r+1} of one run from its trained weights (G's or the EMA G's magnitudes).
+
+        ``g_weights``: G's weights to prune on instead (the two chains' ticket chain).
+        """
         fn = (pruning.global_magnitude_prune if self.config.sparsity.method == "global"
               else pruning.layerwise_magnitude_prune)
         source = {"g": trained["ema" if self.config.sparsity.get("magnitudes", "g") == "ema"
                                else "g"], "d": trained["d"]}
+        if g_weights is not None:
+            source["g"] = {"params": g_weights}
         out = {}
         for n in NETS:
             if n in self.nets:
@@ -296,10 +313,10 @@ class Lottery:
         runs = self.imp_runs
         names = [r.name for r in runs]
         like = jax.eval_shape(engine.fns.init, jax.random.key(0))
-        if 0 not in self.mask_ckpt.all_steps():
-            dense = jax.tree.map(lambda m: np.asarray(m, bool), loop.dense_masks(like))
-            self.mask_ckpt.save(0, run_axis.stack([dense] * len(runs)),
-                                {"round": 0, "runs": names})
+        for ck in [self.mask_ckpt] + ([self.ema_ckpt] if self.two_chains else []):
+            if 0 not in ck.all_steps():
+                dense = jax.tree.map(lambda m: np.asarray(m, bool), loop.dense_masks(like))
+                ck.save(0, run_axis.stack([dense] * len(runs)), {"round": 0, "runs": names})
         rows = []
         trained_d = None
         for r in range(self.config.imp.rounds):
@@ -338,6 +355,13 @@ class Lottery:
                    **result_fields(summary)}
             if parallel.is_main_process():
                 io_utils.write_json(result_path, row)
+            if self.two_chains and (r + 1) not in self.ema_ckpt.all_steps():
+                # the ticket's chain a_{r+1} (EMA-G magnitudes on a_r), saved before m_{r+1}
+                chain = [{**nm, "g": self.prune(jax.device_get(s), a, pruning.ema_chain_weights(
+                    s["ema"]["params"], m["g"], w["g"]["params"]))["g"]}
+                    for s, nm, m, a, w in zip(final, new_masks, masks, self.load_masks(
+                        r, like, self.ema_ckpt), self.rewind_states(td))]
+                self.ema_ckpt.save(r + 1, run_axis.stack(chain), {"round": r + 1, "runs": names})
             if (r + 1) not in self.mask_ckpt.all_steps():
                 self.mask_ckpt.save(r + 1, run_axis.stack(new_masks),
                                     {"round": r + 1, "runs": names})
@@ -352,9 +376,9 @@ class Lottery:
             its masks do not match the model.
         """
         tc = self.config.ticket
-        source = self.mask_ckpt
+        source = self.ema_ckpt if self.two_chains else self.mask_ckpt  # the ticket's chain
         if tc.mask_workdir:
-            mdir = os.path.join(tc.mask_workdir, "masks")
+            mdir = os.path.join(tc.mask_workdir, "masks_ema" if self.two_chains else "masks")
             if not os.path.isdir(mdir) or not checkpointing.Checkpointer(mdir).all_steps():
                 raise ValueError(
                     f"config.ticket.mask_workdir={tc.mask_workdir!r} holds no masks (expected "

@@ -40,7 +40,10 @@ def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collection
 
     ``imp`` / ``ticket``: their ``num_steps`` copied into ``train``; the ticket also takes the
     part sections it has (``ticket.diffaug``, ``ticket.advaug``, ...) in place of the top-level
-    ones, so augmentations can be switched on for the ticket only.
+    ones, so augmentations can be switched on for the ticket only. ``dst``: ``dst.num_steps``
+    and the step's ``train.mask_grads`` (``dst.inactive_moments == "zero"``) and ``train.sema``
+    (``dst.sema``), the keys :func:`jaxgan_lth.step.make_step_fns` reads (absent elsewhere:
+    masked gradients, plain masked EMA).
     """
     cfg = copy.deepcopy(config)
     cfg.unlock()
@@ -49,6 +52,9 @@ def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collection
         cfg.train.num_steps = section.num_steps
     if stage == "dst":  # sparse from scratch (jaxgan_lth/dst_stage.py); top-level parts
         cfg.train.num_steps = cfg.dst.num_steps
+        # the step's sparse-update options (jaxgan_lth/updates.py masked_update, ema_update)
+        cfg.train.mask_grads = cfg.dst.get("inactive_moments", "dense") == "zero"
+        cfg.train.sema = bool(cfg.dst.get("sema", True))
     if stage == "ticket":
         for cls in parts_lib.REGISTRY.values():
             if cls.section in cfg and cls.section in cfg.ticket:

@@ -151,6 +151,9 @@ def make_step_fns(
     ema_buffers = tc.get("ema_buffers", "copy")
     ema_rampup = float(tc.get("ema_rampup", 0.0))
     bn_l1 = float(tc.get("g_bn_l1", 0.0))
+    mask_grads = bool(tc.get("mask_grads", True))  # False and sema: set by the dst stage
+    mask_p = masks_lib.apply if mask_grads else masks_lib.apply_straight_through
+    sema = tuple(config.sparsity.prunable) if tc.get("sema", False) else None
     loss_kind = tc.loss
     random_flip = bool(config.data.random_flip)
     epoch_sampling = config.data.get("sampling", "replacement") == "epoch"
@@ -283,7 +286,7 @@ def make_step_fns(
 
         def loss_fn(d_params):
             variables = {
-                "params": masks_lib.apply(d_params, masks["d"]),
+                "params": mask_p(d_params, masks["d"]),
                 "batch_stats": state["d"]["batch_stats"],
             }
             pre = variables
@@ -327,7 +330,8 @@ def make_step_fns(
         grads, (loss, (d_bs, logits, extra, new_p), x, g_bs, k_aug, sampler, (reg, y_r)) = d_grads(
             state, masks, data, key, hparams)
         b = tc.d_batch_size
-        params, opt = masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"])
+        params, opt = masked_update(tx_d, grads, state["d_opt"], state["d"]["params"], masks["d"],
+                                    mask_grads)
         if d_lazy:  # stylegan2-ada-pytorch's Dreg phase, at D after its main update
             def d_reg_ctx(p):
                 return dataclasses.replace(reg, d_apply=lambda xr: D.apply(
@@ -384,7 +388,7 @@ def make_step_fns(
             return D.apply(d_vars, x_in, y_fake, train=False, rngs=d_rngs or None), upd, x_fake
 
         def loss_fn(g_params):
-            g_params = masks_lib.apply(g_params, masks["g"])
+            g_params = mask_p(g_params, masks["g"])
             logits, upd, x_fake = logits_of(g_params)
             loss = losses.g_loss(logits, loss_kind)
             metrics = {}
@@ -411,7 +415,8 @@ def make_step_fns(
         grads, (loss, (g_bs, extra, new_p)) = g_grads(state, masks, data, key, hparams)
         if bn_l1:  # network slimming's sparsity training (train.g_bn_l1)
             grads = add_bn_l1(grads, state["g"]["params"], bn_l1)
-        params, opt = masked_update(tx_g, grads, state["g_opt"], state["g"]["params"], masks["g"])
+        params, opt = masked_update(tx_g, grads, state["g_opt"], state["g"]["params"], masks["g"],
+                                    mask_grads)
         if g_lazy:  # stylegan2-ada-pytorch's Greg phase, at G after its main update
             z_r, y_r = sample_latent(jax.random.fold_in(key, _LAZY_SALT), tc.g_batch_size,
                                      latent_dim, ncls)
@@ -430,7 +435,7 @@ def make_step_fns(
         if ema_rampup > 0:  # half-life capped at ema_rampup * images so far (schedules.py)
             decay = schedules.ema_rampup_decay(decay, state["step"], ema_rampup)
         new["ema"] = ema_update(state["ema"], new["g"], masks["g"], decay,
-                                state["step"], tc.ema_start, ema_buffers)
+                                state["step"], tc.ema_start, ema_buffers, sema)
         if new_p:
             new["parts"] = new_p
         return new, {"g_loss": loss, "g_lr": current_lr(state["g_opt"]), **extra}

@@ -16,6 +16,7 @@ from jaxgan_lth import baselines, checkpointing, dst_stage, loop, parallel, pipe
 from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import dst as dst_lib
 from jaxgan_lth.sparsity import erk, pruning
+from jaxgan_lth.sparsity import masks as masks_lib
 
 
 def _flat(tree):
@@ -115,34 +116,181 @@ def test_grown_positions_are_the_top_gradient_inactive_ones_on_a_hand_case():
     assert int(dst_lib.prune_and_grow(w, m, jnp.abs(g), jnp.int32(0)).sum()) == 5
 
 
+# ---- issue 27: the optimizer state of grown weights and the sparse EMA: hand computations ---
+
+
+def test_straight_through_mask_has_the_masked_value_and_the_dense_gradient():
+    p = {"k": jnp.array([0.5, -2.0, 3.0])}
+    m = {"k": jnp.array([True, False, True])}
+    np.testing.assert_array_equal(masks_lib.apply_straight_through(p, m)["k"], [0.5, 0.0, 3.0])
+    # loss sum(c * (w*m)^2 / 2 + w*m): dL/d(w_eff) = c * w_eff + 1, 1 at the pruned position
+    c = jnp.array([1.0, 2.0, 4.0])
+
+    def loss(fn):
+        return lambda q: jnp.sum(c * fn(q, m)["k"] ** 2 / 2 + fn(q, m)["k"])
+
+    np.testing.assert_allclose(jax.grad(loss(masks_lib.apply_straight_through))(p)["k"],
+                               [1.5, 1.0, 13.0])
+    np.testing.assert_allclose(jax.grad(loss(masks_lib.apply))(p)["k"], [1.5, 0.0, 13.0])
+
+
+def _adam_by_hand(grads, lr, b1, b2, eps):
+    """optax.adam's update of the last step for a gradient sequence (float64, count = len)."""
+    m = v = 0.0
+    for g in grads:
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+    t = len(grads)
+    return -lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+
+
+@pytest.mark.parametrize("betas", [(0.0, 0.9), (0.5, 0.999), (0.0, 0.999)])
+@pytest.mark.parametrize("inactive_moments", ["dense", "zero"])
+def test_first_update_of_a_grown_weight_matches_adam_by_hand(betas, inactive_moments):
+    """Position 1 is inactive for T steps, grown, then updated once (weights start at 0).
+
+    "dense" (STU-GAN's Masking): Adam saw the dense gradients c_1..c_{T+1}, so the update is
+    Adam's of that whole sequence (with a constant c: exactly -lr sign(c) up to eps). "zero":
+    masked gradients and moments zeroed at the growth, so only c_{T+1} is in the moments but
+    the bias correction uses count T+1: -lr (1-b1)/(1-b1^(T+1)) / sqrt((1-b2)/(1-b2^(T+1)))
+    for a unit gradient, ~ (1-b1)/sqrt(1-b2) lr (issue 27: 3.2, 15.8, 31.6 x lr).
+    """
+    lr, eps, steps = 2e-4, 1e-8, 30
+    b1, b2 = betas
+    tx = updates.make_optimizer(lr, betas, eps, None)
+    rng = np.random.default_rng(0)
+    grads = np.stack([1.0 + 0.5 * rng.standard_normal(steps + 1), rng.standard_normal(steps + 1)],
+                     axis=1)
+    mask_grads = inactive_moments == "zero"
+    params = {"conv": {"kernel": jnp.array([0.3, 0.0], jnp.float32)}}
+    old, new = ({"conv": {"kernel": jnp.array(m)}} for m in ([True, False], [True, True]))
+    opt = tx.init(params)
+    for t in range(steps):
+        g = {"conv": {"kernel": jnp.asarray(grads[t], jnp.float32)}}
+        params, opt = updates.masked_update(tx, g, opt, params, old, mask_grads)
+        assert float(params["conv"]["kernel"][1]) == 0.0
+    state = {"g": {"params": params}, "d": {"params": params}, "ema": {"params": params},
+             "g_opt": opt, "d_opt": opt}
+    keep = {n: jax.tree.map(jnp.logical_and, old, new) for n in ("g", "d")}
+    state = dst_lib.zero_outside(state, keep, {"g": tx, "d": tx}, moments=mask_grads)
+    g = {"conv": {"kernel": jnp.asarray(grads[steps], jnp.float32)}}
+    params, _ = updates.masked_update(tx, g, state["g_opt"], state["g"]["params"], new,
+                                      mask_grads)
+    seen = grads[:, 1] if not mask_grads else np.r_[np.zeros(steps), grads[steps, 1]]
+    if mask_grads:  # the moments restart at 0, the bias correction does not: m, v of one step
+        c, t = grads[steps, 1], steps + 1
+        want = -lr * (1 - b1) * c / (1 - b1 ** t) / (
+            np.sqrt((1 - b2) * c * c / (1 - b2 ** t)) + eps)
+    else:
+        want = _adam_by_hand(seen, lr, b1, b2, eps)
+    assert want == pytest.approx(_adam_by_hand(seen, lr, b1, b2, eps), rel=1e-12)
+    np.testing.assert_allclose(float(params["conv"]["kernel"][1]), want, rtol=2e-5)
+    # the active weight was updated as plain Adam throughout (both modes)
+    w0 = 0.3 + sum(_adam_by_hand(grads[:t + 1, 0], lr, b1, b2, eps) for t in range(steps + 1))
+    np.testing.assert_allclose(float(params["conv"]["kernel"][0]), w0, rtol=1e-5)
+    if mask_grads:  # the size of the "zero" mode's first step
+        ratio = abs(want) / lr
+        limit = (1 - b1) / np.sqrt(1 - b2)
+        assert ratio == pytest.approx(
+            limit * np.sqrt(1 - b2 ** (steps + 1)) / (1 - b1 ** (steps + 1)), rel=1e-6)
+        # after 50k steps the bias-correction factor is ~1: issue 27's 3.2 / 15.8 / 31.6 x lr
+        t = 50_000
+        assert limit * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) == pytest.approx(limit, rel=1e-3)
+        assert round(limit, 1) == {(0.0, 0.9): 3.2, (0.5, 0.999): 15.8, (0.0, 0.999): 31.6}[betas]
+
+
+def test_sema_sets_a_grown_weights_ema_to_g_as_the_reference_formula():
+    """ema_update with and without sparse EMA against the reference's two branches, by hand.
+
+    Positions of the conv kernel: 0 active (EMA 0.4), 1 grown (EMA 0, the EMA is masked), 2
+    inactive, 3 active whose EMA is exactly 0 too (the reference's rule resets it as well).
+    The non-prunable bias has EMA 0 and is averaged in both branches.
+    """
+    d = 0.9
+    ema = {"params": {"conv": {"kernel": jnp.array([0.4, 0.0, 0.0, 0.0])},
+                      "dense": {"bias": jnp.array([0.0])}}, "batch_stats": {}}
+    g = {"params": {"conv": {"kernel": jnp.array([1.0, -2.0, 0.0, 0.5])},
+                    "dense": {"bias": jnp.array([3.0])}}, "batch_stats": {}}
+    mask = {"conv": {"kernel": jnp.array([True, True, False, True])},
+            "dense": {"bias": jnp.array([True])}}
+    pat = (r".*conv[^/]*/kernel$",)
+    sema = updates.ema_update(ema, g, mask, jnp.float32(d), 5, 0, sema=pat)["params"]
+    plain = updates.ema_update(ema, g, mask, jnp.float32(d), 5, 0)["params"]
+    # reference (functions.py SEMA branch): ((e*d + w*(1-d)) * m) + (((e != 0) ^ m) & m) * d * w
+    e, w, m = np.array([0.4, 0, 0, 0]), np.array([1.0, -2.0, 0.0, 0.5]), np.array([1, 1, 0, 1])
+    new = ((e != 0).astype(int) ^ m) & m
+    np.testing.assert_allclose(sema["conv"]["kernel"], (e * d + w * (1 - d)) * m + new * d * w,
+                               rtol=1e-6)
+    np.testing.assert_allclose(sema["conv"]["kernel"], [0.46, -2.0, 0.0, 0.5], rtol=1e-6)
+    # non-SEMA ("EMA with mask version"): (e * m) * d + (1 - d) * w
+    np.testing.assert_allclose(plain["conv"]["kernel"], [0.46, -0.2, 0.0, 0.05], rtol=1e-6)
+    for out in (sema, plain):
+        np.testing.assert_allclose(out["dense"]["bias"], [0.3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("sema", [True, False])
+def test_dst_step_ema_of_grown_weights_after_an_update(folder, tmp_path, sema):
+    """One update, then one iteration: a grown G weight's EMA is G's value (SEMA) or
+    (1 - decay) times it (dst.sema=False); both read from the real step of the stage."""
+    config = _dst_config(folder)
+    config.dst.sema = sema
+    config.train.ema_decay = 0.9
+    engine = loop.build_engine(pipeline.stage_config(config, "dst"), str(tmp_path))
+    like = jax.eval_shape(engine.fns.init, jax.random.key(0))
+    masks = dst_stage.initial_masks(config, like, seed=0)
+    state = dst_lib.zero_outside(loop.initial_state(engine, 0), masks, engine.fns.optimizers)
+    hp, step = engine.fns.hparams, jax.jit(engine.fns.iteration)
+    state, _ = step(state, masks, engine.data, hp)
+    counts = {n: dst_lib.drop_counts(masks[n], 0.5) for n in ("g", "d")}
+    update = jax.jit(dst_lib.make_update(engine.fns, {"g": "gradient", "d": "random"}))
+    state, new = update(state, masks, engine.data, jax.random.key(1), counts, hp)
+    state, _ = step(state, new, engine.data, hp)
+    state = jax.device_get(state)
+    checked = 0
+    for path in pruning.prunable_paths(masks["g"]):
+        grown = _flat(new["g"])[path] & ~_flat(masks["g"])[path]
+        w, e = _flat(state["g"]["params"])[path][grown], _flat(state["ema"]["params"])[path][grown]
+        assert np.all(w != 0)
+        np.testing.assert_allclose(e, w if sema else 0.1 * w, rtol=1e-5)
+        checked += int(grown.sum())
+    assert checked > 0
+
+
 # ---- the compiled update on a real state ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def engine_and_state(folder, tmp_path_factory):
+def _engine_and_state(folder, workdir, inactive_moments="dense"):
     config = _dst_config(folder)
-    engine = loop.build_engine(pipeline.stage_config(config, "dst"),
-                               str(tmp_path_factory.mktemp("eng")))
+    config.dst.inactive_moments = inactive_moments
+    engine = loop.build_engine(pipeline.stage_config(config, "dst"), workdir)
     like = jax.eval_shape(engine.fns.init, jax.random.key(0))
     masks = dst_stage.initial_masks(config, like, seed=0)
     state = dst_lib.zero_outside(loop.initial_state(engine, 0), masks, engine.fns.optimizers)
     return config, engine, state, masks
 
 
-def _assert_zero_outside(state, masks):
+def _adam(state, net):
+    return state[f"{net}_opt"].inner_state[0]
+
+
+def _assert_zero_outside(state, masks, moments=False):
+    """Weights (and with ``moments`` Adam's mu, nu) are 0 outside the masks."""
     for net, trees in (("g", [state["g"]["params"], state["ema"]["params"]]),
                        ("d", [state["d"]["params"]])):
-        adam = state[f"{net}_opt"].inner_state[0]
+        adam = _adam(state, net)
         m = _flat(masks[net])
-        for tree in trees + [adam.mu, adam.nu]:
+        for tree in trees + ([adam.mu, adam.nu] if moments else []):
             for path, value in _flat(tree).items():
                 assert np.all(value[~m[path]] == 0.0), (net, path)
 
 
-def test_update_keeps_counts_zeroes_dropped_and_grown_and_traces_once(engine_and_state):
-    config, engine, state, masks = engine_and_state
+@pytest.mark.parametrize("inactive_moments", ["dense", "zero"])
+def test_update_keeps_counts_zeroes_dropped_and_grown_and_traces_once(
+        folder, tmp_path, inactive_moments):
+    config, engine, state, masks = _engine_and_state(folder, str(tmp_path), inactive_moments)
+    zero = inactive_moments == "zero"
     traces = {"iteration": 0, "update": 0}
-    update_fn = dst_lib.make_update(engine.fns, {"g": "gradient", "d": "random"})
+    update_fn = dst_lib.make_update(engine.fns, {"g": "gradient", "d": "random"},
+                                    inactive_moments)
 
     def counted_iteration(*a):
         traces["iteration"] += 1
@@ -165,10 +313,15 @@ def test_update_keeps_counts_zeroes_dropped_and_grown_and_traces_once(engine_and
         old = jax.device_get(masks)
         counts = {n: dst_lib.drop_counts(old[n], dst_lib.drop_rate(2 * u, 6)) for n in ("g", "d")}
         before = jax.device_get(state)
+        # "dense" (the reference): the moments of inactive weights track the dense gradient
+        for net in ("g", "d"):
+            inactive = [np.abs(v[~_flat(old[net])[p]]).sum() for p, v in
+                        _flat(_adam(before, net).nu).items() if p in _flat(old[net])]
+            assert (sum(inactive) == 0.0) == zero, net
         state, masks = update(state, masks, engine.data, jax.random.key(u), counts, hp)
         masks = place(masks)
         new = jax.device_get(masks)
-        _assert_zero_outside(jax.device_get(state), new)
+        _assert_zero_outside(jax.device_get(state), new, moments=zero)
         for net in ("g", "d"):
             a, b, c = _flat(old[net]), _flat(new[net]), _flat(counts[net])
             moved = 0
@@ -177,8 +330,13 @@ def test_update_keeps_counts_zeroes_dropped_and_grown_and_traces_once(engine_and
                 grown = b[path] & ~a[path]
                 moved += int(grown.sum())
                 assert grown.sum() <= int(c[path])
-                if grown.any():  # grown weights start at zero, their Adam moments too
-                    assert np.all(_flat(jax.device_get(state)[net]["params"])[path][grown] == 0)
+                after = jax.device_get(state)
+                if grown.any():  # grown weights start at zero; their moments: 0 or warm
+                    assert np.all(_flat(after[net]["params"])[path][grown] == 0)
+                    for kind in ("mu", "nu"):
+                        got = _flat(getattr(_adam(after, net), kind))[path][grown]
+                        was = _flat(getattr(_adam(before, net), kind))[path][grown]
+                        np.testing.assert_array_equal(got, 0.0 * was if zero else was)
                 # weights active before and after keep their values
                 both = a[path] & b[path]
                 np.testing.assert_array_equal(
@@ -326,6 +484,8 @@ def test_swept_dst_with_diffaugment_and_advaug_keeps_one_mask_sequence_per_run(f
     ("d_growth", "x", r"dst.d_growth = 'x'; accepted"),
     ("distribution", "snip", r"dst.distribution = 'snip'; accepted: \('erk', 'uniform'\)"),
     ("explore", "x", r"dst.explore = 'x'; accepted: \('g', 'd', 'gd'\)"),
+    ("inactive_moments", "stale",
+     r"dst.inactive_moments = 'stale'; accepted: \('dense', 'zero'\)"),
 ])
 def test_bad_dst_config_names_key_and_accepted_values(folder, tmp_path, key, value, match):
     config = _dst_config(folder)

@@ -235,10 +235,80 @@ def test_mask_of_a_different_model_names_first_mismatching_path(finished, tmp_pa
         pruning.check_mask(bad, params)
 
 
+def test_ema_chain_weights_and_prune_on_a_hand_case():
+    """The released SNGAN EMA chain (train_impg_less.py: `pruning_generate(avg_gen_net, 0.2)`).
+
+    One layer of 5 weights after round 1: G's chain m_1 = [1 1 1 1 0], the EMA chain
+    a_1 = [1 1 1 0 1]. The EMA (masked by m_1 here) is [0.9 0.1 0.5 0.3 0]; theta_0 of the
+    weight G's chain pruned (index 4) is 0.7: in the reference the EMA averages G's dense
+    weight_orig, which stays 0.7 there (no gradient), so the EMA chain ranks it at 0.7. Pruning
+    round(0.2 * 4) = 1 of a_1's 4 weights removes index 1 (0.1): a_2 = [1 0 1 0 1], keeping
+    index 4, which the training chain has pruned. With the masked EMA (0 at index 4) one would
+    prune index 4 instead.
+    """
+    ema = {"conv": {"kernel": np.array([0.9, 0.1, 0.5, 0.3, 0.0], np.float32)}}
+    theta0 = {"conv": {"kernel": np.array([0.2, 0.4, -0.6, 0.8, -0.7], np.float32)}}
+    m1 = {"conv": {"kernel": np.array([1, 1, 1, 1, 0], bool)}}
+    a1 = {"conv": {"kernel": np.array([1, 1, 1, 0, 1], bool)}}
+    w = pruning.ema_chain_weights(ema, m1, theta0)
+    np.testing.assert_array_equal(w["conv"]["kernel"], np.float32([0.9, 0.1, 0.5, 0.3, -0.7]))
+    a2 = pruning.global_magnitude_prune(w, a1, 0.2)
+    np.testing.assert_array_equal(a2["conv"]["kernel"], [1, 0, 1, 0, 1])
+    masked = pruning.global_magnitude_prune(ema, a1, 0.2)
+    np.testing.assert_array_equal(masked["conv"]["kernel"], [1, 1, 1, 0, 0])
+
+
+def test_two_mask_chains_as_the_released_sngan_imp(folder, tmp_path):
+    """sparsity.mask_chains="two": rounds train on the G chain, the ticket reads the EMA chain.
+
+    Checked against independent prunings of the saved round states: m_{r+1} = prune(G_r, m_r),
+    a_{r+1} = prune(where(m_r, EMA_r, theta_0), a_r); the two chains differ (a large lr and an
+    EMA decay of 0.9 make G and its EMA rank the weights differently), and the ticket trains
+    under a_2 (its final G is zero outside a_2, not outside m_2).
+    """
+    config = _pipeline_config(folder, rounds=2, steps=3)
+    config.sparsity.mask_chains = "two"
+    config.train.g_lr = 0.05
+    bad = config.copy_and_resolve_references()
+    bad.sparsity.magnitudes = "ema"
+    with pytest.raises(ValueError, match="'two' with magnitudes 'g'"):
+        pipeline.validate_lottery(bad)
+    workdir = str(tmp_path / "two")
+    summary = pipeline.train_and_evaluate(config, workdir)
+    lot = _lottery(config, workdir)
+    like = _like(lot)
+    theta0 = jax.device_get(lot.theta0()[0])
+    m = {r: lot.load_masks(r, like)[0] for r in (0, 1, 2)}
+    a = {r: lot.load_masks(r, like, lot.ema_ckpt)[0] for r in (0, 1, 2)}
+    for r in (0, 1):
+        state, _ = loop.load_run_state(lot.engine("imp"), lot.round_dir(r))
+        state = jax.device_get(state)
+        want_m = pruning.global_magnitude_prune(state["g"]["params"], m[r]["g"], 0.2)
+        fill = jax.tree.map(lambda e, k, t: np.where(k, e, t), state["ema"]["params"],
+                            m[r]["g"], theta0["g"]["params"])
+        want_a = pruning.global_magnitude_prune(fill, a[r]["g"], 0.2)
+        for got, want in ((m[r + 1]["g"], want_m), (a[r + 1]["g"], want_a)):
+            for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+                np.testing.assert_array_equal(x, y)
+        assert abs(pruning.density(a[r + 1]["g"]) - 0.8 ** (r + 1)) < 1e-3
+    fm2, fa2, fm1 = _flat(m[2]["g"]), _flat(a[2]["g"]), _flat(m[1]["g"])
+    assert sum(int((fm2[k] != fa2[k]).sum()) for k in fm2) > 0  # the chains differ
+    # a_2 keeps weights G's chain pruned in round 1 (ranked by their theta_0 in the EMA chain)
+    assert sum(int((fa2[k] & ~fm1[k]).sum()) for k in fm1) > 0
+    ticket = summary["stages"]["ticket"]
+    assert ticket["mask_source"].endswith("masks_ema") and ticket["round"] == 2
+    state, _ = loop.load_run_state(lot.engine("ticket"), os.path.join(workdir, "ticket"))
+    g = _flat(jax.device_get(state)["g"]["params"])
+    for k in fa2:
+        assert np.all(g[k][~fa2[k]] == 0.0), k
+    assert any(np.any(g[k][fa2[k] & ~fm2[k]] != 0.0) for k in fa2)  # trained where m_2 is off
+
+
 @pytest.mark.parametrize("key,value,match", [
     ("g_ratio", 1.0, "sparsity.g_ratio"), ("d_ratio", 0.0, "sparsity.d_ratio"),
     ("g_ratio", -0.2, r"sparsity.g_ratio = -0.2 must be in \(0, 1\)"),
-    ("prune", "x", "sparsity.prune"), ("method", "random", "sparsity.method")])
+    ("prune", "x", "sparsity.prune"), ("method", "random", "sparsity.method"),
+    ("mask_chains", "three", r"sparsity.mask_chains = 'three'.*accepted: \('one', 'two'\)")])
 def test_bad_sparsity_config(folder, tmp_path, key, value, match):
     config = _pipeline_config(folder)
     config.sparsity[key] = value

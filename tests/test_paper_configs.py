@@ -76,7 +76,8 @@ def test_sngan_protocol():
         # 50k G steps for every training run; G-only global IMP, 20% per round, EMA mask
         assert c.train.num_steps == c.imp.num_steps == c.ticket.num_steps == 50_000
         assert (c.sparsity.prune, c.sparsity.method, c.sparsity.g_ratio) == ("g", "global", 0.2)
-        assert c.sparsity.magnitudes == "ema"
+        # two mask chains as released: rounds on G's magnitudes, the ticket's on the EMA's
+        assert (c.sparsity.mask_chains, c.sparsity.magnitudes) == ("two", "g")
         assert c.ticket.round == 10  # 0.8^10 = 10.74% remaining (released checkpoint)
         assert c.diffaug.policy == "" and c.ticket.diffaug.policy == ""
 
@@ -113,11 +114,12 @@ def test_biggan_protocol():
         assert c.sparsity.magnitudes == "g" and c.sparsity.g_ratio == 0.2
         assert c.imp.num_steps == 100_000 and c.ticket.round == 9  # 0.8^9 = 13.42%
         assert c.diffaug.policy in ("", "color,translation,cutout")
-        # DiffAugment doubles the iterations (paper section 4)
-        if "diffaug" in variant and variant.startswith("dense"):
-            assert c.train.num_steps == 200_000
-        elif variant.startswith("dense"):
-            assert c.train.num_steps == 100_000
+        # DiffAugment doubles the iterations (paper section 4); the released JSONs: 100k
+        doubled = "diffaug" in variant and not variant.endswith("_released")
+        if variant.startswith("dense"):
+            assert c.train.num_steps == (200_000 if doubled else 100_000)
+        elif variant.startswith("ticket"):
+            assert c.ticket.num_steps == (200_000 if doubled else 100_000)
 
     t = module.get_config("ticket_diffaug_advaug")
     assert t.stages == "imp,ticket" and t.imp.rounds == 9
@@ -139,6 +141,65 @@ def test_biggan_protocol():
     assert d.diffaug.policy == "color,translation,cutout"
     assert (d.advaug.mode, d.advaug.augment_adv_branch) == ("pgd", False)
     assert module.get_config("dense").diffaug.policy == ""
+
+
+def test_biggan_released_and_paper_variants_differ_only_where_the_release_does():
+    """Issue 27 item 6: the ``_released`` variants against the released files' values.
+
+    main_ompg.py: --steps 0 (PGD loop runs 0 times = step size 0 here), the CIFAR10_less
+    DiffAugGAN*.json: "total_step": 100000; main.py: --gamma 1/255 --steps 1 (dense AdvAug).
+    Everything else equals the paper-reading variant of the same name.
+    """
+    module = _module("biggan_cifar10")
+    released = [v for v in module.VARIANTS if v.endswith("_released")]
+    assert sorted(released) == sorted([
+        "dense_advaug_released", "dense_diffaug_released", "dense_diffaug_advaug_released",
+        "ticket_advaug_released", "ticket_diffaug_released", "ticket_diffaug_advaug_released"])
+    changed = {  # (flat key, released value, paper-reading value)
+        "ticket_diffaug_advaug": [("ticket.num_steps", 100_000, 200_000),
+                                  ("ticket.advaug.step_size", 0.0, 0.01)],
+        "ticket_advaug": [("ticket.advaug.step_size", 0.0, 0.01)],
+        "ticket_diffaug": [("ticket.num_steps", 100_000, 200_000)],
+        "dense_diffaug": [("train.num_steps", 100_000, 200_000)],
+        "dense_advaug": [("advaug.step_size", 1 / 255, 0.01)],
+        "dense_diffaug_advaug": [("train.num_steps", 100_000, 200_000),
+                                 ("advaug.step_size", 1 / 255, 0.01)],
+    }
+    for paper, diffs in changed.items():
+        a = _flat_config(module.get_config(paper + "_released"))
+        b = _flat_config(module.get_config(paper))
+        assert {k for k in a if a[k] != b[k]} == {k for k, _, _ in diffs}, paper
+        for key, rel, pap in diffs:
+            assert (a[key], b[key]) == (pytest.approx(rel), pytest.approx(pap)), (paper, key)
+    # PGD-0 as released: with step size 0 the perturbed features equal the clean ones
+    t = module.get_config("ticket_diffaug_advaug_released").ticket.advaug
+    assert (t.mode, t.num_steps, t.step_size, t.random_start, t.radius) == (
+        "pgd", 1, 0.0, False, 0.0)
+    assert module.DEFAULT_VARIANT == "ticket_diffaug_advaug"  # the default did not move
+
+
+def test_biggan_lecam_variants_have_lecam_gans_biggan_cifar_setting():
+    """Issue 27 item 7: --LC 0.3 (lc-*.sh), ema_losses decay 0.9 and start_itr 1000."""
+    module = _module("biggan_cifar10")
+    for variant, section in (("dense_lecam", "lecam"), ("dense_diffaug_lecam", "lecam"),
+                             ("ticket_diffaug_lecam", "ticket.lecam")):
+        c = _flat_config(module.get_config(variant))
+        assert (c[f"{section}.weight"], c[f"{section}.decay"], c[f"{section}.start"]) == (
+            0.3, 0.9, 1000), variant
+        plain = _flat_config(module.get_config(variant.removesuffix("_lecam")))
+        assert plain[f"{section}.weight"] == 0.0
+        assert {k for k in c if c[k] != plain[k]} == {f"{section}.weight"}, variant
+    assert _flat_config(module.get_config("ticket_diffaug_lecam"))["lecam.weight"] == 0.0
+
+
+def _flat_config(config):
+    out = {}
+    for k, v in config.items():
+        if hasattr(v, "items"):
+            out.update({f"{k}.{kk}": vv for kk, vv in _flat_config(v).items()})
+        else:
+            out[k] = tuple(v) if isinstance(v, list) else v
+    return out
 
 
 def test_variant_from_the_command_line():

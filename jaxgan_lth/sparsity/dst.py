@@ -30,12 +30,28 @@ Differences from the reference, each to keep the per-layer count exact and deter
 * the gradient of G's growth is computed inside the compiled update, from a G-loss gradient at
   the current weights on a batch drawn for the update (the reference reuses ``weight.grad`` of the
   last G step, i.e. the weights one Adam step earlier). It is the gradient w.r.t. the effective
-  weights ``w * m`` (zero where pruned), so inactive positions get their true gradient;
-* the grown and the dropped weights' Adam moments (``mu``, ``nu``) are zeroed, with the weights
-  (the reference's optimizer keeps stale moments); the EMA generator is masked by the new mask
-  (STU-GAN's sparse EMA ``--SEMA``); a grown weight enters it with G's value, 0. The step masks
-  the EMA at every G step as well, so the EMA generator is always sparse here: STU-GAN's dense
-  (non-``--SEMA``) EMA is not offered.
+  weights ``w * m`` (zero where pruned), so inactive positions get their true gradient.
+
+Optimizer state of inactive weights (``dst.inactive_moments``, :data:`INACTIVE_MOMENTS`):
+
+* ``"dense"`` (the default since issue 27; the reference): the reference never masks a
+  gradient; ``Masking.step`` runs ``optimizer.step()`` and then ``apply_mask()``, which only
+  multiplies the weights by the masks (``core_SNGAN.py`` at HEAD af172b2 lines 188-197 and
+  232-244; the same code at 16aeaeb lines 170-177 and 203-). So Adam's
+  moments of an inactive weight keep tracking its dense gradient (the gradient at weight 0),
+  and a grown weight starts with warm moments; the update leaves every moment as it is and
+  only zeroes the dropped weights. The step feeds Adam the gradient w.r.t. the effective
+  weights (``train.mask_grads=False``, :func:`jaxgan_lth.updates.masked_update`).
+* ``"zero"`` (this module's behaviour before issue 27, kept as an option): the step masks the
+  gradient and the update zeroes the moments (``mu``, ``nu``) of grown and dropped weights,
+  so a grown weight's first Adam update, with optax's bias correction by the global step
+  count ``t``, is ``lr * (1-b1)/(1-b1^t) / sqrt((1-b2)/(1-b2^t))`` ~ ``lr (1-b1)/sqrt(1-b2)``
+  in size (3.2 lr for SNGAN's betas (0, 0.9), 31.6 lr for (0, 0.999)), not ``lr``.
+
+The EMA generator is masked by the new mask at every G step (both reference branches do).
+With ``dst.sema`` (default, every released DST script passes ``--SEMA``) a grown weight's EMA
+takes G's value at its first G step after the growth; with ``dst.sema=False`` it enters the
+average from 0 (the reference's non-SEMA branch); see :func:`jaxgan_lth.updates.ema_update`.
 
 The update is one compiled function of ``(state, masks, data, key, counts, hparams)`` returning a
 state and masks of the same structure; the drop counts per layer are traced int32 scalars
@@ -59,6 +75,9 @@ from jaxgan_lth.sparsity import pruning
 Pytree = Any
 NETS = ("g", "d")
 GROWTH_MODES = ("gradient", "random")
+#: ``dst.inactive_moments``: "dense" (reference: moments of inactive weights track the dense
+#: gradient, kept at a mask update) or "zero" (masked gradient, moments zeroed at an update).
+INACTIVE_MOMENTS = ("dense", "zero")
 #: Salt folded into an update's key for the gradient batch of gradient growth.
 _GRAD_SALT = 0x475257
 
@@ -120,17 +139,20 @@ def prune_and_grow(weights: jax.Array, mask: jax.Array, grow_score: jax.Array,
     return (kept | grown).reshape(shape)
 
 
-def zero_outside(state: Pytree, keep: Mapping[str, Pytree], optimizers: Mapping[str, Any]
-                 ) -> Pytree:
-    """``state`` with G, D and EMA weights and G/D optimizer moments multiplied by ``keep``.
+def zero_outside(state: Pytree, keep: Mapping[str, Pytree], optimizers: Mapping[str, Any],
+                 moments: bool = True) -> Pytree:
+    """``state`` with G, D and EMA weights (and optimizer moments) multiplied by ``keep``.
 
-    ``keep = {"g": bool tree, "d": bool tree}`` like the parameters; the optimizer leaves that
-    mirror the parameters (Adam's ``mu`` and ``nu``) are found with
-    ``optax.tree_utils.tree_map_params``.
+    ``keep = {"g": bool tree, "d": bool tree}`` like the parameters; with ``moments`` the
+    optimizer leaves that mirror the parameters (Adam's ``mu`` and ``nu``, found with
+    ``optax.tree_utils.tree_map_params``) too (``dst.inactive_moments="zero"``); without, they
+    are left as they are (``"dense"``, the reference).
     """
     state = dict(state)
     for n in NETS:
         state[n] = {**state[n], "params": masks_lib.apply(state[n]["params"], keep[n])}
+        if not moments:
+            continue
         state[f"{n}_opt"] = optax.tree_utils.tree_map_params(
             optimizers[n], lambda x, k: x * k.astype(x.dtype), state[f"{n}_opt"], keep[n],
             transform_non_params=lambda x: x)
@@ -139,13 +161,17 @@ def zero_outside(state: Pytree, keep: Mapping[str, Pytree], optimizers: Mapping[
     return state
 
 
-def make_update(fns, growth: Mapping[str, str]) -> Callable:
+def make_update(fns, growth: Mapping[str, str], inactive_moments: str = "dense") -> Callable:
     """The mask update ``update(state, masks, data, key, counts, hparams) -> (state, masks)``.
 
     Args:
       fns: the run's :class:`jaxgan_lth.step.StepFns` (``g_grads`` / ``d_grads`` for gradient
         growth, ``optimizers`` for the moments).
       growth: ``{"g": mode, "d": mode}`` from :data:`GROWTH_MODES`.
+      inactive_moments: :data:`INACTIVE_MOMENTS`; "dense" leaves the Adam moments alone
+        (dropped weights are zeroed, grown ones are 0 already), "zero" zeroes the moments of
+        dropped and grown weights. Must match the step's ``train.mask_grads`` (the ``dst``
+        stage sets both from ``dst.inactive_moments``).
 
     Returns:
       A pure function (compile with ``jax.jit``): ``counts = {"g": tree, "d": tree}`` of int32
@@ -153,8 +179,11 @@ def make_update(fns, growth: Mapping[str, str]) -> Callable:
       ``key`` a PRNG key. The returned masks have the structure of ``masks``.
 
     Raises:
-      ValueError: an unknown growth mode (accepted: :data:`GROWTH_MODES`).
+      ValueError: an unknown growth mode (accepted: :data:`GROWTH_MODES`) or
+        ``inactive_moments`` (accepted: :data:`INACTIVE_MOMENTS`).
     """
+    if inactive_moments not in INACTIVE_MOMENTS:
+        raise ValueError(f"inactive_moments {inactive_moments!r}; accepted: {INACTIVE_MOMENTS}.")
     for n in NETS:
         if growth[n] not in GROWTH_MODES:
             raise ValueError(f"growth of {n!r}: {growth[n]!r}; accepted: {GROWTH_MODES}.")
@@ -178,8 +207,8 @@ def make_update(fns, growth: Mapping[str, str]) -> Callable:
                 scores = jax.tree.unflatten(treedef, [
                     jax.random.uniform(kk, p.shape) for kk, p in zip(keys, leaves)])
             new_masks[n] = jax.tree.map(prune_and_grow, params, masks[n], scores, counts[n])
-            # active before and after: dropped weights and grown positions restart at 0
+            # active before and after: dropped weights (and, "zero", grown moments) restart at 0
             keep[n] = jax.tree.map(jnp.logical_and, masks[n], new_masks[n])
-        return zero_outside(state, keep, fns.optimizers), new_masks
+        return zero_outside(state, keep, fns.optimizers, inactive_moments == "zero"), new_masks
 
     return update

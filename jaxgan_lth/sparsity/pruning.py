@@ -136,6 +136,33 @@ def global_magnitude_prune(
     return _unflat(out)
 
 
+def ema_chain_weights(ema_params: Any, g_mask: Any, rewound_params: Any) -> dict:
+    """The weights whose magnitudes prune the EMA chain of the released SNGAN IMP (host numpy).
+
+    ``where(g_mask, ema, rewound)`` leaf by leaf. The released ``SNGAN/train_impg_less.py``
+    (VITA-Group/Ultra-Data-Efficient-GAN-Training, lines 146-147) prunes two chains after every
+    round: ``pruning_generate(gen_net, 0.2)`` (G's magnitudes; the mask the next round trains
+    under) and ``pruning_generate(avg_gen_net, 0.2)``, the EMA copy with its own mask, pruned on
+    its own magnitudes; the ticket reads the EMA chain's ``weight_mask``
+    (``train_with_masks_adv_gd_less.py`` lines 92-93). The EMA averages G's ``weight_orig``
+    (``functions.py`` ``copy_params`` / ``load_params``, lines 643-650, over ``parameters()``),
+    which is dense: where G's chain has pruned a weight its gradient is 0, Adam leaves it at the
+    rewound value, and so does the EMA. This project's EMA is masked by G's mask (0 there),
+    hence the ``rewound`` fill.
+
+    Args:
+      ema_params: the EMA generator's parameters at the end of the round (masked by ``g_mask``).
+      g_mask: the mask the round trained under (G's chain, bool tree).
+      rewound_params: G's unmasked parameters the round started from (theta_0 when rewinding
+        to step 0).
+
+    Returns:
+      A nested dict of numpy arrays with the structure of ``ema_params``.
+    """
+    fe, fm, fr = _host_flat(ema_params), _host_flat(g_mask), _host_flat(rewound_params)
+    return _unflat({k: np.where(fm[k].astype(bool), fe[k], fr[k]) for k in fe})
+
+
 def layerwise_magnitude_prune(
     params: Any, mask: Any, fraction: float, patterns: Sequence[str] = DEFAULT_PRUNABLE
 ) -> dict:
