@@ -118,6 +118,7 @@ def test_evaluator_coverage_classifies_the_sample_functions_images(tmp_path, fmn
 
 def test_config_validation_of_the_coverage_keys(tmp_path):
     config = _fmnist_config(tmp_path)
+    config.eval.enabled = True
     config.eval.reference_split = "test[:10]"
     validate_config(config)
     config.eval.coverage_samples = -1
@@ -150,6 +151,7 @@ def test_report_coverage_columns_equal_the_summaries(tmp_path):
         io_utils.write_json(str(run / "eval.json"), {"history": [
             {"step": 10, "fid": 100.0 + i, "kid": 0.1, "kid_std": 0.01, **cov,
              "protocol": summary["fid_protocol"]}]})
+    io_utils.write_json(str(workdir / "config.json"), {"seed": 0})
     out = str(tmp_path / "out")
     result = report.write_report([str(workdir)], out)
     md = open(os.path.join(out, "report.md")).read()
