@@ -197,19 +197,33 @@ class Checkpointer:
         """Writes ``state`` (a pytree of arrays) and ``meta`` (JSON-able dict) as ``step``.
 
         Blocks until the files are complete, so a kill right after returns leaves a
-        readable checkpoint. Saving a step that already exists is a no-op.
+        readable checkpoint. Saving a step that already exists is a no-op. Then writes the
+        SHA-256 of every file of the step to ``<step>/sha256.json``.
+
+        Raises:
+          CheckpointError: the write failed (full disk, file size limit, permissions), naming
+            the step, the directory and the cause.
         """
         if step in self._manager.all_steps():
             return
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                meta=ocp.args.JsonSave(dict(meta or {})),
-            ),
-            force=True,
-        )
-        self._manager.wait_until_finished()
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    meta=ocp.args.JsonSave(dict(meta or {})),
+                ),
+                force=True,
+            )
+            self._manager.wait_until_finished()
+        except Exception as e:  # a full disk, a size limit, permissions: Orbax wraps them
+            prev = self.latest_step()
+            raise CheckpointError(
+                f"writing checkpoint step {step} in {self.directory} failed "
+                f"({type(e).__name__}: {e}). Nothing of this step is used; once the cause is "
+                "fixed, the same command " + (f"resumes from step {prev}." if prev is not None
+                                              else "starts this stage again.")
+            ) from e
         if jax.process_index() == 0:  # one writer on a shared file system
             digests = _digests(self.step_dir(step))
             tmp = os.path.join(self.step_dir(step), f".{CHECKSUM_FILE}.tmp")

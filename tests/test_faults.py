@@ -280,7 +280,7 @@ def test_full_disk_ends_with_the_error_and_the_rerun_resumes_bit_identically(ful
             c.keep_checkpoints = 2
             return c
     """))
-    launch = textwrap.dedent(f"""
+    launch = textwrap.dedent("""
         import resource, runpy, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
         limit = int(sys.argv.pop(1))
@@ -291,11 +291,13 @@ def test_full_disk_ends_with_the_error_and_the_rerun_resumes_bit_identically(ful
     """)
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
     args = [f"--config={cfg_file}", f"--workdir={workdir}"]
-    out = subprocess.run([sys.executable, "-c", launch, "3000", *args], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, "-c", launch, "10000", *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode != 0
     lines = [x for x in out.stderr.strip().splitlines() if x.strip()]
-    assert "File too large" in lines[-1], out.stderr[-3000:]
+    # the last line is the cause (the step, folder and OS error), not a shutdown traceback
+    assert "CheckpointError: writing checkpoint step 0 in" in lines[-1], out.stderr[-3000:]
+    assert "File too large" in lines[-1]
     for noise in ("Event loop is closed", "sys.meta_path is None"):
         assert noise not in out.stderr
     out = subprocess.run([sys.executable, "-c", launch, "0", *args], cwd=ROOT, env=env,
@@ -303,3 +305,86 @@ def test_full_disk_ends_with_the_error_and_the_rerun_resumes_bit_identically(ful
     assert out.returncode == 0, out.stderr[-3000:]
     _leaves_equal(helpers.final_state(config, full_dir, 6),
                   helpers.final_state(config, workdir, 6))
+
+
+# ---- evaluate, fid, report, few-shot folders -------------------------------------------------
+
+
+def test_evaluate_cache_dir_falls_back_to_xdg_for_a_read_only_workdir(folder, tmp_path,
+                                                                      monkeypatch):
+    from jaxgan_lth import evaluate
+    from jaxgan_lth.evaluation.reference import reference_statistics_path
+
+    config = helpers.tiny_config(folder)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    real = os.access
+    read_only = {str(workdir), str(tmp_path / "ro_cache")}
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.path.abspath(p) in read_only
+                        else real(p, mode))  # as on a read-only mount (root ignores chmod)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    got = evaluate.choose_cache_dir(config, str(workdir))
+    assert got == str(tmp_path / "xdg" / "jaxgan_lth" / "fid_stats")
+    assert evaluate.choose_cache_dir(config, str(workdir), str(tmp_path / "mine")) == str(
+        tmp_path / "mine")
+    (tmp_path / "ro_cache").mkdir()
+    with pytest.raises(PermissionError, match="ro_cache is not writable"):
+        evaluate.choose_cache_dir(config, str(workdir), str(tmp_path / "ro_cache"))
+    # statistics already in the read-only run folder: read there, nothing to write
+    stats = reference_statistics_path(config.data, config.eval.reference_split,
+                                      str(workdir / "fid_stats"))
+    os.makedirs(os.path.dirname(stats))
+    open(stats, "wb").close()
+    read_only.add(str(workdir / "fid_stats"))
+    assert evaluate.choose_cache_dir(config, str(workdir)) == str(workdir / "fid_stats")
+
+
+def test_fid_checks_both_folders_before_any_features_and_names_small_ones(tmp_path,
+                                                                          monkeypatch, capsys):
+    from jaxgan_lth import fid as fid_cli
+    from jaxgan_lth.evaluation import features as features_lib
+
+    built = []
+    monkeypatch.setattr(features_lib, "FeatureExtractor",
+                        lambda *a, **k: built.append(1) or pytest.fail("features computed"))
+    a = helpers.make_image_folder(tmp_path / "a", n=10, size=12, channels=3)
+    b = helpers.make_image_folder(tmp_path / "b", n=10, size=12, channels=3, seed=1)
+    with open(os.path.join(b, "zz_bad.png"), "wb") as f:
+        f.write(b"not a png")
+    with pytest.raises(ValueError, match=r"zz_bad\.png"):
+        fid_cli.main([a, b])
+    assert not built  # found before A's features
+    one = helpers.make_image_folder(tmp_path / "one", n=1, size=12, channels=3)
+    with pytest.raises(ValueError, match=rf"B = '{one}' holds 1 image"):
+        fid_cli.main([a, one])
+    os.remove(os.path.join(b, "zz_bad.png"))
+    fid_cli.check_folder(a, "A")
+    assert "holds 10 images, fewer than 2048" in capsys.readouterr().err
+
+
+def test_a_1x1_image_warns_before_upscaling(tmp_path):
+    from PIL import Image
+
+    from jaxgan_lth.data import images as images_lib
+
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(tmp_path / "dot.png")
+    with pytest.warns(UserWarning, match=r"dot\.png' is 1x1 px and is upscaled to 64x64"):
+        images_lib.read_image_file(str(tmp_path / "dot.png"), 64, 3)
+
+
+def test_report_names_the_missing_stages_of_a_half_finished_workdir(full6, tmp_path):
+    import shutil
+
+    from jaxgan_lth import report
+
+    _, full_dir = full6
+    workdir = str(tmp_path / "half")
+    shutil.copytree(full_dir, workdir)
+    cfg = json.load(open(os.path.join(workdir, "config.json")))
+    cfg["stages"], cfg["imp"]["rounds"] = "train,imp,ticket", 2
+    json.dump(cfg, open(os.path.join(workdir, "config.json"), "w"))
+    assert report.missing_stages(workdir) == ["imp/round_00", "imp/round_01", "ticket"]
+    out = report.write_report([workdir], str(tmp_path / "rep"))
+    assert out["missing_stages"] == {"half": ["imp/round_00", "imp/round_01", "ticket"]}
+    assert "**Unfinished**: `half` has no finished run of imp/round_00, imp/round_01, ticket" in (
+        open(tmp_path / "rep" / "report.md").read())
