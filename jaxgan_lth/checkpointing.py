@@ -60,7 +60,7 @@ def _digests(step_dir: str) -> dict[str, str]:
         for name in files:
             path = os.path.join(root, name)
             rel = os.path.relpath(path, step_dir)
-            if rel == CHECKSUM_FILE:
+            if rel in (CHECKSUM_FILE, f".{CHECKSUM_FILE}.tmp"):  # ours, not Orbax's
                 continue
             h = hashlib.sha256()
             with open(path, "rb") as f:
