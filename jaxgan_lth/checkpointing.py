@@ -275,6 +275,20 @@ class Checkpointer:
         _succeeded()
         return restored["state"], dict(restored["meta"] or {})
 
+    def latest_verified_step(self) -> int | None:
+        """The newest step whose files pass their checksum check, or None.
+
+        The step a resume with :meth:`restore_latest` starts from; corrupt steps are only
+        skipped here (not moved).
+        """
+        for step in reversed(self.all_steps()):
+            try:
+                self.verify(step)
+            except CorruptCheckpointError:
+                continue
+            return step
+        return None
+
     def restore_latest(self, target: Any) -> tuple[int, Any, dict] | None:
         """Restores the newest step that passes its checksum check (a resume).
 

@@ -256,6 +256,13 @@ def test_ticket_after_a_killed_imp_fails_naming_the_missing_round(folder, tmp_pa
     assert _snapshot(workdir) == before and not os.path.exists(os.path.join(workdir, "ticket"))
     ticket.ticket.round = 1  # an explicit, existing round is the user's choice
     pipeline.ticket_source.check_before_writing(ticket, workdir, ["ticket"])
+    # another model with --allow_config_change: the masks are intact, not "corrupt", and the
+    # workdir stays as it was
+    ticket.model.g_channels = 16
+    with pytest.raises(ValueError, match="masks of round 1 .* do not match the model") as err:
+        pipeline.train_and_evaluate(ticket, workdir, allow_config_change=True)
+    assert "corrupt" not in str(err.value) and "SHA-256 check" in str(err.value)
+    assert _snapshot(workdir) == before
     # on a fresh workdir: "run imp first", and nothing is created
     fresh = str(tmp_path / "fresh")
     with pytest.raises(ValueError, match="holds no IMP masks.*run imp first"):
