@@ -27,9 +27,12 @@ Orbax's atomic finalisation and the checksum file) is restored with a warning.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
+import threading
+import time
 import weakref
 from typing import Any, Callable
 
@@ -81,17 +84,28 @@ def steps_in(directory: str) -> list[int]:
         ck.close()
 
 
-def close_all() -> None:
-    """Closes every Checkpointer of this process that is still open.
+def close_all(timeout_s: float = 60.0) -> None:
+    """Closes every Checkpointer of this process still open and waits for Orbax's threads.
 
-    Called when a run fails, so Orbax's background threads end before the interpreter shuts
-    down (otherwise their shutdown tracebacks print after, and hide, the error that ended it).
+    Called when a run ends (also by an error), so Orbax's background threads end (waited for up
+    to ``timeout_s`` seconds) before the error is printed and the interpreter shuts down;
+    otherwise their tracebacks print after, and hide, the error that ended the run.
     """
     for ck in list(_OPEN):
         try:
             ck.close()
         except Exception as e:  # noqa: BLE001  (the run's own error matters, not this one)
             logging.warning("closing the checkpoints in %s: %s", ck.directory, e)
+    # after a failed write Orbax's worker threads go on failing (and printing) for a while:
+    # let them end now, so that their output comes before the error that ended the run
+    deadline = time.monotonic() + timeout_s
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and type(t).__module__.startswith("orbax"):
+            try:  # Orbax's threads re-raise their own failure from join()
+                t.join(max(0.0, deadline - time.monotonic()))
+            except Exception as e:  # noqa: BLE001  (the run's own error matters, not this one)
+                logging.warning("an Orbax thread of a failed write: %s: %s", type(e).__name__, e)
+    gc.collect()  # their unfinished coroutines are finalised now, not at interpreter shutdown
 
 
 @contextlib.contextmanager
