@@ -224,9 +224,15 @@ def main(argv):
     """Evaluates the run named by the flags and prints the result as JSON."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    result = evaluate_run(FLAGS.workdir, FLAGS.stage, FLAGS.checkpoint, FLAGS.num_samples,
-                          FLAGS.save_images, not FLAGS.no_fid, FLAGS.run, FLAGS.grid,
-                          FLAGS.noise_mode, FLAGS.cache_dir)
+    try:
+        result = evaluate_run(FLAGS.workdir, FLAGS.stage, FLAGS.checkpoint, FLAGS.num_samples,
+                              FLAGS.save_images, not FLAGS.no_fid, FLAGS.run, FLAGS.grid,
+                              FLAGS.noise_mode, FLAGS.cache_dir)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001  (reported, then exit 1)
+        from jaxgan_lth import checkpointing, io_utils
+
+        checkpointing.close_all()
+        io_utils.exit_with_error(e)  # the error is the last line (e.g. a corrupt step named)
     print(json.dumps(result, indent=2))
 
 

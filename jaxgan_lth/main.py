@@ -32,38 +32,12 @@ class _DropLibraryInfo(pylogging.Filter):
         return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
 
 
-def _exit_with(error: BaseException) -> None:
-    """Prints ``error``'s traceback, then the error itself as the LAST line, and exits (1).
-
-    The exit is immediate (``os._exit``): after a failed checkpoint write, TensorStore's
-    threads go on completing futures into Orbax's closed event loops, and their tracebacks
-    ("Event loop is closed", "sys.meta_path is None") printed after the error during the
-    interpreter's shutdown, 50-160 lines below the cause (issue 29); after the report, other
-    threads' writes to stderr are dropped. The checkpoints are closed and Orbax's threads waited
-    for by the pipeline before (``checkpointing.close_all``).
-    """
-    import sys
-    import time
-    import traceback
-
-    time.sleep(0.5)  # let in-flight background callbacks print before the report
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # from here on, other threads' writes to stderr (Python's and C++'s) are dropped: the report
-    # goes to a private copy of the stderr file descriptor and is the last output
-    report = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    text = "".join(traceback.format_exception(error))
-    os.write(report, f"{text}error: {type(error).__name__}: {error}\n".encode())
-    os._exit(130 if isinstance(error, KeyboardInterrupt) else 1)
-
-
 def main(argv):
     """Runs the pipeline of ``--config`` in ``--workdir`` (resuming when it exists).
 
     Then writes ``--workdir/report/report.md`` (:mod:`jaxgan_lth.report`). A failed run ends
-    with its error as the last line of stderr and exit status 1 (:func:`_exit_with`).
+    with its error as the last line of stderr and exit status 1
+    (:func:`jaxgan_lth.io_utils.exit_with_error`).
     """
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -82,7 +56,10 @@ def main(argv):
         pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir,
                                     allow_config_change=FLAGS.allow_config_change)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001  (reported, then exit 1)
-        _exit_with(e)
+        from jaxgan_lth import checkpointing, io_utils
+
+        checkpointing.close_all()
+        io_utils.exit_with_error(e)
     if parallel.is_main_process():
         from jaxgan_lth import report
 
