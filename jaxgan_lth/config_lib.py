@@ -7,6 +7,7 @@ Unknown keys given on the command line (``--config.train.nonexistent=1``) are re
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import ml_collections
@@ -65,6 +66,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
             )
     if not 0.0 <= config.train.ema_decay < 1.0:
         raise ValueError(f"config.train.ema_decay = {config.train.ema_decay} must be in [0, 1).")
+    check_finite(config)
+
+
+def check_finite(config: ml_collections.ConfigDict) -> None:
+    """Refuses nan and +-inf anywhere in the config (floats, and floats inside tuples/lists).
+
+    A ``train.g_lr=nan`` used to pass validation, fail only at the first logged step with a
+    FloatingPointError and leave ``"g_lr": NaN`` in ``config.json``.
+
+    Raises:
+      ValueError: naming the first non-finite key and its value.
+    """
+    for key, value in flatten(config.to_dict()).items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"config.{key} = {value!r} is not a finite number; accepted: "
+                                 "a finite float (nan and inf are refused).")
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -91,7 +110,20 @@ def write_or_check(
 
     A re-run of the same command resumes; a different config in the same workdir would mix two
     experiments, so it is refused unless only keys in :data:`RESUMABLE_CHANGES` differ (or
-    ``allow_changes``). The file is then rewritten with the new values.
+    ``allow_changes``). The file is then rewritten with the new values. (The pipeline calls
+    :func:`check_against_workdir` and writes only once the run's first checkpoint loads.)
+
+    Raises:
+      ValueError: naming every differing key with its old and new value.
+    """
+    write_json(os.path.join(workdir, "config.json"),
+               check_against_workdir(config, workdir, allow_changes))
+
+
+def check_against_workdir(
+    config: ml_collections.ConfigDict, workdir: str, allow_changes: bool = False
+) -> dict:
+    """The check of :func:`write_or_check` without the write; returns the dict to write.
 
     Raises:
       ValueError: naming every differing key with its old and new value.
@@ -110,4 +142,4 @@ def write_or_check(
                 f"{workdir} holds a run with a different config ({details}). Use a new "
                 "--workdir, or pass --allow_config_change to resume with the new values."
             )
-    write_json(path, new)
+    return new

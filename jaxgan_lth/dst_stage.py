@@ -207,7 +207,7 @@ def run_dst(config, stage_cfg, workdir: str, runs, strategy: str = "loop") -> di
         ckpt.save(0, run_axis.stack(first), {"step": 0, "runs": names})
         hook.record(0, None, first[0], None)
     state_ck = checkpointing.Checkpointer(os.path.join(folder, "checkpoints"))
-    latest = state_ck.latest_step() or 0
+    latest = state_ck.latest_verified_step() or 0  # the step train_runs resumes from
     state_ck.close()
     mask_step = max(s for s in ckpt.all_steps() if s <= latest)
     masks = load_masks(ckpt, mask_step, like, len(runs))

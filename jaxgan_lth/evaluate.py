@@ -17,6 +17,13 @@ Flags:
                    ``const`` (the fixed maps of the training grids) or ``none`` (the reference
                    ``generate.py --noise-mode``); default: random, as the reference metrics
   --no_fid         only save images
+  --cache_dir      folder of the reference statistics (FID/KID of the real split); default:
+                   the run's ``eval.cache_dir`` (``DIR/fid_stats``) when it holds them or is
+                   writable, else ``$XDG_CACHE_HOME/jaxgan_lth/fid_stats`` (``~/.cache/...``),
+                   so a read-only workdir can be evaluated
+
+Every output location (the statistics cache when they must be computed, ``--save_images``,
+``--grid``) is checked for write access before any work.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ flags.DEFINE_string("save_images", "", "Write the generated images as PNG into t
 flags.DEFINE_string("grid", "", "Write the first 16 generated images as a grid PNG here.")
 flags.DEFINE_string("noise_mode", "", "StyleGAN2's noise inputs: random (default), const, none.")
 flags.DEFINE_bool("no_fid", False, "Skip FID/KID (only save images).")
+flags.DEFINE_string("cache_dir", "", "Reference statistics folder (default: the run's "
+                    "eval.cache_dir, else $XDG_CACHE_HOME/jaxgan_lth/fid_stats).")
 flags.mark_flag_as_required("workdir")
 
 
@@ -60,9 +69,48 @@ def load_run_config(workdir: str):
     return ml_collections.ConfigDict(raw)
 
 
+def _writable(path: str) -> bool:
+    """Whether ``path`` (or, when absent, its nearest existing parent) can be written."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return os.access(path, os.W_OK)
+
+
+def choose_cache_dir(config, workdir: str, cache_dir: str = "") -> str:
+    """The folder of the reference statistics that ``evaluate`` reads or writes.
+
+    ``cache_dir`` when given; else the run's (``eval.cache_dir`` or ``DIR/fid_stats``) when it
+    holds the statistics file or can be written; else ``$XDG_CACHE_HOME/jaxgan_lth/fid_stats``
+    (``~/.cache/jaxgan_lth/fid_stats`` without ``XDG_CACHE_HOME``, the XDG base directory
+    convention).
+
+    Raises:
+      PermissionError: the chosen folder lacks the statistics and cannot be written (named).
+    """
+    from jaxgan_lth.evaluation.reference import reference_statistics_path
+
+    def has_stats(d):
+        return os.path.exists(reference_statistics_path(config.data,
+                                                        config.eval.reference_split, d))
+
+    if not cache_dir:
+        cache_dir = config.eval.cache_dir or os.path.join(workdir, "fid_stats")
+        if not has_stats(cache_dir) and not _writable(cache_dir):
+            xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                   ".cache")
+            cache_dir = os.path.join(xdg, "jaxgan_lth", "fid_stats")
+    if not has_stats(cache_dir) and not _writable(cache_dir):
+        raise PermissionError(
+            f"the reference statistics must be computed but their folder {cache_dir} is not "
+            "writable; give a writable --cache_dir (or set $XDG_CACHE_HOME).")
+    return cache_dir
+
+
 def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
                  num_samples: int = 0, save_images: str = "", fid: bool = True,
-                 run: int | str = 0, grid: str = "", noise_mode: str = "") -> dict:
+                 run: int | str = 0, grid: str = "", noise_mode: str = "",
+                 cache_dir: str = "") -> dict:
     """Restores one stage's checkpoint and evaluates it (see the module docstring).
 
     Args:
@@ -76,11 +124,15 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
       grid: path of a PNG grid of the first 16 generated images ("" = none).
       noise_mode: StyleGAN2's noise inputs (``random``, ``const``, ``none``; "" = random, the
         reference metrics' choice); the result records it.
+      cache_dir: folder of the reference statistics ("" = :func:`choose_cache_dir`'s choice).
 
     Raises:
       FileNotFoundError: missing config.json or stage folder.
       ValueError: an unknown stage, checkpoint or noise mode, a noise mode for a model other
         than stylegan2, a non-empty ``save_images`` folder or an existing ``grid`` file.
+      PermissionError: an output location (``save_images``, ``grid``, the statistics cache
+        when they must be computed) is not writable; checked before any work.
+      checkpointing.CorruptCheckpointError: the step fails its SHA-256 check (step named).
     """
     import jax
 
@@ -104,6 +156,13 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
         raise ValueError(f"--save_images={save_images!r} is not empty; give a new folder.")
     if grid and os.path.exists(grid):
         raise ValueError(f"--grid={grid!r} exists; give a new file name.")
+    for flag, path in (("--save_images", save_images), ("--grid", grid)):
+        if path and not _writable(path if flag == "--save_images" else os.path.dirname(
+                os.path.abspath(path))):
+            raise PermissionError(f"{flag}={path!r} is not writable; give a writable path.")
+    if fid:
+        cfg.unlock()
+        cfg.eval.cache_dir = choose_cache_dir(cfg, workdir, cache_dir)
     from jaxgan_lth.models.stylegan2 import NOISE_MODES
 
     if noise_mode and noise_mode not in NOISE_MODES:
@@ -165,9 +224,15 @@ def main(argv):
     """Evaluates the run named by the flags and prints the result as JSON."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    result = evaluate_run(FLAGS.workdir, FLAGS.stage, FLAGS.checkpoint, FLAGS.num_samples,
-                          FLAGS.save_images, not FLAGS.no_fid, FLAGS.run, FLAGS.grid,
-                          FLAGS.noise_mode)
+    try:
+        result = evaluate_run(FLAGS.workdir, FLAGS.stage, FLAGS.checkpoint, FLAGS.num_samples,
+                              FLAGS.save_images, not FLAGS.no_fid, FLAGS.run, FLAGS.grid,
+                              FLAGS.noise_mode, FLAGS.cache_dir)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001  (reported, then exit 1)
+        from jaxgan_lth import checkpointing, io_utils
+
+        checkpointing.close_all()
+        io_utils.exit_with_error(e)  # the error is the last line (e.g. a corrupt step named)
     print(json.dumps(result, indent=2))
 
 

@@ -53,14 +53,47 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _statistics(source: str, extractor_box: list, args: argparse.Namespace, label: str
-                ) -> metrics_lib.FIDStatistics:
+#: The Inception pool features' dimension: with fewer images the covariance is rank-deficient.
+FEATURE_DIM = 2048
+
+
+def check_folder(source: str, label: str) -> list[str]:
+    """The image files of folder ``source``, each decoded once, before any features.
+
+    Warns (stderr) below :data:`FEATURE_DIM` images: the covariance of N < 2048 features has
+    rank N - 1 < 2048 and the FID is biased upward (Chong & Forsyth, CVPR 2020, "Effectively
+    Unbiased FID"), comparable only at equal N (the few-shot protocol's 100 reals is such a
+    case).
+
+    Raises:
+        FileNotFoundError: no JPEG/PNG file (the folder named).
+        ValueError: fewer than 2 images (no covariance; the folder named), or an unreadable
+            file (the file and the cause named).
+    """
+    from jaxgan_lth.data import images as images_lib
+
+    paths = images_lib.list_image_files(source, recursive=True)
+    if len(paths) < 2:
+        raise ValueError(f"{label} = {source!r} holds {len(paths)} image: FID needs at least 2 "
+                         f"(a covariance), and >= {FEATURE_DIM} for a full-rank one.")
+    for path in paths:
+        images_lib.read_image_file(path, None, 3)
+    if len(paths) < FEATURE_DIM:
+        print(f"warning: {label} = {source!r} holds {len(paths)} images, fewer than "
+              f"{FEATURE_DIM} (the feature dimension): its covariance is rank-deficient and the "
+              "FID is biased upward; compare it only with FIDs of the same number of images.",
+              file=sys.stderr)
+    return paths
+
+
+def _statistics(source: str, extractor_box: list, args: argparse.Namespace, label: str,
+                paths: Optional[List[str]] = None) -> metrics_lib.FIDStatistics:
     if os.path.isdir(source):
         from jaxgan_lth.data import images as images_lib
         from jaxgan_lth.evaluation.features import FeatureExtractor
 
-        # Listed first: an empty folder fails before the Inception weights are loaded.
-        paths = images_lib.list_image_files(source, recursive=True)
+        # Checked first: an empty folder or a bad file fails before the weights are loaded.
+        paths = paths if paths is not None else check_folder(source, label)
         if not extractor_box:
             extractor_box.append(FeatureExtractor(args.weights, batch_size=args.batch_size))
         extractor = extractor_box[0]
@@ -88,14 +121,19 @@ def main(argv: Optional[List[str]] = None) -> float:
     Raises:
         FileNotFoundError: ``A`` or ``B`` is neither a folder nor a file, a folder holds no
             JPEG/PNG image (the folder is named), or the Inception weights are missing.
-        ValueError: an image file cannot be read (truncated, not an image, unreadable: the
-            file and the cause are named), or a statistics file is invalid.
+        ValueError: a folder of fewer than 2 images (named), an image file cannot be read
+            (truncated, not an image, unreadable: the file and the cause are named; both
+            folders are checked before any features), or a statistics file is invalid.
     """
     args = _parse(argv)
     start = time.perf_counter()
     extractor_box: list = []
-    stats_a = _statistics(args.a, extractor_box, args, "A")
-    stats_b = _statistics(args.b, extractor_box, args, "B")
+    # both folders listed and every file decoded before any features (a bad file in B used to
+    # be found only after A's features)
+    paths = {label: check_folder(src, label) if os.path.isdir(src) else None
+             for label, src in (("A", args.a), ("B", args.b))}
+    stats_a = _statistics(args.a, extractor_box, args, "A", paths["A"])
+    stats_b = _statistics(args.b, extractor_box, args, "B", paths["B"])
     for stats, target in ((stats_a, args.save_stats_a), (stats_b, args.save_stats_b)):
         if target:
             metrics_lib.save_statistics(target, stats)

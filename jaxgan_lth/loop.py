@@ -318,7 +318,9 @@ def train_runs(
     meta = {**(meta or {}), "runs": names}
     ckpt = checkpointing.Checkpointer(os.path.join(stage_dir, "checkpoints"),
                                       keep=config.keep_checkpoints)
-    latest = ckpt.latest_step()
+    # the newest step that passes its checksum check (a corrupt one is moved aside, warned)
+    found = ckpt.restore_latest(abstract_state(engine, k)) if ckpt.all_steps() else None
+    latest = found[0] if found else None
     if latest is None:
         # Copies: the compiled iteration donates its state buffers, the caller keeps its own.
         states = [jax.tree.map(jnp.copy, s) for s in init_states()]
@@ -326,7 +328,7 @@ def train_runs(
             raise ValueError(f"{k} runs {names} but init_states() gave {len(states)} states.")
         ckpt.save(0, stack(states), meta)
     else:
-        stacked, old = ckpt.restore(latest, abstract_state(engine, k))
+        _, stacked, old = found
         if old.get("runs", names) != names:
             raise ValueError(f"{stage_dir} holds checkpoints of runs {old.get('runs')}, not "
                              f"{names}; use a new --workdir.")

@@ -32,6 +32,7 @@ from jaxgan_lth.stages import (
     stage_config,
     strategy,
 )
+from jaxgan_lth.ticket_source import resolve_round
 
 Pytree = Any
 
@@ -393,15 +394,14 @@ class Lottery:
                 self.config, self.stage_cfgs.get("imp") or stage_config(self.config, "imp"),
                 self.workdir, self.imp_runs, self.rewind_states, strategy(self.config),
                 baselines.ticket_density(self.config))
-        rounds = source.all_steps()
+        rounds, r = resolve_round(self.config, self.workdir, source.directory,
+                                  source.all_steps())
         if tc.target_sparsity:
             dens = {}
             for r in rounds:
                 m = self.load_masks(r, like, source)[0]
                 dens[r] = 1.0 - np.mean([pruning.density(m[n], self.patterns) for n in self.nets])
             r = min(rounds, key=lambda q: (abs(dens[q] - tc.target_sparsity), q))
-        else:
-            r = tc.round if tc.round >= 0 else (rounds[-1] if rounds else 0)
         masks = self.load_masks(r, like, source)
         info = {"mask_type": tc.mask_type, "round": r, "mask_source": source.directory}
         if tc.mask_type == "imp":

@@ -35,7 +35,9 @@ class _DropLibraryInfo(pylogging.Filter):
 def main(argv):
     """Runs the pipeline of ``--config`` in ``--workdir`` (resuming when it exists).
 
-    Then writes ``--workdir/report/report.md`` (:mod:`jaxgan_lth.report`).
+    Then writes ``--workdir/report/report.md`` (:mod:`jaxgan_lth.report`). A failed run ends
+    with its error as the last line of stderr and exit status 1
+    (:func:`jaxgan_lth.io_utils.exit_with_error`).
     """
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -50,8 +52,14 @@ def main(argv):
 
     parallel.initialize_distributed()  # no-op unless launched as several processes
     logging.info("JAX devices: %s", jax.devices())
-    pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir,
-                                allow_config_change=FLAGS.allow_config_change)
+    try:
+        pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                                    allow_config_change=FLAGS.allow_config_change)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001  (reported, then exit 1)
+        from jaxgan_lth import checkpointing, io_utils
+
+        checkpointing.close_all()
+        io_utils.exit_with_error(e)
     if parallel.is_main_process():
         from jaxgan_lth import report
 

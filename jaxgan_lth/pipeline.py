@@ -44,7 +44,17 @@ import time
 import jax
 import ml_collections
 
-from jaxgan_lth import baselines, config_lib, dst_stage, io_utils, loop, parallel
+from jaxgan_lth import (
+    baselines,
+    checkpointing,
+    config_lib,
+    dst_stage,
+    io_utils,
+    loop,
+    parallel,
+    ticket_source,
+    workdir_lock,
+)
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth import step as step_lib
@@ -154,39 +164,91 @@ def run_train(config, stage_cfg, workdir: str) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
+def _check_writable(workdir: str) -> None:
+    """Refuses a workdir this process cannot write, before any work.
+
+    For a new workdir its nearest existing parent is checked. (A read-only workdir gave a raw
+    OSError on ``config.json.tmp``.)
+    """
+    path = os.path.abspath(workdir)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise ValueError(f"--workdir={workdir!r}: {path} is a file, not a folder.")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"--workdir={workdir!r}: {path} is not writable by this user (read-only file "
+            "system or permissions); a run writes its config, checkpoints and logs there. Use a "
+            "writable --workdir (copy the folder to resume it elsewhere).")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        allow_config_change: bool = False) -> dict:
     """Validates the config, then runs its stages in ``workdir``; returns the summary.
 
     ``workdir/summary.json`` is rewritten after every stage, so it is useful while a long
-    pipeline runs. Re-running the same command after a kill resumes where the run stopped.
+    pipeline runs (it keeps the stages of earlier sessions). Re-running the same command after
+    a kill resumes where the run stopped.
+
+    Order: the whole config is validated, the workdir checked (writable; a ``ticket`` stage's
+    IMP masks present, :func:`ticket_source.check_before_writing`) and locked
+    (:class:`workdir_lock.WorkdirLock`: a second process is refused). ``config.json`` (new or
+    changed with ``allow_config_change``) and ``summary.json`` are written only once the first
+    checkpoint of the run has been saved or restored, so a config that fails on the workdir's
+    checkpoints or masks (e.g. another model) leaves the workdir as it was.
 
     Raises:
       ValueError: invalid config values (before anything is written), a workdir holding a run
         with a different config, bad data or mask inputs (messages name the bad value).
+      PermissionError: the workdir is not writable.
+      workdir_lock.WorkdirLockedError: another process runs in ``workdir``.
     """
     stage_cfgs = validate_config(config)
+    stages = parse_stages(config)
+    ticket_source.check_before_writing(config, workdir, stages)
+    main = parallel.is_main_process()
+    if main:
+        _check_writable(workdir)
+    pending = (config_lib.check_against_workdir(config, workdir, allow_config_change)
+               if os.path.isdir(workdir) and main else config_lib.to_dict(config))
     os.makedirs(workdir, exist_ok=True)
-    if parallel.is_main_process():  # one writer of config.json on a shared file system
-        config_lib.write_or_check(config, workdir, allow_changes=allow_config_change)
+    lock = workdir_lock.WorkdirLock(workdir)
+    if main:  # one writer (and one lock holder) on a shared file system
+        lock.acquire()
     summary_path = os.path.join(workdir, "summary.json")
-    result: dict = {"stages": {}}
+    old = (io_utils.read_json(summary_path) or {}) if main else {}
+    result: dict = {"stages": dict(old.get("stages") or {})}
+    committed = [False]
+
+    def commit():  # the run's first checkpoint loaded: the new config.json may be written
+        if main and not committed[0]:
+            io_utils.write_json(os.path.join(workdir, "config.json"), pending)
+        committed[0] = True
+
     t0 = time.time()
     lottery = None
-    for stage in parse_stages(config):
-        if stage == "train":
-            result["stages"]["train"] = run_train(config, stage_cfgs["train"], workdir)
-        elif stage == "dst":
-            result["stages"]["dst"] = dst_stage.run_dst(
-                config, stage_cfgs["dst"], workdir, runs_of(config, "dst", stage_cfgs["dst"]),
-                strategy(config))
-        else:
-            lottery = lottery or Lottery(config, workdir, stage_cfgs)
-            if stage == "imp":
-                result["stages"]["imp"] = {"rounds": lottery.run_imp()}
-            else:
-                result["stages"]["ticket"] = lottery.run_ticket()
-        result["wall_time_s"] = round(time.time() - t0, 2)
-        if parallel.is_main_process():
+    try:
+        with checkpointing.on_first_success(commit):
+            for stage in stages:
+                if stage == "train":
+                    result["stages"]["train"] = run_train(config, stage_cfgs["train"], workdir)
+                elif stage == "dst":
+                    result["stages"]["dst"] = dst_stage.run_dst(
+                        config, stage_cfgs["dst"], workdir,
+                        runs_of(config, "dst", stage_cfgs["dst"]), strategy(config))
+                else:
+                    lottery = lottery or Lottery(config, workdir, stage_cfgs)
+                    if stage == "imp":
+                        result["stages"]["imp"] = {"rounds": lottery.run_imp()}
+                    else:
+                        result["stages"]["ticket"] = lottery.run_ticket()
+                result["wall_time_s"] = round(time.time() - t0, 2)
+                if main and committed[0]:
+                    io_utils.write_json(summary_path, result)
+        commit()
+        if main:
             io_utils.write_json(summary_path, result)
+    finally:
+        checkpointing.close_all()  # Orbax's threads end now, not in the interpreter's shutdown
+        lock.release()
     return result

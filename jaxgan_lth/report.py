@@ -36,6 +36,7 @@ import sys
 from typing import Any, Sequence
 
 import numpy as np
+from absl import logging
 
 from jaxgan_lth import io_utils
 
@@ -140,6 +141,29 @@ def _run_dirs(workdir: str) -> list[str]:
     return out
 
 
+def missing_stages(workdir: str) -> list[str]:
+    """The stages of ``DIR/config.json`` without a finished run (IMP rounds as ``imp/round_XX``).
+
+    A finished run wrote ``summary.json`` in the stage folder (or in its ``runs/<name>``).
+    """
+    cfg = io_utils.read_json(os.path.join(workdir, "config.json")) or {}
+    stages = [x.strip() for x in str(cfg.get("stages", "")).split(",") if x.strip()]
+    folders = []
+    for st in stages:
+        if st == "imp":
+            rounds = int((cfg.get("imp") or {}).get("rounds", 0))
+            folders += [f"imp/round_{r:02d}" for r in range(rounds)]
+        else:
+            folders.append(st)
+
+    def finished(rel):
+        d = os.path.join(workdir, rel)
+        return (os.path.isfile(os.path.join(d, "summary.json")) or
+                bool(glob.glob(os.path.join(d, "runs", "*", "summary.json"))))
+
+    return [rel for rel in folders if not finished(rel)]
+
+
 def load_runs(workdir: str, label: str | None = None) -> list[Run]:
     """Every run of a workdir that wrote a ``summary.json``.
 
@@ -172,9 +196,15 @@ def load_runs(workdir: str, label: str | None = None) -> list[Run]:
                             "history", []),
                         metrics=io_utils.read_jsonl(os.path.join(d, "metrics.jsonl")),
                         last_samples=grids[-1] if grids else None))
+    missing = missing_stages(workdir)
     if not runs:
         raise ValueError(f"{workdir!r} holds no finished run (no <stage>/summary.json or "
-                         "<stage>/runs/<name>/summary.json); has its pipeline run to the end?")
+                         "<stage>/runs/<name>/summary.json); unfinished stages: "
+                         f"{', '.join(missing) or '-'}. Re-run its command to finish them.")
+    if missing:
+        logging.warning("%s is half-finished: no finished run of %s (re-run its command to "
+                        "finish them); the report covers the finished ones.", workdir,
+                        ", ".join(missing))
     return runs
 
 
@@ -368,6 +398,10 @@ def write_report(workdirs: Sequence[str], out: str) -> dict:
     plots = _plots(groups, runs, out)
 
     lines = ["# Report", "", "Workdirs: " + ", ".join(f"`{w}`" for w in workdirs), ""]
+    missing = {lab: m for w, lab in zip(workdirs, labels) if (m := missing_stages(w))}
+    for lab, m in missing.items():
+        lines += [f"**Unfinished**: `{lab}` has no finished run of {', '.join(m)}; the tables "
+                  "below cover its finished stages only.", ""]
     if protocol:
         lines += ["FID/KID protocol (every number below): "
                   f"{protocol['generated']} generated images of the {protocol['generator']} "
@@ -433,7 +467,7 @@ def write_report(workdirs: Sequence[str], out: str) -> dict:
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     result = {"workdirs": list(workdirs), "protocol": protocol, "groups": rows_json,
-              "runs": runs_json, "plots": plots}
+              "runs": runs_json, "plots": plots, "missing_stages": missing}
     io_utils.write_json(os.path.join(out, "report.json"), result)
     return result
 

@@ -122,7 +122,8 @@ def validate_config(data_config) -> None:
     """Checks `config.data` without loading images or tfds (cheap; run before training).
 
     Checks: data.name (a `TFDS_LOADERS` name or "folder"), data.resolution and data.channels
-    (`images.check_image_format`), the subset keys (`subset.check_subset_params`), data.split
+    (`images.check_image_format`), the subset keys (`subset.check_subset_params`; for a tfds
+    set, fraction and count both 0 is refused: the whole split is ``subset_fraction=1``), data.split
     (`check_split`), and for folders that data.folder exists and holds JPEG/PNG files, and that
     the subset keys keep the whole folder (unless data.allow_folder_subset).
     data.heldout_split is checked by `jaxgan_lth.evaluation.validate_config` (it is used only by
@@ -141,6 +142,13 @@ def validate_config(data_config) -> None:
         _get(data_config, "resolution", None), _get(data_config, "channels", None)
     )
     subset_lib.check_subset_params(**_subset_params(data_config))
+    p = _subset_params(data_config)
+    if name != FOLDER and p["fraction"] == 0 and p["count"] == 0:
+        # each key's 0 means "use the other one": both 0 chose the whole split without a word
+        raise ValueError(
+            f"data.subset_fraction=0 and data.subset_count=0 are both 0 for data.name={name!r}"
+            " (0 = use the other key); accepted: data.subset_fraction in (0, 1] (1.0 = the "
+            "whole split) or data.subset_count >= 1.")
     check_split(name, _get(data_config, "split", FOLDER_SPLIT), "data.split")
     if name == FOLDER:
         n = len(images_lib.list_image_files(_get(data_config, "folder", "")))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -237,8 +238,15 @@ def _read_error(path: str, error: Exception) -> ValueError:
     return ValueError(f"cannot read image file {path!r}: {cause} ({type(error).__name__}: {text}).")
 
 
+#: an image upscaled by more than this factor (e.g. a 1x1 file to 256 px) is warned about
+MAX_UPSCALE = 4
+
+
 def read_image_file(path: str, resolution: int | None = None, channels: int = 3) -> np.ndarray:
     """Decodes one image file with Pillow (fully, so truncated data is detected).
+
+    A file whose shorter side is upscaled more than :data:`MAX_UPSCALE` times to
+    ``resolution`` (a 1x1 image becomes a flat square) gives a ``UserWarning`` naming it.
 
     Truncated data is an error even when another library has set Pillow's global
     ``ImageFile.LOAD_TRUNCATED_IMAGES`` (tensorflow-datasets does).
@@ -266,6 +274,12 @@ def read_image_file(path: str, resolution: int | None = None, channels: int = 3)
         with _strict_decoding(), Image.open(path) as image:
             image.load()
             if resolution is not None:
+                if min(image.size) * MAX_UPSCALE < resolution:
+                    warnings.warn(
+                        f"image file {os.fspath(path)!r} is {image.size[0]}x{image.size[1]} px "
+                        f"and is upscaled to {resolution}x{resolution} (more than "
+                        f"{MAX_UPSCALE}x): it trains as a blurred or flat square. Remove it or "
+                        "lower data.resolution.", stacklevel=2)
                 return convert_pil(image, resolution, channels)
             mode = _PIL_MODES[channels]
             return _from_pil(image if image.mode == mode else image.convert(mode))
