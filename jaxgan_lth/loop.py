@@ -35,6 +35,7 @@ from jaxgan_lth import checkpointing, io_utils, parallel
 from jaxgan_lth import data as data_lib
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import step as step_lib
+from jaxgan_lth import sweep as sweep_lib
 from jaxgan_lth.run_axis import RunAxis, host_metrics, stack, unstack
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sweep import RunSpec
@@ -224,26 +225,6 @@ class _RunFns:
         return evaluator.diagnostic(
             lambda x, y: self.d_logits(d_vars, x, y if cond else None),
             lambda n, y: self._fakes(state, masks, n, y if cond else None))
-
-
-def write_sweep_table(stage_dir: str, rows: dict[str, dict]) -> None:
-    """``sweep.json`` and ``sweep.md``: one row per run (seed, strengths, steps, FID/KID)."""
-    io_utils.write_json(os.path.join(stage_dir, "sweep.json"), rows)
-    swept = sorted({k for r in rows.values() for k in r.get("swept", {})})
-    head = ["run", "seed", *swept, "steps", "final FID", "final KID", "best FID", "diverged"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, r in rows.items():
-        cells = [name, str(r.get("seed"))] + [format(r["swept"].get(k, ""), "g")
-                                              if k in r["swept"] else "" for k in swept]
-
-        def f(key, fmt):
-            return fmt.format(r[key]) if r.get(key) is not None else "-"
-
-        cells += [str(r.get("steps")), f("final_fid", "{:.2f}"), f("final_kid", "{:.4f}"),
-                  f("best_fid", "{:.2f}"), str(r.get("diverged_at_step") or "")]
-        lines.append("| " + " | ".join(cells) + " |")
-    with open(os.path.join(stage_dir, "sweep.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
 
 
 def train_runs(
@@ -457,7 +438,7 @@ def train_runs(
     if k == 1:
         return final, summaries[names[0]]
     if main:
-        write_sweep_table(stage_dir, summaries)
+        sweep_lib.write_sweep_table(stage_dir, summaries)
     return final, {"num_runs": k, "strategy": axis.strategy, "steps": int(num_steps),
                    "wall_time_s": round(wall, 2),
                    "iterations_per_s": round(done / wall, 3) if done else None,

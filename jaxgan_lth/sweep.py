@@ -22,12 +22,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 from collections.abc import Mapping
 from typing import Any, Sequence
 
 import ml_collections
 import numpy as np
 
+from jaxgan_lth import io_utils
 from jaxgan_lth import parts as parts_lib
 
 STRATEGIES = ("vmap", "loop")
@@ -240,3 +242,23 @@ def validate_config(config: ml_collections.ConfigDict, stage_configs: dict) -> N
         raise ValueError(
             "config.sweep.stages sweeps 'imp' (one mask per run) but not 'ticket': add ticket "
             "to config.sweep.stages so each run trains its own ticket.")
+
+
+def write_sweep_table(stage_dir: str, rows: dict[str, dict]) -> None:
+    """``sweep.json`` and ``sweep.md``: one row per run (seed, strengths, steps, FID/KID)."""
+    io_utils.write_json(os.path.join(stage_dir, "sweep.json"), rows)
+    swept = sorted({k for r in rows.values() for k in r.get("swept", {})})
+    head = ["run", "seed", *swept, "steps", "final FID", "final KID", "best FID", "diverged"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in rows.items():
+        cells = [name, str(r.get("seed"))] + [format(r["swept"].get(k, ""), "g")
+                                              if k in r["swept"] else "" for k in swept]
+
+        def f(key, fmt):
+            return fmt.format(r[key]) if r.get(key) is not None else "-"
+
+        cells += [str(r.get("steps")), f("final_fid", "{:.2f}"), f("final_kid", "{:.4f}"),
+                  f("best_fid", "{:.2f}"), str(r.get("diverged_at_step") or "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    with open(os.path.join(stage_dir, "sweep.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
