@@ -31,6 +31,8 @@ setup(
         "DiffAugment, AdvAug, FID/KID."
     ),
     packages=find_packages(include=["jaxgan_lth", "jaxgan_lth.*"]),
+    # the class-coverage diagnostic's Fashion-MNIST classifier (jaxgan_lth/evaluation/coverage.py)
+    package_data={"jaxgan_lth.evaluation": ["fashion_mnist_classifier.npz"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={

@@ -21,7 +21,7 @@ from configs import default
 
 def get_config():
     """Returns the AdvAug step-size sweep config (8 runs of the dense stage)."""
-    config = default.get_config()
+    config = default.base_config()
     config.stages = "train"
     config.diffaug = default.diffaug_config(policy="translation,cutout")
     config.advaug = default.advaug_config(mode="pgd")

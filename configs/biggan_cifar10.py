@@ -194,7 +194,7 @@ def get_config(arg=None):
             f"configs/biggan_cifar10.py: unknown variant {variant!r}; accepted: "
             f"{', '.join(VARIANTS)} (default {DEFAULT_VARIANT})."
         )
-    config = default.get_config()
+    config = default.base_config()
 
     # ---- data: cifar10_less, the first 10% of the training split, random flips -----------------
     config.data.name = "cifar10"

@@ -104,7 +104,7 @@ def get_config(arg=None):
             f"configs/sngan_cifar10.py: unknown variant {variant!r}; accepted: "
             f"{', '.join(VARIANTS)} (default {DEFAULT_VARIANT})."
         )
-    config = default.get_config()
+    config = default.base_config()
 
     # ---- data: the first 10% of CIFAR-10 train (datasets.ImageDatasetLess, np.arange) ----------
     config.data.name = "cifar10"

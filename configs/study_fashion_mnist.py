@@ -81,7 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"study fraction {fraction}; accepted: a number in (0, 1], e.g. "
                          f"{FRACTIONS}.")
-    config = default.get_config()
+    config = default.base_config()
     config.data.subset_fraction = fraction
     config.imp.rounds = ROUNDS
     config.imp.num_steps = steps

@@ -85,7 +85,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = arg or "diffaug"
     if variant not in VARIANTS:
         raise ValueError(f"stylegan2_fewshot variant {variant!r}; accepted: {VARIANTS}.")
-    config = default.get_config()
+    config = default.base_config()
     config.stages = "train"
     # ---- data: the folder is the whole training set, x-flipped ----
     config.data.name = "folder"
