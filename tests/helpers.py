@@ -96,3 +96,12 @@ def final_state(config, workdir, step):
     state, got = loop.load_run_state(engine, os.path.join(workdir, "train"), str(step))
     assert got == step
     return jax.device_get(state)
+
+
+def use_model(config, name):
+    """Switches ``config.model.name`` to ``name``, dropping the default's dcgan-only keys
+    (``model.d_pooling``), which the other builders refuse."""
+    if name != "dcgan" and "d_pooling" in config.model:
+        del config.model["d_pooling"]
+    config.model.name = name
+    return config

@@ -71,7 +71,7 @@ def test_noise_mode_is_refused_for_models_without_noise_and_checked(run, tmp_pat
 def test_stylegan2_noise_modes(tmp_path):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=8, size=32, channels=3)
     config = helpers.tiny_config(folder, resolution=32, channels=3, num_steps=2)
-    config.model.name = "stylegan2"
+    helpers.use_model(config, "stylegan2")
     config.model.channel_base = 128
     config.model.mapping_layers = 1
     config.model.style_mixing_prob = 0.0

@@ -281,7 +281,7 @@ MODELS = {
 def test_nice_and_maskedgan_with_every_model_a_ticket_diffaugment_and_advaug(name):
     kw = MODELS[name]
     config = default.get_config()
-    config.model.name = name
+    helpers.use_model(config, name)
     config.model.conditional = name == "biggan"
     config.model.latent_dim, config.model.g_channels, config.model.d_channels = 8, 8, 8
     config.data.resolution, config.data.channels = kw["resolution"], kw["channels"]

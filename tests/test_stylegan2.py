@@ -17,6 +17,7 @@ from jaxgan_lth.models import D_PERTURB, G_PERTURB, get_model
 from jaxgan_lth.models import sg2_ops as ops
 from jaxgan_lth.models import stylegan2 as sg2
 from jaxgan_lth.models.base import G_NOISE
+from tests.helpers import use_model
 
 RNG = np.random.default_rng(0)
 TINY = dict(channels=3, latent_dim=8, g_channels=8, d_channels=8, channel_base=128,
@@ -470,7 +471,7 @@ def test_pathlen_mean_and_penalty_by_hand_on_a_linear_generator():
     config = default.get_config()
     config.pathlen = default.pathlen_config(2.0)
     config.pathlen.lazy = "loss_gain"  # the penalty x interval in the main loss
-    config.model.name = "stylegan2"  # validation: the generator has ws_of / synthesis
+    use_model(config, "stylegan2")  # validation: the generator has ws_of / synthesis
     config.data.resolution, config.data.channels = 32, 3
     parts.validate_config(config)
     [part] = [p for p in parts.build(config) if p.name == "pathlen"]
@@ -539,7 +540,7 @@ def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
 
     folder = make_image_folder(tmp_path / "imgs", n=8, size=32, channels=3)
     config = tiny_config(folder, resolution=32, channels=3, num_steps=2)
-    config.model.name = "stylegan2"
+    use_model(config, "stylegan2")
     config.model.channel_base = 128
     config.model.mapping_layers = 1
     config.train.loss = "nonsaturating"
