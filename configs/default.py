@@ -366,11 +366,13 @@ def base_config():
     return config
 
 
-def get_config():
+def get_config(variant: str = ""):
     """The main job: IMP and a ticket on 10% of Fashion-MNIST, a recipe that trains on 2 CPU cores.
 
+    ``--config=configs/default.py:base`` (``variant="base"``) gives :func:`base_config` instead.
+
     :func:`base_config` with these changes (issue 26: at 600 G steps the base dcgan drew
-    blurry tops only). Measured on the 2-core CPU in docs/default_run.md.
+    blurry tops only). Measured on the 2-core CPU: README and docs/default_run/.
 
     * ``model``: widths 32 (4x fewer conv FLOPs than 64, so 5x more G steps in the same
       time) and D's features flattened, not sum-pooled (``d_pooling="flatten"``: the D head of
@@ -390,7 +392,12 @@ def get_config():
     * evaluation: FID/KID of 500 EMA samples against 500 test images, and the class-coverage
       diagnostic on 1,000 EMA samples.
     """
+    if variant not in ("", "base"):
+        raise ValueError(f"configs/default.py variant {variant!r} is not accepted; accepted: "
+                         "'' (the main job's recipe) or 'base' (base_config()).")
     config = base_config()
+    if variant == "base":
+        return config
     config.model.g_channels = 32
     config.model.d_channels = 32
     # dcgan only: D's features, "flatten" (DCGAN's head) or "sum" (global sum pooling, the

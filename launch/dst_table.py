@@ -2,7 +2,7 @@
 
 Fashion-MNIST 10%, dcgan, at the same G density and G-step budget.
 
-Every row is one ``python -m jaxgan_lth.main`` run of ``configs/default.py`` in its own
+Every row is one ``python -m jaxgan_lth.main`` run of ``configs/default.py:base`` in its own
 workdir under ``--root`` (re-running resumes / skips finished rows), with the same
 augmentation (DiffAugment ``translation,cutout``, no AdvAug) and evaluation (FID/KID of the EMA
 G, the default protocol) for all rows; the G density of the sparse rows is the IMP ticket's,
@@ -72,7 +72,7 @@ def main():
         summary_path = os.path.join(workdir, "summary.json")
         done = os.path.exists(os.path.join(workdir, "done"))
         if not done:
-            cmd = [sys.executable, "-m", "jaxgan_lth.main", "--config=configs/default.py",
+            cmd = [sys.executable, "-m", "jaxgan_lth.main", "--config=configs/default.py:base",
                    f"--workdir={workdir}", f"--config.eval.cache_dir={cache}", *overrides]
             print(" ".join(cmd), flush=True)
             t0 = time.time()

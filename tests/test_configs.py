@@ -40,3 +40,32 @@ def test_unknown_stage_is_named():
     config.stages = "imp,finetune"
     with pytest.raises(ValueError, match="finetune"):
         pipeline.parse_stages(config)
+
+
+def test_default_recipe_is_base_config_plus_the_documented_changes():
+    from configs import default
+
+    base = config_lib.to_dict(default.base_config())
+    assert config_lib.to_dict(default.get_config("base")) == base
+    recipe = config_lib.to_dict(default.get_config())
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    fb, fr = flat(base), flat(recipe)
+    changed = {k for k in fr if fb.get(k, "absent") != fr[k]}
+    assert changed == {
+        "model.g_channels", "model.d_channels", "model.d_pooling", "train.num_steps",
+        "train.d_lr", "train.g_betas", "train.d_betas", "train.ema_decay",
+        "imp.rounds", "imp.num_steps", "ticket.num_steps", "ticket.diffaug.policy",
+        "ticket.diffaug.fill", "ticket.advaug.networks", "eval.num_samples", "sample_every",
+        "checkpoint_every", "log_every"}
+    # the dense round and the ticket train at the same budget; FID on >= 500 samples
+    assert fr["imp.num_steps"] == fr["ticket.num_steps"] == 3000
+    assert fr["eval.num_samples"] >= 500 and fr["eval.coverage_samples"] == 1000
+    assert "d_pooling" not in base["model"]  # the paper configs build on base_config()
+    with pytest.raises(ValueError, match=r"variant 'fast' is not accepted.*'base'"):
+        default.get_config("fast")
