@@ -105,3 +105,12 @@ def use_model(config, name):
         del config.model["d_pooling"]
     config.model.name = name
     return config
+
+
+def assert_trees_equal(a, b):
+    """Asserts two pytrees have equal leaves, bit for bit (the failing leaf's path named)."""
+    la, lb = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for (path, x), y in zip(la, lb):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
+                                      err_msg=jax.tree_util.keystr(path))

@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 import helpers
-import jax
 import numpy as np
 import pytest
 
@@ -20,14 +19,6 @@ from jaxgan_lth import checkpointing, loop, pipeline, run_axis, workdir_lock
 pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _leaves_equal(a, b):
-    la, lb = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for (path, x), y in zip(la, lb):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
-                                      err_msg=jax.tree_util.keystr(path))
 
 
 def _snapshot(workdir):
@@ -95,7 +86,8 @@ def test_flipped_byte_falls_back_to_previous_step_and_resumes_bit_identically(
     assert any("step 4" in r.getMessage() and "corrupt" in r.getMessage() and
                "falling back" in r.getMessage() for r in caplog.records)
     assert os.path.isdir(os.path.join(ck_dir, "corrupt_4"))  # kept aside, not deleted
-    _leaves_equal(helpers.final_state(config, full_dir, 6), helpers.final_state(config, killed, 6))
+    helpers.assert_trees_equal(helpers.final_state(config, full_dir, 6),
+                               helpers.final_state(config, killed, 6))
 
 
 def test_kill_between_orbax_and_the_checksum_resumes_bit_identically(full6, tmp_path,
@@ -118,7 +110,8 @@ def test_kill_between_orbax_and_the_checksum_resumes_bit_identically(full6, tmp_
     with caplog.at_level(logging.WARNING):
         pipeline.train_and_evaluate(config, killed)
     assert any("restored unverified" in r.getMessage() for r in caplog.records)
-    _leaves_equal(helpers.final_state(config, full_dir, 6), helpers.final_state(config, killed, 6))
+    helpers.assert_trees_equal(helpers.final_state(config, full_dir, 6),
+                               helpers.final_state(config, killed, 6))
 
 
 def test_checksums_written_with_every_step_cover_every_file(full6):
@@ -310,7 +303,7 @@ def test_full_disk_ends_with_the_error_and_the_rerun_resumes_bit_identically(ful
     out = subprocess.run([sys.executable, "-c", launch, "0", *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    _leaves_equal(helpers.final_state(config, full_dir, 6),
+    helpers.assert_trees_equal(helpers.final_state(config, full_dir, 6),
                   helpers.final_state(config, workdir, 6))
 
 

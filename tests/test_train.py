@@ -244,14 +244,6 @@ def test_d_step_changes_only_d_params_and_decreases_nothing_it_should_not(tiny_e
 # ---- end to end and resume -------------------------------------------------------------------
 
 
-def _leaves_equal(a, b):
-    la, lb = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for (path, x), y in zip(la, lb):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
-                                      err_msg=jax.tree_util.keystr(path))
-
-
 def test_end_to_end_writes_outputs(tmp_path):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=24, channels=3)
     config = helpers.tiny_config(folder, num_steps=4, resolution=32, channels=3)
@@ -286,7 +278,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, monkeypatch):
     ck.close()
     pipeline.train_and_evaluate(config, killed_dir)  # the same command again
 
-    _leaves_equal(helpers.final_state(config, full_dir, 6),
+    helpers.assert_trees_equal(helpers.final_state(config, full_dir, 6),
                   helpers.final_state(config, killed_dir, 6))
 
 
@@ -308,8 +300,8 @@ def test_lecam_anchors_resume_after_kill(tmp_path, monkeypatch):
     anchors = full["parts"]["lecam"]
     assert set(anchors) == {"real", "fake"}
     assert float(anchors["real"]) != 0.0 and float(anchors["fake"]) != 0.0  # moved from init
-    _leaves_equal(anchors, resumed["parts"]["lecam"])
-    _leaves_equal(full, resumed)
+    helpers.assert_trees_equal(anchors, resumed["parts"]["lecam"])
+    helpers.assert_trees_equal(full, resumed)
 
 
 def test_changed_config_in_existing_workdir_is_refused(tmp_path):
