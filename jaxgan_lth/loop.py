@@ -12,10 +12,10 @@ strengths and masks, with one of two strategies of the run axis:
 
 Both give the results of K separate runs. The state is checkpointed stacked ``[K, ...]`` in
 ``<stage>/checkpoints`` (step 0 always kept) whatever the strategy, so a stage resumes under
-either. Outputs of a run (clu metrics / TensorBoard, ``samples/step_*.png``, ``eval.json``,
-``best/`` by FID, ``summary.json``) go to the stage folder itself when K = 1 and to
-``<stage>/runs/<run name>/`` otherwise, with the table of all runs in ``<stage>/sweep.json``
-and ``<stage>/sweep.md``.
+either. Outputs of a run (``metrics.jsonl``, TensorBoard summaries when clu is importable,
+``samples/step_*.png``, ``eval.json``, ``best/`` by FID, ``summary.json``) go to the stage
+folder itself when K = 1 and to ``<stage>/runs/<run name>/`` otherwise, with the table of all
+runs in ``<stage>/sweep.json`` and ``<stage>/sweep.md``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from jaxgan_lth import checkpointing, io_utils, parallel
 from jaxgan_lth import data as data_lib
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import step as step_lib
+from jaxgan_lth import summaries as summary_writers
 from jaxgan_lth import sweep as sweep_lib
 from jaxgan_lth.run_axis import RunAxis, host_metrics, stack, unstack
 from jaxgan_lth.sparsity import masks as masks_lib
@@ -282,8 +283,6 @@ def train_runs(
       ValueError: the checkpoints in ``stage_dir`` belong to other runs; not one mask tree
         and one initial state per run.
     """
-    from clu import metric_writers
-
     config = engine.config
     k = len(runs)
     names = [r.name for r in runs]
@@ -327,8 +326,7 @@ def train_runs(
     masks, masks_in = place(masks)
     hparams_in = stack(hparams) if axis.strategy == "vmap" else hparams
     states = axis.join(states)
-    writers = [metric_writers.create_default_writer(d, just_logging=not main,
-                                                    asynchronous=False) for d in run_dirs]
+    writers = [summary_writers.create_writer(d, just_logging=not main) for d in run_dirs]
     fns = _RunFns(engine)
     z_fixed, y_fixed = fixed_noise(config, engine.generator.latent_dim, engine.cond_classes)
     evals = [_EvalLog(d) for d in run_dirs] if evaluator else None
