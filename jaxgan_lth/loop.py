@@ -156,7 +156,7 @@ class _EvalLog:
         previous = self.best()
         self.history.append({"step": int(step), "kimg": round(float(kimg), 6), **result,
                              "protocol": protocol})
-        if previous is None or result["fid"] < previous["fid"]:
+        if parallel.broadcast_from_main(previous is None or result["fid"] < previous["fid"]):
             self.best_ckpt.save(step, state, {"fid": result["fid"]})
         if parallel.is_main_process():
             io_utils.write_json(self.path, {"history": self.history, "best": self.best()})
@@ -340,10 +340,12 @@ def train_runs(
 
     def evaluate(step, per_run):
         for i, s in enumerate(per_run):
-            if evals[i].has(step) or names[i] in diverged:
+            # Process 0's skip decision and result on all processes (each one samples and
+            # extracts features itself; a save of best/ is collective, so all must agree).
+            if parallel.broadcast_from_main(evals[i].has(step) or names[i] in diverged):
                 continue
             t_eval = time.time()
-            result = fns.evaluate(evaluator, s)
+            result = parallel.broadcast_from_main(fns.evaluate(evaluator, s))
             writers[i].write_scalars(step, {log_prefix + m: v for m, v in result.items()
                                             if np.ndim(v) == 0})
             logging.info("%s%sstep %d: FID %.3f  KID %.5f +- %.5f%s  (%.0f s)", log_prefix,
@@ -376,7 +378,8 @@ def train_runs(
                 vals = {m: float(v[i]) for m, v in host.items()}
                 if evaluator is not None and config.eval.diagnostic and name not in diverged:
                     vals.update(fns.diagnostic(evaluator, per_run[i], masks[i]))
-                bad = [m for m, v in vals.items() if not np.isfinite(v)]
+                bad = parallel.broadcast_from_main([m for m, v in vals.items()
+                                                    if not np.isfinite(v)])
                 if bad and name not in diverged:
                     if k == 1:
                         raise FloatingPointError(
