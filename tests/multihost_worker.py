@@ -8,7 +8,7 @@ Reads the manual-launch variables (``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCES
 on FOLDER in WORKDIR (stage ``train``, Orbax checkpoints written by all processes).
 
 With ``eval``, evaluation runs at G steps 2 and 3 (:func:`with_tiny_eval`) with a cheap
-stand-in for the Inception network (:class:`FakeExtractor`; loading the real weights takes
+stand-in for the Inception network (``helpers.FakeExtractor``; loading the real weights takes
 longer than the whole test), and each process perturbs its own FIDs so that, left to itself,
 it would take the opposite ``best/`` decision to the other one at step 3 (process 0 would skip
 the save, process 1 would save): only process 0's broadcast result keeps the collective save
@@ -27,7 +27,6 @@ import jax  # noqa: E402
 jax.config.update("jax_platforms", "cpu")
 
 import helpers  # noqa: E402
-import numpy as np  # noqa: E402
 
 from jaxgan_lth import parallel, pipeline  # noqa: E402
 from jaxgan_lth.evaluation import evaluator as evaluator_lib  # noqa: E402
@@ -58,22 +57,9 @@ def with_tiny_eval(config):
     return config
 
 
-class FakeExtractor:
-    """Stands in for the Inception network: per-image mean, spread, min and max per channel."""
-
-    weights_sha1 = "fake-multihost"
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def features(self, images, batch_size=50):
-        x = np.asarray(images, np.float64).reshape(len(images), -1)
-        return np.stack([x.mean(1), x.std(1), x.min(1), x.max(1)], 1).astype(np.float32)
-
-
 def install_fake_evaluation():
-    """FakeExtractor as the FID network; this process's FIDs offset by FID_OFFSETS."""
-    features_lib.FeatureExtractor = FakeExtractor
+    """helpers.FakeExtractor as the FID network; this process's FIDs offset by FID_OFFSETS."""
+    features_lib.FeatureExtractor = helpers.FakeExtractor
     real = evaluator_lib.Evaluator.evaluate
     calls = []
 

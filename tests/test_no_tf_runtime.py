@@ -5,7 +5,11 @@ folder training in a subprocess whose ``sitecustomize`` blocks them (``helpers.
 import_blocker_source``); the config file itself first checks that importing each one fails
 inside that process, so the test cannot pass with a blocker that does not block. The run must
 then write what a user reads: ``metrics.jsonl`` (one line per G step), the sample grids, the
-checkpoints, ``summary.json`` and the report, and no TensorBoard event file (clu is absent).
+checkpoints, an evaluation (``eval.json``, ``best/``; FID with ``helpers.FakeExtractor`` in
+place of the Inception network, whose weights take longer to load than the whole run),
+``summary.json`` and the report, and no TensorBoard event file (clu is absent). A second test
+imports the FID, evaluation, report and data modules (the real Inception network included)
+under the same blocker.
 """
 
 import json
@@ -35,31 +39,60 @@ for name in {blocked!r}:
         raise AssertionError(name + " imported: the import hook does not block it")
 open(os.path.join({marker_dir!r}, "blocked_ok"), "w").close()
 
+from jaxgan_lth.evaluation import features  # noqa: E402
+
+features.FeatureExtractor = helpers.FakeExtractor
+
 
 def get_config():
     config = helpers.tiny_config({folder!r}, num_steps={steps})
     config.sample_every = 2
     config.checkpoint_every = 2
+    config.eval.enabled = True  # at the end of the stage; reference: the folder itself
+    config.eval.num_samples = 4
+    config.eval.batch_size = 4
+    config.eval.reference_split = "train"
+    config.eval.diagnostic_samples = 4
     return config
 """
 
 
-def test_folder_training_without_tf_tfds_clu(tmp_path):
-    folder = helpers.make_image_folder(tmp_path / "images", n=8, size=28, channels=1)
+def _env(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(helpers.import_blocker_source(BLOCKED))
-    cfg = tmp_path / "cfg.py"
-    cfg.write_text(CONFIG.format(blocked=BLOCKED, marker_dir=str(tmp_path), folder=folder,
-                                 steps=STEPS))
-    workdir = tmp_path / "wd"
     env = dict(os.environ)
     env.update(PYTHONPATH=os.pathsep.join([str(site), ROOT, os.path.join(ROOT, "tests")]),
                JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
     env.pop("XLA_FLAGS", None)
+    return env
+
+
+def test_fid_report_and_data_modules_import_without_tf_tfds_clu(tmp_path):
+    modules = ["jaxgan_lth.fid", "jaxgan_lth.evaluate", "jaxgan_lth.report",
+               "jaxgan_lth.data", "jaxgan_lth.summaries", "jaxgan_lth.evaluation.evaluator",
+               "jaxgan_lth.evaluation.features", "jaxgan_lth.evaluation.inception",
+               "jaxgan_lth.evaluation.reference", "jaxgan_lth.evaluation.torchscript_reader"]
+    code = (f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
+            "from jaxgan_lth import summaries\n"
+            "assert not summaries.clu_available()\n"
+            "assert not summaries.hide_accelerators_from_tensorflow()\n"
+            f"bad = [m for m in sys.modules if m.split('.')[0] in {BLOCKED!r}]\n"
+            "assert not bad, bad\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_folder_training_without_tf_tfds_clu(tmp_path):
+    folder = helpers.make_image_folder(tmp_path / "images", n=8, size=28, channels=1)
+    cfg = tmp_path / "cfg.py"
+    cfg.write_text(CONFIG.format(blocked=BLOCKED, marker_dir=str(tmp_path), folder=folder,
+                                 steps=STEPS))
+    workdir = tmp_path / "wd"
     out = subprocess.run([sys.executable, "-m", "jaxgan_lth.main", f"--config={cfg}",
-                          f"--workdir={workdir}"], env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+                          f"--workdir={workdir}"], env=_env(tmp_path), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-4000:]
     assert (tmp_path / "blocked_ok").exists()  # the hook blocked all three in that process
     stage = workdir / "train"
@@ -73,7 +106,13 @@ def test_folder_training_without_tf_tfds_clu(tmp_path):
     assert grid.ndim >= 2 and grid.std() > 0
     steps = sorted(int(d) for d in os.listdir(stage / "checkpoints") if d.isdigit())
     assert steps[0] == 0 and steps[-1] == STEPS, steps
-    assert json.loads((stage / "summary.json").read_text())["steps"] == STEPS
+    summary = json.loads((stage / "summary.json").read_text())
+    assert summary["steps"] == STEPS and summary["best_step"] == STEPS
+    history = json.loads((stage / "eval.json").read_text())["history"]
+    assert [h["step"] for h in history] == [STEPS] and np.isfinite(history[0]["fid"])
+    assert history[0]["fid"] == summary["final_fid"] > 0
+    assert os.listdir(stage / "best")  # the best checkpoint by FID
+    assert (workdir / "fid_stats").is_dir()  # the folder's reference statistics
     assert (workdir / "report" / "report.md").exists()
     events = [f for _, _, fs in os.walk(workdir) for f in fs if "tfevents" in f]
     assert not events, events  # clu absent: no TensorBoard files, and no crash for it
