@@ -1,4 +1,8 @@
-"""Install jaxgan_lth: `pip install -e .[test]` (CPU) or `pip install -e .[cuda]` (NVIDIA GPU)."""
+"""Install jaxgan_lth: `pip install -e .[test]` (CPU) or `.[cuda12]` / `.[cuda13]` (NVIDIA GPU).
+
+`.[cuda]` is kept as an alias of `.[cuda12]` (what it installed before). `launch/install.sh cuda`
+chooses between cuda12 and cuda13 from nvidia-smi's CUDA driver version.
+"""
 
 from setuptools import find_packages, setup
 
@@ -38,6 +42,11 @@ setup(
     extras_require={
         # ruff: the lint step of .ci/run; pytest-xdist: the suite runs in 2 worker processes
         "test": ["pytest>=8", "pytest-xdist==3.8.0", "ruff==0.17.6"],
-        "cuda": ["jax[cuda12]>=0.10.2"],
+        # JAX's CUDA plugin wheels: a CUDA 12.x driver needs cuda12, a 13.x driver takes cuda13
+        # (jax 0.10.2 declares both extras).
+        "cuda12": ["jax[cuda12]>=0.10.2"],
+        "cuda13": ["jax[cuda13]>=0.10.2"],
+        "cuda": ["jax[cuda12]>=0.10.2"],  # old name of cuda12, kept for existing commands
+
     },
 )

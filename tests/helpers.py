@@ -1,6 +1,7 @@
 """Shared test helpers: tiny configs and tiny image folders (no network, a few seconds)."""
 
 import os
+import textwrap
 
 import jax
 import numpy as np
@@ -114,3 +115,54 @@ def assert_trees_equal(a, b):
     for (path, x), y in zip(la, lb):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
                                       err_msg=jax.tree_util.keystr(path))
+
+
+def import_blocker_source(blocked):
+    """Source of a ``sitecustomize.py`` whose meta-path finder blocks the packages ``blocked``.
+
+    Any ``import`` of a blocked top-level package (or a submodule) then raises
+    ``ModuleNotFoundError`` whose message contains "blocked", as on a bare accelerator host
+    that lacks them; a presence probe (``find_spec(...).origin``) sees no file.
+    """
+    return textwrap.dedent(f"""
+        import importlib.abc
+        import importlib.machinery
+        import sys
+
+        class _Absent(importlib.abc.Loader):
+            def create_module(self, spec):
+                raise ModuleNotFoundError(f"No module named {{spec.name!r}} (blocked: bare "
+                                          "accelerator host)", name=spec.name)
+
+            def exec_module(self, module):
+                pass
+
+        class _Blocker:
+            # A spec without origin: `import` fails, and a presence probe such as
+            # torch._dynamo's find_spec(...).origin sees no file (as for a missing package).
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {tuple(blocked)!r}:
+                    return importlib.machinery.ModuleSpec(name, _Absent(), origin=None)
+                return None
+
+        sys.meta_path.insert(0, _Blocker())
+    """)
+
+
+class FakeExtractor:
+    """Stands in for the FID Inception network: per-image mean, spread, min and max.
+
+    Loading the real weights takes longer than a whole tiny training run; tests that need an
+    FID value, not Inception's, put this in ``jaxgan_lth.evaluation.features.FeatureExtractor``.
+    ``features(images [N, H, W, C]) -> float32 [N, 4]``.
+    """
+
+    weights_sha1 = "fake-extractor"
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def features(self, images, batch_size=50):
+        """Four statistics of each image, ``float32 [N, 4]``."""
+        x = np.asarray(images, np.float64).reshape(len(images), -1)
+        return np.stack([x.mean(1), x.std(1), x.min(1), x.max(1)], 1).astype(np.float32)

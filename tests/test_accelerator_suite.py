@@ -11,8 +11,8 @@ evaluation modules they use are imported, then ``accelerator_suite.sh --smoke`` 
 import os
 import subprocess
 import sys
-import textwrap
 
+import helpers
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,29 +20,7 @@ BLOCKED = ("tensorflow", "tensorflow_datasets", "clu")
 BENCHMARKS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "benchmarks"))
                     if f.endswith(".py") and f != "__init__.py")
 
-BLOCKER = textwrap.dedent(f"""
-    import importlib.abc
-    import importlib.machinery
-    import sys
-
-    class _Absent(importlib.abc.Loader):
-        def create_module(self, spec):
-            raise ModuleNotFoundError(f"No module named {{spec.name!r}} (blocked: bare "
-                                      "accelerator host)", name=spec.name)
-
-        def exec_module(self, module):
-            pass
-
-    class _Blocker:
-        # A spec without origin: `import` fails, and a presence probe such as
-        # torch._dynamo's find_spec(...).origin sees no file (as for a missing package).
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {BLOCKED!r}:
-                return importlib.machinery.ModuleSpec(name, _Absent(), origin=None)
-            return None
-
-    sys.meta_path.insert(0, _Blocker())
-""")
+BLOCKER = helpers.import_blocker_source(BLOCKED)
 
 
 def _env(tmp_path):

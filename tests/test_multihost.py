@@ -6,6 +6,12 @@ tiny config together on one global 4-device mesh: every process holds the replic
 set and state, each device samples and gathers its own rows of every batch, and Orbax writes
 the checkpoints cooperatively. The same config trained in this (4-device) process must give the
 same checkpoint, losses within float tolerance.
+
+Evaluation is on in the 2-process run (at G steps 2 and 3, a cheap stand-in for the Inception
+network, see tests/multihost_worker.py): each process perturbs its own FIDs so that on its own
+it would take the opposite ``best/`` decision at step 3 to the other process, and a collective
+Orbax save entered by one process alone hangs (the workers are killed after 300 s). Both
+processes must report process 0's FIDs and best step, and ``best/`` holds that step.
 """
 
 import json
@@ -19,7 +25,7 @@ import jax
 import multihost_worker
 import numpy as np
 
-from jaxgan_lth import loop, pipeline
+from jaxgan_lth import checkpointing, loop, pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,12 +53,13 @@ def test_two_processes_train_like_one_process_with_the_same_global_devices(tmp_p
                    JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                    JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid), TF_CPP_MIN_LOG_LEVEL="3")
         procs.append(subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "multihost_worker.py"), folder, multi_dir],
+            [sys.executable, os.path.join(HERE, "multihost_worker.py"), folder, multi_dir,
+             "eval"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outs = []
     for p in procs:
         try:
-            out, _ = p.communicate(timeout=600)
+            out, _ = p.communicate(timeout=300)
         finally:
             for q in procs:
                 if q.poll() is None and p.returncode is None:
@@ -61,6 +68,19 @@ def test_two_processes_train_like_one_process_with_the_same_global_devices(tmp_p
     for pid, (p, out) in enumerate(zip(procs, outs)):
         assert p.returncode == 0, f"worker {pid} failed:\n{out[-4000:]}"
         assert f"process {pid} of 2: 2 local / 4 global devices, done" in out
+    evals = [json.loads(next(x for x in out.splitlines() if x.startswith("EVAL "))[5:])
+             for out in outs]
+    assert evals[0] == evals[1], evals  # both processes hold process 0's results
+    # Process 0's offsets: +0 at step 2, +1e6 at step 3 -> best stays at step 2 (process 1's
+    # own offsets, +1e6 then +0, would have made step 3 the best and saved it).
+    assert evals[0]["best_step"] == 2 and evals[0]["final_fid"] >= 1e6 > evals[0]["best_fid"]
+    with open(os.path.join(multi_dir, "train", "eval.json")) as f:
+        history = json.load(f)["history"]
+    assert [h["step"] for h in history] == [2, 3]
+    assert [h["fid"] for h in history] == [evals[0]["best_fid"], evals[0]["final_fid"]]
+    best = checkpointing.Checkpointer(os.path.join(multi_dir, "train", "best"))
+    assert best.all_steps() == [2]
+    best.close()
 
     pipeline.train_and_evaluate(config, single_dir)  # this process: 4 local devices
     step_m, multi = _final_state(config, multi_dir)

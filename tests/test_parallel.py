@@ -194,3 +194,19 @@ def test_initialize_after_devices_are_in_use_says_what_to_do(monkeypatch):
     jax.devices()  # the backend is up, as in any test process
     with pytest.raises(RuntimeError, match="at program start"):
         parallel.initialize_distributed({"OMPI_COMM_WORLD_SIZE": "2"})
+
+
+def test_broadcast_wire_format_is_exact_and_single_process_is_identity():
+    result = {"fid": 0.1 + 0.2, "kid": np.float32(1.5e-7), "kid_std": float("nan"),
+              "coverage_hist": np.array([0.25, 0.75]), "skip": True, "big": jnp.float32(3.0),
+              "steps": [np.int64(2), 3]}
+    data = parallel.encode_for_broadcast(result)
+    assert data.dtype == np.uint8 and data.ndim == 1
+    back = parallel.decode_broadcast(jnp.asarray(data))  # as broadcast_one_to_all returns it
+    assert back["fid"] == 0.30000000000000004  # float64 bit-exact, not through float32
+    assert back["kid"] == float(np.float32(1.5e-7)) and np.isnan(back["kid_std"])
+    assert back["coverage_hist"] == [0.25, 0.75] and back["skip"] is True
+    assert back["big"] == 3.0 and back["steps"] == [2, 3]
+    assert parallel.broadcast_from_main(result) is result  # one process: nothing is sent
+    with pytest.raises(TypeError):
+        parallel.encode_for_broadcast({"x": object()})
