@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 #: The 10 Fashion-MNIST classes, in label order (Xiao et al. 2017, Table 1).
 CLASS_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
@@ -70,19 +71,14 @@ def applies(data_config: Any) -> bool:
 
 def params_to_arrays(params: Any) -> dict[str, np.ndarray]:
     """Flattens a params tree to ``{"conv0/kernel": array, ...}`` (the ``.npz`` layout)."""
-    return {k: np.asarray(v, np.float32) for k, v in _flat(params).items()}
+    return {k: np.asarray(v, np.float32)
+            for k, v in traverse_util.flatten_dict(params, sep="/").items()}
 
 
 def arrays_to_params(arrays: dict[str, np.ndarray]) -> dict:
     """The inverse of :func:`params_to_arrays` (nested dicts of float32 arrays)."""
-    params: dict = {}
-    for name, value in arrays.items():
-        node = params
-        *parents, leaf = name.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = np.asarray(value, np.float32)
-    return params
+    return traverse_util.unflatten_dict(
+        {k: np.asarray(v, np.float32) for k, v in arrays.items()}, sep="/")
 
 
 @functools.lru_cache(maxsize=4)
@@ -102,18 +98,12 @@ def load_weights(path: str = WEIGHTS_PATH) -> tuple[dict, dict]:
     params = arrays_to_params(arrays)
     want = jax.eval_shape(CoverageClassifier().init, jax.random.key(0),
                           jnp.zeros((1, *IMAGE_SHAPE), jnp.float32))["params"]
-    want_flat = {k: v.shape for k, v in _flat(want).items()}
+    want_flat = {k: v.shape for k, v in traverse_util.flatten_dict(want, sep="/").items()}
     got_flat = {k: v.shape for k, v in arrays.items()}
     if want_flat != got_flat:
         raise ValueError(f"{path} does not hold CoverageClassifier's weights: expected "
                          f"{want_flat}, found {got_flat}.")
     return params, info
-
-
-def _flat(tree: Any) -> dict[str, Any]:
-    """``{"conv0/kernel": leaf}`` of a tree of arrays or shape structs (no conversion)."""
-    return {"/".join(str(getattr(p, "key", p)) for p in path): leaf
-            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 @jax.jit
