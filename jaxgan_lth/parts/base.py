@@ -337,3 +337,25 @@ class LossTerm(Part):
         the parameters after the main update; the logits / features fields are None.
         """
         return 0.0, {}, state
+
+
+class LazyRegTerm(LossTerm):
+    """A regulariser with ``interval`` and ``lazy`` keys that may run lazily (R1, path length).
+
+    :meth:`lazy_phase` is :attr:`lazy_network` when ``lazy = "separate_step"`` (the default,
+    stylegan2-ada-pytorch's separate regularisation phase) and ``interval > 1``; otherwise the
+    term stays in the main loss (``"loss_gain"``: the penalty x interval). :meth:`lazy_interval`
+    is ``interval``.
+    """
+
+    #: the network whose own step runs the term: ``"d"`` (R1) or ``"g"`` (path length).
+    lazy_network = ""
+
+    def lazy_phase(self) -> str | None:
+        """:attr:`lazy_network`, or None when the term is part of the main loss."""
+        separate = self.cfg.get("lazy", LAZY_MODES[0]) == "separate_step"
+        return self.lazy_network if separate and int(self.cfg.interval) > 1 else None
+
+    def lazy_interval(self) -> int:
+        """``interval``: G iterations between the term's own steps."""
+        return int(self.cfg.interval)

@@ -68,10 +68,11 @@ def pl_noise(key: jax.Array, shape: tuple) -> jax.Array:
     return jax.random.normal(key, shape, jnp.float32) / math.sqrt(shape[1] * shape[2])
 
 
-class PathLength(base.LossTerm):
+class PathLength(base.LazyRegTerm):
     """Path-length regularisation of G, optionally lazy."""
 
     name = "pathlen"
+    lazy_network = "g"
     section = "pathlen"
     HPARAMS = {
         "pathlen_weight": base.HParam("weight"),
@@ -138,15 +139,6 @@ class PathLength(base.LossTerm):
         pl_mean = state["pl_mean"] + hp["pathlen_decay"] * (jnp.mean(lengths) - state["pl_mean"])
         penalty = jnp.mean(jnp.square(lengths - pl_mean))
         return penalty, pl_mean
-
-    @override
-    def lazy_phase(self):
-        separate = self.cfg.get("lazy", base.LAZY_MODES[0]) == "separate_step"
-        return "g" if separate and int(self.cfg.interval) > 1 else None
-
-    @override
-    def lazy_interval(self):
-        return int(self.cfg.interval)
 
     @override
     def phase_term(self, ctx, state, hp):

@@ -67,10 +67,11 @@ def r1_penalty(d_apply, x: jax.Array) -> jax.Array:
     return jnp.mean(jnp.sum(jnp.square(grads.astype(jnp.float32)), axis=(1, 2, 3)))
 
 
-class R1(base.LossTerm):
+class R1(base.LazyRegTerm):
     """R1 penalty on D's real logits, optionally lazy."""
 
     name = "r1"
+    lazy_network = "d"
     section = "r1"
     HPARAMS = {"r1_gamma": base.HParam("gamma")}
 
@@ -118,15 +119,6 @@ class R1(base.LossTerm):
             key = jax.random.fold_in(ctx.key, _AUG_SALT)
             return r1_penalty(lambda x: ctx.d_apply(ctx.augment(key, x)), ctx.x_real_clean)
         return r1_penalty(ctx.d_apply, ctx.x_real)
-
-    @override
-    def lazy_phase(self):
-        separate = self.cfg.get("lazy", base.LAZY_MODES[0]) == "separate_step"
-        return "d" if separate and int(self.cfg.interval) > 1 else None
-
-    @override
-    def lazy_interval(self):
-        return int(self.cfg.interval)
 
     @override
     def phase_term(self, ctx, state, hp):
