@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -164,8 +164,3 @@ def coverage_from_probs(probs: np.ndarray, min_fraction: float = 0.02) -> dict[s
     return {"coverage_hist": [round(float(h), 6) for h in hist],
             "coverage_classes": int(np.sum(hist >= float(min_fraction) - 1e-12)),
             "coverage_confidence": round(float(np.mean(np.max(probs, axis=1))), 6)}
-
-
-def format_hist(hist: Sequence[float]) -> str:
-    """A one-line ``name percent`` rendering of a coverage histogram (for logs and reports)."""
-    return ", ".join(f"{n} {100 * h:.1f}%" for n, h in zip(CLASS_NAMES, hist))
