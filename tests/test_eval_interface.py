@@ -296,6 +296,58 @@ def test_diagnostic_heldout_split_and_conditional_labels(tmp_path, monkeypatch):
     assert loads == ["test[:7]"]  # the held-out reals are loaded once
 
 
+def test_diagnostic_folder_rest_holds_out_the_images_the_subset_leaves(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    # 10 PNGs of constant grey v_i = 10 * i: each image is identified by its value
+    from PIL import Image
+
+    for i in range(10):
+        Image.fromarray(np.full((8, 8), 10 * i, np.uint8)).save(folder / f"{i:02d}.png")
+    config = _config(folder)
+    config.data.channels = 1
+    config.data.allow_folder_subset = True
+    config.data.subset_fraction = 0.0
+    config.data.subset_count = 4
+    config.data.subset_selection = "random"
+    config.data.subset_seed = 3
+    config.data.heldout_split = "rest"
+    config.eval.diagnostic_samples = 5
+    evaluation.validate_config(config)
+    chosen = np.random.RandomState(3).choice(10, 4, replace=False)  # DiffAugment's draw
+    expected_rest = [i for i in range(10) if i not in set(chosen.tolist())][:5]
+    got = evaluator_lib._folder_rest(config.data, 5)
+    values = np.round((got[:, 0, 0, 0] + 1.0) * 127.5).astype(int)  # back to 0..255
+    np.testing.assert_array_equal(values, 10 * np.asarray(expected_rest))
+
+    ev = evaluator_lib.Evaluator(config, str(tmp_path), latent_dim=LATENT, num_classes=0,
+                                 train_images=np.zeros((4, 8, 8, 1), np.float32),
+                                 train_labels=np.zeros(4, np.int64))
+    out = ev.diagnostic(lambda x, y: jnp.mean(jnp.asarray(x), axis=(1, 2, 3)) - 0.0,
+                        lambda n, y: -np.ones((n, 8, 8, 1), np.float32))
+    # held-out images with grey > 127.5 have positive mean: D(x) > 0
+    assert out["d_acc_heldout_real"] == pytest.approx(np.mean(10 * np.asarray(expected_rest)
+                                                              > 127.5))
+
+
+def test_folder_rest_needs_a_folder_and_a_subset(folder):
+    config = _config(folder)
+    config.data.subset_fraction = 0.0  # the whole folder trains
+    config.data.heldout_split = "rest"
+    with pytest.raises(ValueError, match="needs a training subset"):
+        evaluation.validate_config(config)
+    config = _config()
+    config.data.heldout_split = "rest"
+    with pytest.raises(ValueError, match="is not a folder"):
+        evaluation.validate_config(config)
+    config = _config(folder)
+    config.data.allow_folder_subset = True
+    config.data.subset_fraction = 1.0
+    config.data.heldout_split = "rest"
+    with pytest.raises(ValueError, match="nothing is left to hold out"):
+        evaluator_lib._folder_rest(config.data, 5)
+
+
 # ---- no trainer imports ------------------------------------------------------------------------
 
 

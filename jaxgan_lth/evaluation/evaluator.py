@@ -69,6 +69,10 @@ def _accuracy(logits, sign: float):
     return jnp.mean((sign * logits) > 0)
 
 
+#: ``data.heldout_split`` of an image folder trained on a subset: the images the subset leaves.
+FOLDER_REST = "rest"
+
+
 def _get(section: Any, key: str, default: Any = None) -> Any:
     if isinstance(section, dict):
         return section.get(key, default)
@@ -100,10 +104,13 @@ def validate_config(config: Any) -> None:
     * ``eval.num_samples`` >= 2, ``eval.batch_size`` >= 1, ``eval.every`` >= 0,
       ``eval.diagnostic_samples`` >= 1, ``eval.coverage_samples`` >= 0 (integers);
       ``eval.coverage_min_fraction`` in (0, 1].
-    * ``data.name == "folder"``: the reference statistics are those of the training folder
-      itself, so ``eval.reference_split`` must be ``"train"``. ``data.heldout_split`` is ignored
-      for folders (they have no held-out split; the diagnostic reports train reals and fakes
-      only), so the defaults' ``"test"`` needs no change.
+    * ``data.name == "folder"``: the reference statistics are those of the whole folder, so
+      ``eval.reference_split`` must be ``"train"``. A folder has no held-out split, but when
+      the subset keys train on part of it (``data.allow_folder_subset``),
+      ``data.heldout_split = "rest"`` (:data:`FOLDER_REST`) holds out the images the subset
+      leaves; it needs a subset that leaves at least one image. Any other ``heldout_split`` is
+      ignored for folders (the diagnostic then reports train reals and fakes only), so the
+      defaults' ``"test"`` needs no change.
     * the tfds sets of :data:`jaxgan_lth.data.KNOWN_SPLITS`: the base split name (before any
       ``[...]`` slice) of ``eval.reference_split`` and of a non-empty ``data.heldout_split``
       must be a known split; tfds slicing (``"test[:500]"``, ``"train[10%:]"``) is allowed.
@@ -133,8 +140,24 @@ def validate_config(config: Any) -> None:
     _check_reference_split(config)
     name = _get(config.data, "name")
     heldout = _get(config.data, "heldout_split", "")
-    if heldout and name != datasets_lib.FOLDER:
+    if heldout == FOLDER_REST:
+        _check_folder_rest(config.data)
+    elif heldout and name != datasets_lib.FOLDER:
         datasets_lib.check_split(name, heldout, "data.heldout_split")
+
+
+def _check_folder_rest(data: Any) -> None:
+    """``data.heldout_split = "rest"``: an image folder whose subset leaves images out."""
+    if _get(data, "name") != datasets_lib.FOLDER:
+        raise ValueError(
+            f"data.heldout_split={FOLDER_REST!r} holds out the images of an image folder that "
+            f"the training subset leaves; data.name={_get(data, 'name')!r} is not a folder. "
+            "Accepted: a split of the data set (e.g. 'test'), or 'rest' with data.name='folder'.")
+    if _get(data, "subset_fraction", 0) == 0 and _get(data, "subset_count", 0) == 0:
+        raise ValueError(
+            f"data.heldout_split={FOLDER_REST!r} needs a training subset of the folder "
+            "(data.subset_count or data.subset_fraction with data.allow_folder_subset=True); "
+            "with both 0 the whole folder trains and no image is left to hold out.")
 
 
 class Evaluator:
@@ -369,7 +392,10 @@ class Evaluator:
             x_tr, y_tr = self.train_images[:n], np.asarray(self.train_labels[:n])
             x_ho = y_ho = None
             split = self.config.data.heldout_split
-            if split and self.config.data.name != datasets_lib.FOLDER:
+            if split == FOLDER_REST:
+                x_ho = _folder_rest(self.config.data, n)
+                y_ho = np.zeros(x_ho.shape[0], np.int32)
+            elif split and self.config.data.name != datasets_lib.FOLDER:
                 from jaxgan_lth.data import load_split
 
                 images, labels, _ = load_split(self.config.data, f"{split}[:{n}]")
@@ -384,7 +410,9 @@ class Evaluator:
         """D's accuracy on training reals, held-out reals and fakes (fractions in [0, 1]).
 
         The sets: the first ``eval.diagnostic_samples`` (n) training images; the first n images
-        of ``data.heldout_split`` (none for image folders or an empty ``heldout_split``); n
+        of ``data.heldout_split`` (for an image folder with ``"rest"``: the first n of the
+        images the training subset leaves, in file-name order; none for other folders or an
+        empty ``heldout_split``); n
         fakes ``fake_fn(n, y)`` with the training labels y when ``model.conditional``.
 
         Args:
@@ -408,3 +436,33 @@ class Evaluator:
         if x_ho is not None:
             out["d_acc_heldout_real"] = acc(x_ho, y_ho, 1.0)
         return out
+
+
+def _folder_rest(data: Any, n: int) -> np.ndarray:
+    """The first ``n`` images of an image folder that its training subset leaves.
+
+    The subset's indices are drawn again by :func:`jaxgan_lth.data.subset.select_subset` from
+    the same keys (deterministic: the same rule the training set used), so no record is read.
+
+    Returns:
+      float32 ``[min(n, rest), H, W, C]`` in [-1, 1], in sorted file-name order.
+
+    Raises:
+      ValueError: the subset leaves no image of the folder.
+    """
+    from jaxgan_lth.data import images as images_lib
+    from jaxgan_lth.data import subset as subset_lib
+
+    paths = images_lib.list_image_files(_get(data, "folder", ""))
+    chosen = subset_lib.select_subset(
+        len(paths), fraction=_get(data, "subset_fraction", 0.0),
+        count=_get(data, "subset_count", 0), selection=_get(data, "subset_selection", "first"),
+        seed=_get(data, "subset_seed", 0))
+    rest = np.setdiff1d(np.arange(len(paths)), np.asarray(chosen))[:n]
+    if rest.size == 0:
+        raise ValueError(f"data.heldout_split={FOLDER_REST!r}: the training subset keeps all "
+                         f"{len(paths)} images of data.folder={_get(data, 'folder', '')!r}; "
+                         "nothing is left to hold out (train on fewer images).")
+    images = images_lib.load_image_files([paths[i] for i in rest],
+                                         _get(data, "resolution"), _get(data, "channels"))
+    return images_lib.to_float(images)
