@@ -53,16 +53,25 @@ POLICY = "translation,cutout"  # DiffAugment policy of the default ticket (see d
 FILL = -1.0
 
 
+# ---- the limited-data regime of issue 28 (``shots=N``): the recipe, N images, FID over steps ----
+#: G steps of every arm in the regime (the recipe's budget per stage).
+REGIME_STEPS = 3000
+#: G steps between FID/KID evaluations in the regime (the FID-over-steps curve).
+REGIME_EVAL_EVERY = 500
+
+
 def _parse(arg: str | None) -> dict:
     out = {"fraction": "0.1", "arm": "imp"}
     for item in (arg or "").split(","):
         if item.strip():
             if "=" not in item:
                 raise ValueError(f"config argument item {item!r}: expected key=value with keys "
-                                 "fraction, arm, steps (e.g. 'fraction=0.01,arm=ticket_da').")
+                                 "fraction or shots, arm, steps (e.g. "
+                                 "'fraction=0.01,arm=ticket_da' or 'shots=100,arm=imp').")
             k, v = (x.strip() for x in item.split("=", 1))
-            if k not in ("fraction", "arm", "steps"):
-                raise ValueError(f"config argument key {k!r}; accepted: fraction, arm, steps.")
+            if k not in ("fraction", "shots", "arm", "steps"):
+                raise ValueError(f"config argument key {k!r}; accepted: fraction, shots, arm, "
+                                 "steps.")
             out[k] = v
     return out
 
@@ -74,16 +83,65 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       ValueError: an unknown arm (accepted: :data:`ARMS`) or a fraction not in (0, 1].
     """
     a = _parse(arg)
-    arm, fraction = a["arm"], float(a["fraction"])
-    steps = int(a.get("steps", NUM_STEPS))
+    arm = a["arm"]
     if arm not in ARMS:
         raise ValueError(f"study arm {arm!r}; accepted: {ARMS}.")
+    if "shots" in a:
+        return _regime_config(arm, a)
+    fraction = float(a["fraction"])
+    steps = int(a.get("steps", NUM_STEPS))
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"study fraction {fraction}; accepted: a number in (0, 1], e.g. "
                          f"{FRACTIONS}.")
     config = default.base_config()
     config.data.subset_fraction = fraction
     config.imp.rounds = ROUNDS
+    _arms(config, arm, steps)
+    # FID/KID protocol of the study (the same for every arm and fraction)
+    config.eval.num_samples = 1000
+    config.eval.reference_split = "test[:2000]"
+    config.eval.every = 0
+    config.log_every = 100
+    config.sample_every = steps
+    config.checkpoint_every = 200
+    return config
+
+
+def _regime_config(arm: str, a: dict) -> ml_collections.ConfigDict:
+    """The study in issue 28's limited-data regime: ``shots`` images, the CPU recipe.
+
+    The recipe of :func:`configs.default.get_config` (dcgan 32 channels with DCGAN's flattened
+    D head, TTUR, EMA 0.995) trained on the first ``shots`` images of the train split for
+    ``steps`` (default :data:`REGIME_STEPS`) G steps, FID/KID of 500 EMA samples against the
+    first 500 test images and the D-overfitting diagnostic (256 training reals against 256
+    test reals) every :data:`REGIME_EVAL_EVERY` G steps, class coverage of 1,000 samples. IMP
+    with :data:`ROUNDS` rounds as in the fraction study, DiffAugment :data:`POLICY` with the
+    black fill, AdvAug PGD-1 (step size 0.01, lambda 0.5) at G's first layer and D's features.
+
+    Raises:
+      ValueError: shots or steps not a positive integer.
+    """
+    try:
+        shots, steps = int(a["shots"]), int(a.get("steps", REGIME_STEPS))
+    except ValueError:
+        raise ValueError(f"shots={a['shots']!r}, steps={a.get('steps')!r}: accepted positive "
+                         "integers.") from None
+    if shots < 1 or steps < 1:
+        raise ValueError(f"shots={shots}, steps={steps}: accepted positive integers.")
+    config = default.get_config()
+    config.data.subset_fraction = 0.0
+    config.data.subset_count = shots
+    config.imp.rounds = ROUNDS
+    config.advaug.networks = config.ticket.advaug.networks = "gd"
+    _arms(config, arm, steps)
+    config.eval.every = REGIME_EVAL_EVERY
+    config.sample_every = REGIME_EVAL_EVERY
+    config.checkpoint_every = REGIME_EVAL_EVERY
+    return config
+
+
+def _arms(config: ml_collections.ConfigDict, arm: str, steps: int) -> None:
+    """Switches on what ``arm`` trains (stage, augmentation, ticket type), 3 seeds each."""
     config.imp.num_steps = steps
     config.train.num_steps = steps
     config.ticket.num_steps = steps
@@ -108,11 +166,3 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             config.ticket.diffaug.policy = POLICY
         if arm == "ticket_da_adv":
             config.ticket.advaug.mode = "pgd"
-    # FID/KID protocol of the study (the same for every arm and fraction)
-    config.eval.num_samples = 1000
-    config.eval.reference_split = "test[:2000]"
-    config.eval.every = 0
-    config.log_every = 100
-    config.sample_every = steps
-    config.checkpoint_every = 200
-    return config

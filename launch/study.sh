@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The equal-budget study of configs/study_fashion_mnist.py for one data fraction:
-#   bash launch/study.sh FRACTION ROOT [--config.x=y ...]
+# The equal-budget study of configs/study_fashion_mnist.py for one data fraction or N-shot subset:
+#   bash launch/study.sh FRACTION|shots=N ROOT [--config.x=y ...]
 #   e.g. bash launch/study.sh 0.01 workdirs/study_1pct
+#        bash launch/study.sh shots=100 workdirs/study_100shot   (issue 28's regime: the recipe)
 # Runs the arms one after the other (each resumes where it stopped when re-run), then writes
 # ROOT/report/report.md with python -m jaxgan_lth.report. The FID reference statistics are
 # shared by both fractions (ROOT/../study_fid_stats). Extra flags go to every arm. Every
@@ -10,8 +11,9 @@
 # python -m jaxgan_lth.study counts too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fraction="${1:?usage: launch/study.sh FRACTION ROOT [flags]}"
-root="${2:?usage: launch/study.sh FRACTION ROOT [flags]}"
+fraction="${1:?usage: launch/study.sh FRACTION|shots=N ROOT [flags]}"
+root="${2:?usage: launch/study.sh FRACTION|shots=N ROOT [flags]}"
+case "$fraction" in shots=*) spec="$fraction" ;; *) spec="fraction=$fraction" ;; esac
 shift 2
 py=".venv/bin/python"; [ -x "$py" ] || py=python
 cache="$(dirname "$root")/study_fid_stats"
@@ -33,7 +35,7 @@ for arm in imp dense_da dense_da_adv ticket ticket_random ticket_omp ticket_da t
   extra=()
   case "$arm" in ticket*) extra=(--config.ticket.imp_workdir="$root/imp") ;; esac
   echo "== $(date -u +%FT%TZ) arm $arm (fraction $fraction)"
-  "$py" -m jaxgan_lth.main --config="configs/study_fashion_mnist.py:fraction=$fraction,arm=$arm" \
+  "$py" -m jaxgan_lth.main --config="configs/study_fashion_mnist.py:$spec,arm=$arm" \
     --workdir="$root/$arm" --config.eval.cache_dir="$cache" "${extra[@]}" "$@"
 done
 end=$(date +%s)
