@@ -201,3 +201,9 @@ def test_pinned_digests_match_the_development_copies(name):
     assert fetch_lib.SETS[name].content_sha256 == shell.stdout.split()[0]
     assert fetch_lib.folder_digest(folder) == shell.stdout.split()[0]
     assert len(os.listdir(folder)) == fetch_lib.SETS[name].num_images
+
+
+def test_dead_link_is_a_fetch_error(tiny, http_url, tmp_path):
+    with pytest.raises(fetch_lib.FetchError, match="HTTP Error 404") as info:
+        fetch_lib.fetch("tiny", str(tmp_path / "g"), url=http_url.replace("tiny", "gone"))
+    assert "--archive PATH/tiny.zip" in str(info.value) and not (tmp_path / "g").exists()

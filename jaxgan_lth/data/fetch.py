@@ -57,10 +57,8 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
-import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterable
@@ -157,8 +155,9 @@ def folder_digest(folder: str | os.PathLike) -> str:
 
 
 def _offline_hint(spec: FewShotSet, directory: str) -> str:
-    return (f"Without internet: download {spec.url} (or the data-efficient-gans.zip bundle linked "
-            "from the README of github.com/mit-han-lab/data-efficient-gans) on another machine "
+    return (f"Without internet (or if that URL is gone): download {spec.url} (or the "
+            "data-efficient-gans.zip bundle linked from the README of "
+            "github.com/mit-han-lab/data-efficient-gans) on another machine "
             f"and run `python -m jaxgan_lth.data.fetch {spec.name} {directory} --archive "
             f"PATH/{spec.name}.zip`, or put the set's {spec.num_images} JPEG/PNG images into "
             f"{directory} yourself and train with --config.data.folder={directory}.")
@@ -316,7 +315,7 @@ def fetch(name: str, directory: str, *, archive: str | None = None, url: str | N
             zip_path = os.path.join(scratch, f"{name}.zip")
             try:
                 archive_sha = download(source, zip_path, timeout=timeout)
-            except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as error:
+            except OSError as error:  # URLError/HTTPError, timeouts, refused connections
                 raise FetchError(f"could not download {name} from {source} "
                                  f"({type(error).__name__}: {error}). "
                                  f"{_offline_hint(spec, directory)}") from error
