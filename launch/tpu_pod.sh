@@ -3,7 +3,8 @@
 # (--worker=all). JAXGAN_DISTRIBUTED=1 makes parallel.initialize_distributed() call
 # jax.distributed.initialize(), which finds the workers from the TPU VM metadata.
 # Prerequisites on every worker: this repository at ~/jaxgan_lth with its venv (pip install
-# -e . 'jax[tpu]'), and WORKDIR on storage shared by all workers (a Filestore/NFS mount or a
+# -e '.[tfds,tensorboard]' 'jax[tpu]'; tfds reads the CIFAR configs' data, or use
+# --config.data.name=cifar10_python with the official tarball and plain -e .), and WORKDIR on storage shared by all workers (a Filestore/NFS mount or a
 # gcsfuse mount of a bucket: the PNG/JSON writers use local file APIs, so not a gs:// URL).
 # Usage: TPU_NAME=my-pod ZONE=us-central2-b launch/tpu_pod.sh [CONFIG] [WORKDIR] [overrides]
 set -euo pipefail

@@ -1,5 +1,8 @@
 """Limited-data training sets: tfds sets (Fashion-MNIST offline from Debian), image folders.
 
+Also CIFAR-10/100 from the official python tarballs (`cifar_python`, no TensorFlow), and
+`python -m jaxgan_lth.data.fetch` for the DiffAugment paper's few-shot folders.
+
 Public API:
   TrainingSet           frozen dataclass: images float32 [N, H, W, C] in [-1, 1], labels, ...
   load_training_set     `config.data` -> TrainingSet (subset chosen and recorded in a workdir)
@@ -7,7 +10,7 @@ Public API:
   select_subset         indices of a "first"/"random" limited-data subset
   validate_config       checks `config.data` without loading anything (run before training)
   check_split           checks a split value against the data set (folders: "train" only)
-  KNOWN_SPLITS          split names of the named tfds sets
+  KNOWN_SPLITS          split names of the named sets (tfds and CIFAR python)
   TFDS_LOADERS          registry of named tfds sets (name -> loader)
   DatasetUnavailableError  a named set is neither prepared locally nor downloadable
 """

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from jaxgan_lth.data import cifar_python
 from jaxgan_lth.data import images as images_lib
 from jaxgan_lth.data import subset as subset_lib
 from jaxgan_lth.data.tfds_sets import TFDS_LOADERS
@@ -24,13 +25,15 @@ FOLDER = "folder"
 #: The single split an image folder has.
 FOLDER_SPLIT = "train"
 
-#: Split names of the named tfds sets (the ones in `TFDS_LOADERS`). A split value may add tfds
-#: slicing ("test[:500]", "train[10%:]") and join parts with "+"; the name before "[" of each
-#: part must be listed here. Used by `load_split` and by the config validators (data and eval).
+#: Split names of the named sets (the tfds ones in `TFDS_LOADERS` and the CIFAR python
+#: tarballs of `cifar_python.SETS`). A split value may add tfds slicing ("test[:500]",
+#: "train[10%:]") and join parts with "+"; the name before "[" of each part must be listed here.
+#: Used by `load_split` and by the config validators (data and eval).
 KNOWN_SPLITS: dict[str, tuple[str, ...]] = {
     "fashion_mnist": ("train", "test"),
     "cifar10": ("train", "test"),
     "cifar100": ("train", "test"),
+    **{name: tuple(layout.splits) for name, layout in cifar_python.SETS.items()},
 }
 
 
@@ -65,7 +68,7 @@ def _get(data_config, key: str, default):
 
 
 def _check_name(name) -> None:
-    accepted = sorted(TFDS_LOADERS) + [FOLDER]
+    accepted = sorted(TFDS_LOADERS) + sorted(cifar_python.SETS) + [FOLDER]
     if name not in accepted:
         raise ValueError(f"unknown data set data.name={name!r}; accepted: {accepted}.")
 
@@ -121,11 +124,13 @@ def check_split(name, split, key: str = "split") -> None:
 def validate_config(data_config) -> None:
     """Checks `config.data` without loading images or tfds (cheap; run before training).
 
-    Checks: data.name (a `TFDS_LOADERS` name or "folder"), data.resolution and data.channels
+    Checks: data.name (a `TFDS_LOADERS` or `cifar_python.SETS` name, or "folder"),
+    data.resolution and data.channels
     (`images.check_image_format`), the subset keys (`subset.check_subset_params`; for a tfds
     set, fraction and count both 0 is refused: the whole split is ``subset_fraction=1``), data.split
     (`check_split`), and for folders that data.folder exists and holds JPEG/PNG files, and that
-    the subset keys keep the whole folder (unless data.allow_folder_subset).
+    the subset keys keep the whole folder (unless data.allow_folder_subset); for the CIFAR python
+    sets that data.folder holds the tarball or its unpacked folder.
     data.heldout_split is checked by `jaxgan_lth.evaluation.validate_config` (it is used only by
     the evaluation's diagnostic).
 
@@ -134,7 +139,8 @@ def validate_config(data_config) -> None:
 
     Raises:
         ValueError: naming the bad key, its value and what is accepted.
-        FileNotFoundError: data.folder empty, missing, or without JPEG/PNG files (folder named).
+        FileNotFoundError: data.folder empty, missing, or without JPEG/PNG files (folder named);
+            for a CIFAR python set, data.folder without the tarball or its unpacked folder.
     """
     name = _get(data_config, "name", None)
     _check_name(name)
@@ -150,6 +156,8 @@ def validate_config(data_config) -> None:
             " (0 = use the other key); accepted: data.subset_fraction in (0, 1] (1.0 = the "
             "whole split) or data.subset_count >= 1.")
     check_split(name, _get(data_config, "split", FOLDER_SPLIT), "data.split")
+    if name in cifar_python.SETS:
+        cifar_python.check_folder(name, _get(data_config, "folder", ""))
     if name == FOLDER:
         n = len(images_lib.list_image_files(_get(data_config, "folder", "")))
         p = _subset_params(data_config)
@@ -213,8 +221,12 @@ def _open_split(data_config, split: str) -> _Source:
 
         return _Source(len(paths), np.zeros(len(paths), np.int32), 0, read_files)
 
-    data_dir = _get(data_config, "tfds_data_dir", "") or None
-    raw, labels, num_classes = TFDS_LOADERS[name](split, data_dir)
+    if name in cifar_python.SETS:
+        raw, labels, num_classes = cifar_python.load_split(
+            name, _get(data_config, "folder", ""), split)
+    else:
+        data_dir = _get(data_config, "tfds_data_dir", "") or None
+        raw, labels, num_classes = TFDS_LOADERS[name](split, data_dir)
 
     def read_arrays(indices):
         chosen = raw if indices is None else raw[indices]
@@ -229,7 +241,8 @@ def load_split(data_config, split: str) -> tuple[np.ndarray, np.ndarray, int]:
     Args:
         data_config: `config.data` (reads name, folder, resolution, channels, tfds_data_dir).
         split: tfds split name ("train", "test", or tfds slicing syntax such as "train[:10%]").
-            Image folders have a single split, "train" (the whole folder).
+            Image folders have a single split, "train" (the whole folder). The CIFAR python sets
+            take the same syntax (`cifar_python.parse_split`).
 
     Returns:
         (images, labels, num_classes): images float32 [N, H, W, C] in [-1, 1] with
@@ -241,10 +254,13 @@ def load_split(data_config, split: str) -> tuple[np.ndarray, np.ndarray, int]:
         ValueError: unknown data.name (accepted names listed), channels not in {1, 3},
             resolution < 8, unreadable image (file and cause named), a split other than "train"
             for a folder, or a split name not in `KNOWN_SPLITS` (or unknown to tfds).
-        FileNotFoundError: image folder missing or without JPEG/PNG files; incomplete
+        FileNotFoundError: image folder missing or without JPEG/PNG files; no CIFAR python
+            tarball (or a batch file missing in it) in data.folder; incomplete
             Fashion-MNIST source directory.
         DatasetUnavailableError: a tfds set that is neither prepared nor downloadable.
         ImportError: a module tfds needs to prepare a set is missing.
+        cifar_python.UnsafePickleError: a CIFAR batch file naming a pickle global other than
+            numpy's array rebuild (the file is not trusted).
     """
     source = _open_split(data_config, split)
     return source.read(None), source.labels, source.num_classes

@@ -227,6 +227,9 @@ class Evaluator:
     def reference(self):
         """Cached statistics (mu, sigma, KID features) of the reference split.
 
+        Computed on first use on every process; only process 0 (``jax.process_index() == 0``)
+        writes the cache file (see :func:`~jaxgan_lth.evaluation.reference.reference_statistics`).
+
         Raises:
           ValueError: an ``eval.reference_split`` the data set does not have (see
             :func:`validate_config`).
@@ -237,7 +240,7 @@ class Evaluator:
             _check_reference_split(self.config)
             self._reference = reference_statistics(
                 self.config.data, self.ec.reference_split, self.cache_dir, self.extractor,
-                batch_size=self.ec.batch_size,
+                batch_size=self.ec.batch_size, write=jax.process_index() == 0,
             )
         return self._reference
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import uuid
 from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -349,7 +350,12 @@ def inception_score(logits: np.ndarray, splits: int = 10) -> Tuple[float, float]
 
 
 def save_statistics(path: Union[str, os.PathLike], stats: FIDStatistics) -> None:
-    """Writes statistics to ``path`` (``.npz``, written to a temporary file then renamed).
+    """Writes statistics to ``path`` (``.npz``) atomically.
+
+    The file is written to a uniquely named temporary file in the same folder
+    (``<path>.<uuid4>.tmp``: unique across processes and hosts sharing the folder), then renamed
+    over ``path`` (``os.replace``), so a reader sees the old file or the whole new one, never a
+    partial one; on any failure the temporary file is removed and ``path`` is left as it was.
 
     Keys: ``mu`` float64 ``[D]``, ``sigma`` float64 ``[D, D]``, ``num_images`` int64, optional
     ``features`` float32 ``[M, D]``, and ``meta_<key>`` strings.
@@ -363,10 +369,16 @@ def save_statistics(path: Union[str, os.PathLike], stats: FIDStatistics) -> None
         arrays["features"] = np.asarray(stats.features, np.float32)
     for key, value in stats.metadata.items():
         arrays[f"meta_{key}"] = np.asarray(str(value))
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    f = open(tmp, "xb")  # a unique name; "x": never another writer's file
+    try:
+        with f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def load_statistics(path: Union[str, os.PathLike]) -> FIDStatistics:

@@ -52,7 +52,8 @@ def reference_statistics_path(data_config: Any, split: str,
 def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.PathLike],
                          extractor: Optional[Any] = None, *, batch_size: int = 50,
                          kid_features: Optional[int] = DEFAULT_KID_FEATURES,
-                         overwrite: bool = False) -> metrics_lib.FIDStatistics:
+                         overwrite: bool = False,
+                         write: bool = True) -> metrics_lib.FIDStatistics:
     """FID statistics (and KID features) of the FULL ``split``, cached as ``.npz``.
 
     For an image folder (``data_config.name == "folder"``) the only split is ``"train"``, the
@@ -64,7 +65,14 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
     the reference is the whole split), quantises them to uint8, extracts Inception features,
     and writes ``mu``/``sigma`` (float64) plus up to ``kid_features`` feature vectors (float32)
     to :func:`reference_statistics_path`. Metadata records the data set, split, resolution,
-    image count and the SHA-1 of the Inception weights.
+    image count and the SHA-1 of the Inception weights. The file is written atomically
+    (:func:`~jaxgan_lth.evaluation.metrics.save_statistics`: temporary file, then rename).
+
+    Multi-process runs: every process calls this (the evaluation is collective), but only the
+    one with ``write=True`` (process 0, see the evaluator) writes the file; the others compute
+    the same statistics from the same images and only read a cache file that exists, so no two
+    processes write one file on a shared file system, and no process waits for another's file
+    (a host-local cache folder works as well).
 
     Args:
         data_config: the ``config.data`` ConfigDict (or a dict) with ``name``, ``folder`` and
@@ -78,6 +86,7 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
         batch_size: images per jitted Inception call.
         kid_features: feature vectors kept for KID (seeded random subset); None = all.
         overwrite: recompute even if the cache file exists.
+        write: write the computed statistics to the cache file (False: compute and return only).
 
     Returns:
         :class:`~jaxgan_lth.evaluation.metrics.FIDStatistics` with ``features`` set.
@@ -121,5 +130,6 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
         "weights_sha1": extractor.weights_sha1,
         "protocol": "uint8-quantised images, TF-style bilinear resize to 299, TF Inception pool3",
     }
-    metrics_lib.save_statistics(path, stats)
+    if write:
+        metrics_lib.save_statistics(path, stats)
     return stats
