@@ -56,8 +56,7 @@ Usage (the launcher passes the same)::
 
 import ml_collections
 
-from configs import default
-from configs import stylegan2_fewshot
+from configs import default, stylegan2_fewshot
 
 ARMS = ("baseline", "diffaug", "ada", "ticket_da", "ticket_da_adv")
 SEEDS = "0,1,2"
