@@ -14,7 +14,8 @@ README "Benchmarks" for the device command. In order:
    process group under ``timeout = min(step cap, budget left)`` and is killed (SIGTERM, then
    SIGKILL after 5 s) when it runs over, so it loses only itself; a step is not started when
    less than its ``need_s`` is left. Exit status 4 of a step = skipped, with its last stderr
-   line as the reason.
+   line as the reason. SIGTERM or Ctrl-C to the driver kills the running step, writes the
+   summary (``interrupted``) and exits with 130.
 4. After every step: ``device_check.json`` / ``.md`` (each step's status, seconds, cap, reason,
    command) and the archive ``device_check.tar.gz`` (summary, probe, result files, logs,
    sample grids) are rewritten in the destination: ``$OUT`` when set (never reassigned), else
@@ -100,6 +101,15 @@ def make_folder(path: str, n: int = 16, size: int = 64) -> str:
     return path
 
 
+# A new process group in the same session: killpg reaches the step's children, and a device
+# call's end still ends them (it spares only processes that started a session of their own).
+_NEW_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _kill(proc: subprocess.Popen) -> None:
     """SIGTERM to the step's process group, SIGKILL after 5 s."""
     for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
@@ -134,12 +144,15 @@ def run_step(step: device_steps.Step, timeout: float, env: dict, log: str) -> di
         f.write("$ " + " ".join(step.cmd) + "\n")
         f.flush()
         proc = subprocess.Popen(step.cmd, cwd=ROOT, env={**env, **step.env}, stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, **_NEW_GROUP)
         try:
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             _kill(proc)
             rc = None
+        except BaseException:  # the driver itself is stopped: take the step down with it
+            _kill(proc)
+            raise
     seconds = round(time.monotonic() - t0, 1)
     if rc is None:
         return {"status": "timed out", "seconds": seconds,
@@ -292,7 +305,13 @@ def main(argv=None) -> int:
                   f"{[s.name for s in steps]}", file=sys.stderr)
             return 2
         steps = [s for s in steps if s.name == "probe" or s.name in names]
-    check.run(steps, _env(run_dir, args.cpu_smoke))
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        check.run(steps, _env(run_dir, args.cpu_smoke))
+    except KeyboardInterrupt as e:  # SIGTERM or Ctrl-C: the running step was killed
+        check.summary["interrupted"] = str(e) or "KeyboardInterrupt"
+        check.flush()
+        return 130
     check.flush()
     print(_table(check.summary))
     print(f"archive: {os.path.join(dest, device_archive.ARCHIVE)}")

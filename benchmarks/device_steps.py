@@ -11,7 +11,8 @@ killed at its time cap, or out of memory, loses only itself). Order on an accele
    ``fid_throughput``: ours alone at batches 50 and 200 (random weights).
 3. ``stylegan2_256`` and ``stylegan2_256_ada``: s/kimg and fraction of peak of the DiffAugment
    paper's 256 px StyleGAN2 (configs/stylegan2_fewshot.py ``baseline``: no augmentation) and
-   of the same network with ADA (``diffaug_ada``).
+   of the same network with ADA (``diffaug_ada`` at p = 0.5; its cost does not depend on p:
+   the per-sample ops are selected with ``jnp.where``).
 4. ``train_fewshot``: a short real training run (``python -m jaxgan_lth.main``, the paper's
    StyleGAN2 preset, 250 steps) on the carried 100-shot folder; its sample grids and metrics
    go into the archive.
@@ -125,7 +126,8 @@ def _priority(py: str, smoke: bool, results: str, folder: str, run_dir: str) -> 
         Step("stylegan2_256", "StyleGAN2 256 px s/kimg, no augmentation (baseline preset)",
              tt + ["--configs", "stylegan2_fewshot:baseline"], 110, 60, skip=accel),
         Step("stylegan2_256_ada", "StyleGAN2 256 px s/kimg with ADA (diffaug_ada preset)",
-             tt + ["--configs", "stylegan2_fewshot:diffaug_ada"], 110, 60, skip=accel),
+             tt + ["--configs", "stylegan2_fewshot:diffaug_ada", "--set", "ada.p_init=0.5"],
+             110, 60, skip=accel),
         Step("train_fewshot", "short training on the 100-shot folder (GPU: StyleGAN2 256 px; "
              "--cpu-smoke: dcgan 32 px), sample grids",
              _training_cmd(py, smoke, folder, workdir), 120 if smoke else 150,
