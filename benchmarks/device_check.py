@@ -16,11 +16,11 @@ README "Benchmarks" for the device command. In order:
    less than its ``need_s`` is left. Exit status 4 of a step = skipped, with its last stderr
    line as the reason. SIGTERM or Ctrl-C to the driver kills the running step, writes the
    summary (``interrupted``) and exits with 130.
-4. After every step: ``device_check.json`` / ``.md`` (each step's status, seconds, cap, reason,
-   command) and the archive ``device_check.tar.gz`` (summary, probe, result files, logs,
-   sample grids) are rewritten in the destination: ``$OUT`` when set (never reassigned), else
-   ``workdirs/device_check/<UTC time>/`` (the run folder is then kept in its ``run/``; with
-   ``$OUT`` it is a temporary folder, removed at the end).
+4. After every step: ``device_check.json`` / ``.md`` (each step's status, wall and CPU seconds,
+   cap, reason, command) and the archive ``device_check.tar.gz`` (summary, probe, result
+   files, logs, sample grids) are rewritten in the destination: ``$OUT`` when set (never
+   reassigned), else ``workdirs/device_check/<UTC time>/`` (the run folder is then kept in its
+   ``run/``; with ``$OUT`` it is a temporary folder, removed at the end).
 
 The driver imports no JAX (it would take GPU memory from the steps) and only the standard
 library. Exit status: 0 when no step failed or timed out (skipped steps are fine), else 1.
@@ -34,6 +34,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -139,7 +140,7 @@ def run_step(step: device_steps.Step, timeout: float, env: dict, log: str) -> di
     Returns ``{"status", "seconds", "reason"}``; status ``ok``, ``skipped`` (exit 4),
     ``timed out`` or ``failed (exit N)``.
     """
-    t0 = time.monotonic()
+    t0, r0 = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "w") as f:
         f.write("$ " + " ".join(step.cmd) + "\n")
         f.flush()
@@ -153,14 +154,18 @@ def run_step(step: device_steps.Step, timeout: float, env: dict, log: str) -> di
         except BaseException:  # the driver itself is stopped: take the step down with it
             _kill(proc)
             raise
-    seconds = round(time.monotonic() - t0, 1)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the step's waited-for processes: far below `seconds` x cores on a loaded
+    # machine (other jobs had the cores)
+    times = {"seconds": round(time.monotonic() - t0, 1),
+             "cpu_s": round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 1)}
     if rc is None:
-        return {"status": "timed out", "seconds": seconds,
+        return {"status": "timed out", **times,
                 "reason": f"killed after {timeout:.0f} s (cap {step.cap_s} s)"}
     if rc == 0:
-        return {"status": "ok", "seconds": seconds, "reason": ""}
+        return {"status": "ok", **times, "reason": ""}
     status = "skipped" if rc == EXIT_SKIP else f"failed (exit {rc})"
-    return {"status": status, "seconds": seconds, "reason": _last_line(log)}
+    return {"status": status, **times, "reason": _last_line(log)}
 
 
 def _table(summary: dict) -> str:
@@ -168,11 +173,12 @@ def _table(summary: dict) -> str:
              f"- machine: {summary.get('machine_slug', '?')}; started {summary['started_utc']}; "
              f"budget {summary['budget_s']} s; elapsed {summary['elapsed_s']} s",
              f"- data: {summary['data']}", f"- wheels: {summary['wheels']}", "",
-             "| step | status | seconds | cap | what / reason |", "|---|---|---|---|---|"]
+             "| step | status | seconds | CPU s | cap | what / reason |",
+             "|---|---|---|---|---|---|"]
     for r in summary["steps"]:
         text = r["what"] + (f" -- {r['reason']}" if r.get("reason") else "")
         lines.append(f"| {r['name']} | {r['status']} | {r.get('seconds', 0)} | "
-                     f"{r.get('cap_s', '')} | {text.replace('|', '/')} |")
+                     f"{r.get('cpu_s', '')} | {r.get('cap_s', '')} | {text.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 

