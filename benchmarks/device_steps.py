@@ -7,16 +7,16 @@ killed at its time cap, or out of memory, loses only itself). Order on an accele
    on the same GPU, TF32 off on both sides; ``vs_pytorch_tf32`` and ``vs_pytorch_bf16``: the
    iteration with TF32, and with bfloat16 compute (float32 parameters) on both sides.
 2. ``fid_vs_pytorch``: the FID Inception network against PyTorch's (torchvision's Inception-v3)
-   with random weights on both sides, same cost (the 87 MB weight file cannot travel);
-   ``fid_throughput``: ours alone at batches 50 and 200 (random weights).
+   with random weights on both sides, same cost (the 87 MB weight file cannot travel).
 3. ``stylegan2_256`` and ``stylegan2_256_ada``: s/kimg and fraction of peak of the DiffAugment
    paper's 256 px StyleGAN2 (configs/stylegan2_fewshot.py ``baseline``: no augmentation) and
    of the same network with ADA (``diffaug_ada`` at p = 0.5; its cost does not depend on p:
    the per-sample ops are selected with ``jnp.where``).
 4. ``train_fewshot``: a short real training run (``python -m jaxgan_lth.main``, the paper's
-   StyleGAN2 preset, 250 steps) on the carried 100-shot folder; its sample grids and metrics
+   StyleGAN2 preset, 200 steps) on the carried 100-shot folder; its sample grids and metrics
    go into the archive.
-5. The other benchmarks: train throughput of the CIFAR configs, the SNGAN components,
+5. The other benchmarks: ours alone on the FID network at batches 50 and 200 (random
+   weights), train throughput of the CIFAR configs, the SNGAN components,
    augmentation and masking cost, StyleGAN2's modulated conv, multi-run vmap (last: the
    largest memory).
 
@@ -88,23 +88,20 @@ def _training_cmd(py: str, smoke: bool, folder: str, workdir: str) -> list[str]:
             "data.channels": 3, "data.subset_fraction": 0.0, "train.num_steps": 2,
             "train.d_batch_size": 8, "train.g_batch_size": 8,
             "sample_every": 1, "checkpoint_every": 2, "log_every": 1, "num_samples": 4}
-    else:  # the paper preset (256 px, batch 16, DiffAugment), 250 steps = 4 kimg
+    else:  # the paper preset (256 px, batch 16, DiffAugment), 200 steps = 3.2 kimg
         config, sets = "configs/stylegan2_fewshot.py", {
-            "train.num_steps": 250, "sample_every": 125, "checkpoint_every": 250,
-            "log_every": 25, "num_samples": 16}
+            "train.num_steps": 200, "sample_every": 100, "checkpoint_every": 200,
+            "log_every": 20, "num_samples": 16}
     sets.update({"data.folder": folder, "eval.enabled": False})
     return [py, "-m", "jaxgan_lth.main", f"--config={config}", f"--workdir={workdir}"] + [
         f"--config.{k}={v}" for k, v in sets.items()]
 
 
-def _priority(py: str, smoke: bool, results: str, folder: str, run_dir: str) -> list[Step]:
+def _priority(py: str, smoke: bool, folder: str, run_dir: str) -> list[Step]:
     vs = [py, "benchmarks/vs_pytorch.py", "--note", NOTE]
     vs += ["--smoke"] if smoke else ["--repeats", "5"]
     both = {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.4"}  # PyTorch shares the GPU in that process
     tt = [py, "benchmarks/train_throughput.py", "--warmup", "1", "--iters", "5", "--repeats", "3"]
-    fid = [py, "benchmarks/inception_throughput.py", "--random_weights", "--out_dir", results]
-    fid += (["--batch_sizes", "2", "--num_batches", "1", "--input_size", "64"] if smoke else
-            ["--batch_sizes", "50", "200", "--num_batches", "4"])
     workdir = os.path.join(run_dir, "runs", "train_fewshot")
     accel = ACCEL_ONLY if smoke else ""
     return [
@@ -120,9 +117,7 @@ def _priority(py: str, smoke: bool, results: str, folder: str, run_dir: str) -> 
                    "--out-tag", "bf16"], 60, 30, both, accel, ("torch",)),
         Step("fid_vs_pytorch", "FID Inception vs torchvision Inception-v3, random weights",
              vs + ["--only", "fid", "--fid-random-weights", "--precision", "fp32",
-                   "--out-tag", "fid_random"], 60, 30, both, requires=("torch",)),
-        Step("fid_throughput", "FID Inception images/s, random weights (same cost)", fid,
-             60, 25),
+                   "--out-tag", "fid_random"], 60, 30, both, requires=("torch", "torchvision")),
         Step("stylegan2_256", "StyleGAN2 256 px s/kimg, no augmentation (baseline preset)",
              tt + ["--configs", "stylegan2_fewshot:baseline"], 110, 60, skip=accel),
         Step("stylegan2_256_ada", "StyleGAN2 256 px s/kimg with ADA (diffaug_ada preset)",
@@ -135,11 +130,20 @@ def _priority(py: str, smoke: bool, results: str, folder: str, run_dir: str) -> 
     ]
 
 
-def _others(py: str, smoke: bool) -> list[Step]:
+def _fid_throughput(py: str, smoke: bool, results: str) -> Step:
+    fid = [py, "benchmarks/inception_throughput.py", "--random_weights", "--out_dir", results]
+    fid += (["--batch_sizes", "2", "--num_batches", "1", "--input_size", "64"] if smoke else
+            ["--batch_sizes", "50", "200", "--num_batches", "4"])
+    return Step("fid_throughput", "FID Inception images/s alone, random weights (same cost)",
+                fid, 60, 25 if not smoke else 15)
+
+
+def _others(py: str, smoke: bool, results: str) -> list[Step]:
     b = f"{py} benchmarks/"
     if smoke:
         one = ["--warmup", "0", "--iters", "1", "--repeats", "1"]
         return [
+            _fid_throughput(py, smoke, results),
             Step("train_throughput", "train throughput, default config",
                  f"{b}train_throughput.py --configs default".split() + one, 60, 15),
             Step("sngan_components", "SNGAN step components (tiny widths)",
@@ -156,6 +160,7 @@ def _others(py: str, smoke: bool) -> list[Step]:
                  skip=ACCEL_ONLY),
         ]
     return [
+        _fid_throughput(py, smoke, results),
         Step("train_throughput", "train throughput of default, SNGAN and BigGAN",
              f"{b}train_throughput.py --configs default,sngan_cifar10,biggan_cifar10".split(),
              120, 45),
@@ -186,4 +191,4 @@ def plan(py: str, smoke: bool, results: str, folder: str, run_dir: str) -> list[
         folder: the image folder of ``train_fewshot``.
         run_dir: the run folder (step work folders go to ``run_dir/runs``).
     """
-    return _priority(py, smoke, results, folder, run_dir) + _others(py, smoke)
+    return _priority(py, smoke, folder, run_dir) + _others(py, smoke, results)

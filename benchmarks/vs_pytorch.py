@@ -274,8 +274,6 @@ def main(argv=None):
     (e.g. the FID row alone without its weights or torchvision).
     """
     args = _parse(argv)
-    import torch
-
     if args.precision == "bf16" and "sngan" in args.only:
         from configs import sngan_cifar10
 
@@ -283,6 +281,8 @@ def main(argv=None):
             print("skipped: --precision bf16 needs model.dtype in configs/sngan_cifar10.py "
                   "(not in this checkout)", file=sys.stderr)
             sys.exit(EXIT_SKIP)
+    import torch
+
     if JAX_PRECISION[args.precision]:
         jax.config.update("jax_default_matmul_precision", JAX_PRECISION[args.precision])
     device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"

@@ -106,6 +106,8 @@ def test_cpu_smoke_in_fresh_env(tmp_path):
         assert steps[name]["status"] == "ok", steps[name]
     torch = machine["torch"] is not None
     assert steps["vs_pytorch_fp32"]["status"] == ("ok" if torch else "skipped")
+    assert steps["fid_vs_pytorch"]["status"] == ("ok" if machine.get("torchvision") else
+                                                 "skipped"), steps["fid_vs_pytorch"]
     for name in ("vs_pytorch_tf32", "vs_pytorch_bf16", "stylegan2_256", "stylegan2_256_ada",
                  "multirun_throughput"):
         assert steps[name] == {**steps[name], "status": "skipped",
