@@ -168,6 +168,16 @@ def run_step(step: device_steps.Step, timeout: float, env: dict, log: str) -> di
     return {"status": status, **times, "reason": _last_line(log)}
 
 
+def _importable(name: str) -> bool:
+    """Whether module ``name`` has a file to import (found without importing it; an import
+    blocker's spec has no origin)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin is not None
+
+
 def _table(summary: dict) -> str:
     lines = [f"# device_check ({summary['mode']})", "",
              f"- machine: {summary.get('machine_slug', '?')}; started {summary['started_utc']}; "
@@ -228,7 +238,7 @@ class Check:
         """Runs ``steps`` in order within the budget (see the module docstring)."""
         stop = ""
         for step in steps:
-            missing = [m for m in step.requires if importlib.util.find_spec(m) is None]
+            missing = [m for m in step.requires if not _importable(m)]
             left = self.left()
             if stop or step.skip or missing:
                 reason = stop or step.skip or f"not installed: {', '.join(missing)}"
