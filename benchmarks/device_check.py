@@ -283,15 +283,34 @@ def parse_args(argv=None):
     p.add_argument("--data", default=DEFAULT_FOLDER, help="image folder of train_fewshot")
     p.add_argument("--wheels", default=os.path.join(ROOT, "wheels"), help="carried wheels")
     p.add_argument("--only", default="", help="comma list of step names (default: all)")
+    p.add_argument("--cap-scale", type=float, default=1.0,
+                   help="multiplies every step's cap and need (a slower or loaded machine; "
+                        "with a larger --budget)")
     p.add_argument("--python", default=sys.executable, help="interpreter of the steps")
     args = p.parse_args(argv)
     if args.budget < 0:
         p.error(f"--budget {args.budget}: must be >= 0 (0 = the default)")
+    if args.cap_scale <= 0:
+        p.error(f"--cap-scale {args.cap_scale}: must be > 0")
     return args
+
+
+def _probe_step(args, run_dir: str) -> device_steps.Step:
+    return device_steps.Step(
+        "probe", "jax.devices(), versions, nvidia-smi",
+        [args.python, "benchmarks/device_probe.py", os.path.join(run_dir, "machine.json")]
+        + ([] if args.cpu_smoke else ["--require-accelerator"]), 60, 5)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    names = set(filter(None, args.only.split(",")))
+    known = [s.name for s in [_probe_step(args, "")] + device_steps.plan(
+        args.python, args.cpu_smoke, "", "", "")]
+    if names - set(known):  # before anything is written
+        print(f"--only: unknown steps {sorted(names - set(known))}; accepted: {known}",
+              file=sys.stderr)
+        return 2
     dest = destination()
     # with $OUT the run folder (wheels, training workdir) stays out of it: only the archive
     # and the summary go there (few files come back from a device call)
@@ -308,19 +327,12 @@ def main(argv=None) -> int:
         check.summary["data"] = (f"synthetic: 16 random 64x64 PNGs ({args.data} not found; "
                                  "the grids show noise-trained samples)")
     results = os.path.join(run_dir, "results")
-    probe = device_steps.Step(
-        "probe", "jax.devices(), versions, nvidia-smi",
-        [args.python, "benchmarks/device_probe.py", os.path.join(run_dir, "machine.json")]
-        + ([] if args.cpu_smoke else ["--require-accelerator"]), 60, 5)
-    steps = [probe] + device_steps.plan(args.python, args.cpu_smoke, results, folder, run_dir)
-    if args.only:
-        names = set(args.only.split(","))
-        unknown = names - {s.name for s in steps}
-        if unknown:
-            print(f"--only: unknown steps {sorted(unknown)}; accepted: "
-                  f"{[s.name for s in steps]}", file=sys.stderr)
-            return 2
+    steps = [_probe_step(args, run_dir)] + device_steps.plan(args.python, args.cpu_smoke,
+                                                             results, folder, run_dir)
+    if names:
         steps = [s for s in steps if s.name == "probe" or s.name in names]
+    for s in steps:
+        s.cap_s, s.need_s = round(s.cap_s * args.cap_scale), round(s.need_s * args.cap_scale)
     signal.signal(signal.SIGTERM, _stop)
     try:
         check.run(steps, _env(run_dir, args.cpu_smoke))

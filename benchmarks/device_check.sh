@@ -3,7 +3,8 @@
 #
 #   bash benchmarks/device_check.sh               # on a GPU host (one device call)
 #   bash benchmarks/device_check.sh --cpu-smoke   # CPU, tiny sizes, < 4 minutes (CI)
-#   options: --budget S, --data FOLDER, --wheels DIR, --only STEP[,STEP], --python PY
+#   options: --budget S, --cap-scale F, --data FOLDER, --wheels DIR, --only STEP[,STEP],
+#            --python PY
 #
 # Installs the carried wheels of wheels/ that are missing (ml_collections), checks
 # jax.devices(), then runs the steps of benchmarks/device_steps.py, most valuable first, each

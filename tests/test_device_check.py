@@ -210,3 +210,16 @@ def test_unpack_into_machine_folder(tmp_path):
     device_archive.unpack(archive, str(tmp_path / "results"), force=True)
     shutil.rmtree(target)
     assert device_archive.main(["unpack", archive, "--into", str(tmp_path / "results")]) == 0
+    bad = tmp_path / "bad.tar.gz"  # a member outside device_check/ is refused
+    with tarfile.open(bad, "w:gz") as tar:
+        tar.add(str(run / "device_check.json"), "device_check/device_check.json")
+        tar.add(str(run / "results" / "r.json"), "device_check/../../escape.json")
+    with pytest.raises(ValueError, match="refusing"):
+        device_archive.unpack(str(bad), str(tmp_path / "results2"))
+    assert not (tmp_path / "escape.json").exists()
+
+
+def test_unknown_only_step_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OUT", str(tmp_path / "out"))
+    assert device_check.main(["--cpu-smoke", "--only", "probe,nope"]) == 2
+    assert "nope" in capsys.readouterr().err and not (tmp_path / "out").exists()
