@@ -9,8 +9,8 @@ import time
 
 import jax
 
-#: Folder of the result files: ``$JAXGAN_BENCH_RESULTS`` when set (accelerator_suite.sh --smoke
-#: points it at a temporary folder), else benchmarks/results.
+#: Folder of the result files: ``$JAXGAN_BENCH_RESULTS`` when set (benchmarks/device_check.py
+#: points it at its run folder), else benchmarks/results.
 RESULTS = os.environ.get("JAXGAN_BENCH_RESULTS") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -53,6 +53,8 @@ def machine() -> dict:
         "cpu_cores": os.cpu_count(),
         "cpu_mhz": round(_cpu_mhz()),
         "jax": jax.__version__,
+        # None = the backend's default (on GPUs: TF32 for float32 convolutions and matmuls)
+        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
     }
 
 
@@ -116,7 +118,7 @@ def previous_rows(name: str, info: dict, exclude: list[str], key: str = "config"
         old = json.load(f)
     for field, value in old.get("machine", {}).items():
         if field not in ("backend", "device_kind", "num_devices", "cpu", "cpu_cores",
-                         "cpu_mhz", "jax"):
+                         "cpu_mhz", "jax", "jax_default_matmul_precision"):
             info.setdefault(field, value)
     return [r for r in old["rows"] if r.get(key) not in exclude]
 

