@@ -12,6 +12,7 @@ import os
 
 import ml_collections
 
+from jaxgan_lth import precision
 from jaxgan_lth.io_utils import write_json
 
 _CHOICES = {
@@ -28,7 +29,7 @@ _POSITIVE_INT = [
 # Keys that may change between a run and its resumption without invalidating checkpoints.
 RESUMABLE_CHANGES = (
     "train.num_steps", "ticket.num_steps", "log_every", "sample_every", "checkpoint_every",
-    "keep_checkpoints",
+    "keep_checkpoints", "train.compilation_cache_dir",
 )
 
 
@@ -41,6 +42,9 @@ def _get(config, path):
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks value ranges and choices of a run config.
+
+    Includes the numerics keys ``train.matmul_precision``, ``train.compilation_cache_dir`` and
+    ``model.dtype`` (:func:`jaxgan_lth.precision.validate_config`).
 
     Raises:
       ValueError: naming the key, the bad value and what is accepted.
@@ -66,6 +70,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             )
     if not 0.0 <= config.train.ema_decay < 1.0:
         raise ValueError(f"config.train.ema_decay = {config.train.ema_decay} must be in [0, 1).")
+    precision.validate_config(config)
     check_finite(config)
 
 
