@@ -32,6 +32,14 @@ RESUMABLE_CHANGES = (
     "keep_checkpoints", "train.compilation_cache_dir",
 )
 
+# Keys added after runs were started, with the value that reproduces the behaviour before them:
+# a workdir's config.json without such a key compares as if it held this value, so the run
+# resumes (issue 31's numerics keys, jaxgan_lth/precision.py).
+ADDED_KEYS = {
+    "model.dtype": "float32", "train.matmul_precision": "default",
+    "train.compilation_cache_dir": "", "eval.precision": "highest",
+}
+
 
 def _get(config, path):
     node = config
@@ -115,7 +123,8 @@ def write_or_check(
 
     A re-run of the same command resumes; a different config in the same workdir would mix two
     experiments, so it is refused unless only keys in :data:`RESUMABLE_CHANGES` differ (or
-    ``allow_changes``). The file is then rewritten with the new values. (The pipeline calls
+    ``allow_changes``). A key of :data:`ADDED_KEYS` missing from the workdir's file counts as
+    its listed value. The file is then rewritten with the new values. (The pipeline calls
     :func:`check_against_workdir` and writes only once the run's first checkpoint loads.)
 
     Raises:
@@ -139,6 +148,8 @@ def check_against_workdir(
         with open(path) as f:
             old = json.load(f)
         a, b = flatten(old), flatten(new)
+        for key, value in ADDED_KEYS.items():  # written before the key existed
+            a.setdefault(key, value)
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         bad = [k for k in diff if k not in RESUMABLE_CHANGES]
         if bad and not allow_changes:

@@ -423,3 +423,19 @@ def test_evaluator_passes_eval_precision_and_batch_size_and_records_the_precisio
     config.eval.precision = "fp16"
     with pytest.raises(ValueError, match=r"eval.precision='fp16'.*'highest'"):
         evaluator_lib.validate_config(config)
+
+
+def test_a_workdir_written_before_the_numerics_keys_resumes_at_their_defaults(tmp_path):
+    folder = helpers.make_image_folder(tmp_path / "imgs", n=4, size=20, channels=1)
+    config = helpers.tiny_config(folder)
+    old = config_lib.to_dict(config)
+    for key in config_lib.ADDED_KEYS:
+        section, name = key.split(".")
+        del old[section][name]
+    from jaxgan_lth.io_utils import write_json
+
+    write_json(str(tmp_path / "config.json"), old)
+    config_lib.check_against_workdir(config, str(tmp_path))  # the defaults: no change
+    config.model.dtype = "bfloat16"
+    with pytest.raises(ValueError, match=r"model\.dtype: 'float32' -> 'bfloat16'"):
+        config_lib.check_against_workdir(config, str(tmp_path))
