@@ -24,7 +24,8 @@ Conventions used by every model in :mod:`jaxgan_lth.models`:
   running averages, and the spectral-norm power iteration (``u``, ``sigma`` and the normalised
   weight) runs in float32 on the float32 weight, which the wrapped layer then casts. The
   mixed-precision recipe of Micikevicius et al., "Mixed Precision Training" (ICLR 2018): float32
-  master weights, low-precision forward and backward passes.
+  master weights, low-precision forward and backward passes; no loss scaling, as bfloat16 has
+  float32's exponent range.
 """
 
 from __future__ import annotations
