@@ -233,7 +233,8 @@ def test_short_bfloat16_training_stays_close_to_float32(engines):
     gradient's scale, so bfloat16's relative gradient error moves each update by about that
     fraction; two runs that follow the same path end much closer to each other than to their
     start. Bound: the median distance between the runs is at most 1/4 of the median distance
-    the float32 run moved (measured ~1/20 here, 2 cores).
+    the float32 run moved (measured on this 2-core CPU: G 0.058, D 0.003, EMA samples 0.012;
+    losses within 4e-4 of float32).
     """
     steps = 4
     s32, m32 = _train(engines["float32"], steps)
