@@ -440,3 +440,20 @@ def test_a_workdir_written_before_the_numerics_keys_resumes_at_their_defaults(tm
     config.model.dtype = "bfloat16"
     with pytest.raises(ValueError, match=r"model\.dtype: 'float32' -> 'bfloat16'"):
         config_lib.check_against_workdir(config, str(tmp_path))
+
+
+def test_evaluate_cli_restores_and_samples_under_the_runs_matmul_precision(tmp_path,
+                                                                           monkeypatch):
+    from jaxgan_lth import evaluate
+
+    config = default.get_config()
+    config.train.matmul_precision = "high"
+    from jaxgan_lth.io_utils import write_json
+
+    write_json(str(tmp_path / "config.json"), config_lib.to_dict(config))
+    seen = []
+    monkeypatch.setattr(evaluate, "_evaluate_run", lambda config, *args: seen.append(
+        (config.train.matmul_precision, jax.config.jax_default_matmul_precision)) or {})
+    evaluate.evaluate_run(str(tmp_path))
+    assert seen == [("high", "high")]
+    assert jax.config.jax_default_matmul_precision is None
