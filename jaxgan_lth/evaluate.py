@@ -134,11 +134,22 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
         when they must be computed) is not writable; checked before any work.
       checkpointing.CorruptCheckpointError: the step fails its SHA-256 check (step named).
     """
+    from jaxgan_lth import precision
+
+    config = load_run_config(workdir)
+    with precision.matmul_precision(config):  # the run's train.matmul_precision
+        return _evaluate_run(config, workdir, stage, checkpoint, num_samples, save_images, fid,
+                             run, grid, noise_mode, cache_dir)
+
+
+def _evaluate_run(config, workdir: str, stage: str, checkpoint: str, num_samples: int,
+                  save_images: str, fid: bool, run: int | str, grid: str, noise_mode: str,
+                  cache_dir: str) -> dict:
+    """:func:`evaluate_run` on the run's loaded ``config`` (same arguments and errors)."""
     import jax
 
     from jaxgan_lth import loop, pipeline
 
-    config = load_run_config(workdir)
     stages = pipeline.parse_stages(config)
     stage = stage or stages[-1]
     if stage == "imp":

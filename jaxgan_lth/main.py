@@ -49,11 +49,15 @@ def main(argv):
     summaries.hide_accelerators_from_tensorflow()
     import jax
 
-    from jaxgan_lth import parallel, pipeline
+    from jaxgan_lth import parallel, pipeline, precision
 
     parallel.initialize_distributed()  # no-op unless launched as several processes
     logging.info("JAX devices: %s", jax.devices())
     try:
+        # before anything compiles: JAX opens its persistent cache at the first compilation
+        cache = precision.set_compilation_cache(FLAGS.config, FLAGS.workdir)
+        if cache:
+            logging.info("Persistent compilation cache: %s", cache)
         pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir,
                                     allow_config_change=FLAGS.allow_config_change)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001  (reported, then exit 1)

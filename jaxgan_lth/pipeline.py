@@ -52,6 +52,7 @@ from jaxgan_lth import (
     io_utils,
     loop,
     parallel,
+    precision,
     ticket_source,
     workdir_lock,
 )
@@ -197,6 +198,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     checkpoint of the run has been saved or restored, so a config that fails on the workdir's
     checkpoints or masks (e.g. another model) leaves the workdir as it was.
 
+    The stages run inside :func:`jaxgan_lth.precision.matmul_precision` (``train.matmul_precision``:
+    training, sample grids, evaluation's generator). The persistent compilation cache
+    (``train.compilation_cache_dir``) is set by :mod:`jaxgan_lth.main` before anything compiles;
+    a caller of this function sets it with :func:`jaxgan_lth.precision.set_compilation_cache`.
+
     Raises:
       ValueError: invalid config values (before anything is written), a workdir holding a run
         with a different config, bad data or mask inputs (messages name the bad value).
@@ -228,7 +234,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     t0 = time.time()
     lottery = None
     try:
-        with checkpointing.on_first_success(commit):
+        # every program of the stages is traced under train.matmul_precision
+        with checkpointing.on_first_success(commit), precision.matmul_precision(config):
             for stage in stages:
                 if stage == "train":
                     result["stages"]["train"] = run_train(config, stage_cfgs["train"], workdir)

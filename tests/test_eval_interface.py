@@ -78,7 +78,8 @@ def _evaluator(config, tmp_path, num_classes=0, n=12):
 
 
 def _expected_latents(seed, eval_seed, num, bs, ncls):
-    """The documented noise: fold_in(key(config.seed), 0xE7A1 + seed), then per batch start."""
+    """The documented noise: fold_in(key(config.seed), 0xE7A1 + seed), then per block start
+    (blocks of ``evaluator_lib.SAMPLE_BLOCK`` images, whatever eval.batch_size is)."""
     key = jax.random.fold_in(jax.random.key(seed), 0xE7A1 + eval_seed)
     zs, ys = [], []
     for i in range(0, num, bs):
@@ -107,20 +108,27 @@ def test_generate_uses_fixed_documented_latents(tmp_path):
         calls.append((np.asarray(z), y, np.asarray(jax.random.key_data(key))))
         return np.broadcast_to(np.asarray(z)[:, :1, None, None], (z.shape[0], 8, 8, 1))
 
-    out = ev.generate(sample_fn, 10)
-    assert out.shape == (10, 8, 8, 1) and len(calls) == 3  # batches of eval.batch_size = 4
-    zs, _ = _expected_latents(3, 0, 10, 4, 0)
+    block = evaluator_lib.SAMPLE_BLOCK
+    n = 2 * block + 7
+    out = ev.generate(sample_fn, n)
+    assert out.shape == (n, 8, 8, 1) and len(calls) == 3  # blocks of 50, not eval.batch_size 4
+    zs, _ = _expected_latents(3, 0, n, block, 0)
     for (z, y, _), expected in zip(calls, zs):
-        assert y is None and z.dtype == np.float32
+        assert y is None and z.dtype == np.float32 and z.shape == (block, LATENT)
         np.testing.assert_array_equal(z, expected)
-    np.testing.assert_array_equal(out[:, 0, 0, 0], np.concatenate(zs)[:10, 0])
-    # G's noise key: a different key per batch, the same keys at every evaluation
+    np.testing.assert_array_equal(out[:, 0, 0, 0], np.concatenate(zs)[:n, 0])
+    # G's noise key: a different key per block, the same keys at every evaluation
     keys = [c[2] for c in calls]
     assert len({k.tobytes() for k in keys}) == 3
-    np.testing.assert_array_equal(ev.generate(sample_fn, 10), out)  # same noise every time
+    np.testing.assert_array_equal(ev.generate(sample_fn, n), out)  # same noise every time
     np.testing.assert_array_equal(np.stack([c[2] for c in calls[3:6]]), np.stack(keys))
-    assert not np.array_equal(ev.generate(sample_fn, 10, seed=1), out)
+    assert not np.array_equal(ev.generate(sample_fn, n, seed=1), out)
     assert not np.array_equal(calls[6][2], keys[0])
+    # eval.batch_size (images per Inception call) does not change the images or the noise
+    config.eval.batch_size = 7
+    calls.clear()
+    np.testing.assert_array_equal(_evaluator(config, tmp_path).generate(sample_fn, n), out)
+    np.testing.assert_array_equal(np.stack([c[2] for c in calls]), np.stack(keys))
 
 
 def test_generate_gives_stylegan2_random_noise_fixed_per_evaluation(tmp_path):
@@ -153,7 +161,7 @@ def test_generate_with_a_flax_generator_matches_direct_apply(tmp_path):
     config.model.conditional = True
     ev = _evaluator(config, tmp_path, num_classes=3)
     out = ev.generate(sample_fn, 7)
-    zs, ys = _expected_latents(config.seed, 0, 7, 4, 3)
+    zs, ys = _expected_latents(config.seed, 0, 7, evaluator_lib.SAMPLE_BLOCK, 3)
     assert all(y.dtype == np.int32 and 0 <= y.min() and y.max() < 3 for y in ys)
     expected = np.concatenate([np.asarray(g.apply(variables, z, y)) for z, y in zip(zs, ys)])
     np.testing.assert_allclose(out, expected[:7], rtol=0, atol=1e-6)

@@ -47,6 +47,12 @@ SampleFn = Callable[[Any, Optional[Any], Any], Any]
 #: Salt of the per-batch key of G's noise inputs in :meth:`Evaluator.generate`.
 _NOISE_SALT = 0x4E4F4953
 
+#: Images per generator call of :meth:`Evaluator.generate`: latents, labels and G's noise key
+#: are drawn per block of this many images, so the generated images do not depend on
+#: ``eval.batch_size`` (images per Inception call, a throughput setting). 50 is the default
+#: ``eval.batch_size``, whose draws the blocks keep.
+SAMPLE_BLOCK = 50
+
 #: ``d_fn(x [N, H, W, C], y [N] int32 or None) -> D logits [N]``.
 DiscriminatorFn = Callable[[Any, Optional[Any]], Any]
 
@@ -71,6 +77,15 @@ def _accuracy(logits, sign: float):
 
 #: ``data.heldout_split`` of an image folder trained on a subset: the images the subset leaves.
 FOLDER_REST = "rest"
+
+
+def _precision_suffix(precision: str) -> str:
+    """The protocol's note of an Inception precision: ``" precision:<name>"`` or ``""``.
+
+    ``""`` for ``"highest"`` (float32), so records made at it keep the protocol they had before
+    ``eval.precision`` existed.
+    """
+    return "" if precision == "highest" else f" precision:{precision}"
 
 
 def _get(section: Any, key: str, default: Any = None) -> Any:
@@ -103,7 +118,8 @@ def validate_config(config: Any) -> None:
 
     * ``eval.num_samples`` >= 2, ``eval.batch_size`` >= 1, ``eval.every`` >= 0,
       ``eval.diagnostic_samples`` >= 1, ``eval.coverage_samples`` >= 0 (integers);
-      ``eval.coverage_min_fraction`` in (0, 1].
+      ``eval.coverage_min_fraction`` in (0, 1]; ``eval.precision`` one of
+      :data:`jaxgan_lth.evaluation.features.PRECISIONS`.
     * ``data.name == "folder"``: the reference statistics are those of the whole folder, so
       ``eval.reference_split`` must be ``"train"``. A folder has no held-out split, but when
       the subset keys train on part of it (``data.allow_folder_subset``),
@@ -137,6 +153,12 @@ def validate_config(config: Any) -> None:
             or not 0.0 < float(frac) <= 1.0):
         raise ValueError(f"eval.coverage_min_fraction={frac!r} is not accepted: the share of "
                          "samples that makes a class covered; accepted: a number in (0, 1].")
+    from jaxgan_lth.evaluation.features import PRECISIONS
+
+    precision = _get(ec, "precision", "highest")  # newer key: optional
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"eval.precision={precision!r} is not accepted: the FID Inception "
+                         f"network's convolution precision; accepted: {PRECISIONS}.")
     _check_reference_split(config)
     name = _get(config.data, "name")
     heldout = _get(config.data, "heldout_split", "")
@@ -219,8 +241,8 @@ class Evaluator:
             from jaxgan_lth.evaluation.features import FeatureExtractor
 
             self._extractor = FeatureExtractor(
-                self.ec.weights or None, batch_size=self.ec.batch_size
-            )
+                self.ec.weights or None, batch_size=self.ec.batch_size,
+                precision=_get(self.ec, "precision", "highest"))
         return self._extractor
 
     @property
@@ -254,7 +276,8 @@ class Evaluator:
           ``{"generated": eval.num_samples, "reference": "<data set>:<split>", "reference_images":
           N of the reference statistics, "resolution": px, "channels", "x_flips": whether the
           training reals were x-flipped (``data.random_flip``), "generator": "ema",
-          "network": the Inception weights' SHA-1 prefix and feature layer}``.
+          "network": the Inception weights' SHA-1 prefix and feature layer, and its precision
+          when ``eval.precision`` is not ``"highest"``}``.
         """
         ref = self.reference
         meta = getattr(ref, "metadata", None) or {}
@@ -269,7 +292,8 @@ class Evaluator:
             "channels": int(data.channels),
             "x_flips": bool(_get(data, "random_flip", False)),
             "generator": "ema",
-            "network": f"inception-2015-12-05 pool3 sha1:{str(meta.get('weights_sha1', ''))[:8]}",
+            "network": f"inception-2015-12-05 pool3 sha1:{str(meta.get('weights_sha1', ''))[:8]}"
+                       + _precision_suffix(_get(self.ec, "precision", "highest")),
         }
 
     def generate(self, sample_fn: SampleFn, num: int, seed: int = 0) -> np.ndarray:
@@ -277,15 +301,16 @@ class Evaluator:
 
         The latents (and uniform class labels in ``[0, num_classes)`` when
         ``model.conditional`` and ``num_classes > 0``) and G's noise key come from a key fixed
-        by ``config.seed`` and ``seed``, drawn in batches of ``eval.batch_size``, so every
-        evaluation of a run uses the same noise. The noise key makes StyleGAN2 draw random
+        by ``config.seed`` and ``seed``, drawn in blocks of :data:`SAMPLE_BLOCK` images (the
+        key of the block starting at image i folds in i), so every evaluation of a run uses the
+        same noise, whatever ``eval.batch_size`` is. The noise key makes StyleGAN2 draw random
         per-pixel noise as the reference metrics do (stylegan2-ada-pytorch
         ``metrics/metric_utils.py`` calls ``G(z, c)`` with the default ``noise_mode='random'``),
         not its constant noise maps.
 
         Args:
           sample_fn: ``(z [B, latent_dim] float32, y [B] int32 or None, key) -> [B, H, W, C]``
-            in [-1, 1], B = ``eval.batch_size`` (jax or numpy output); ``key`` is a PRNG key
+            in [-1, 1], B = :data:`SAMPLE_BLOCK` (jax or numpy output); ``key`` is a PRNG key
             for G's own randomness (ignored by models without any).
           num: number of images.
           seed: selects another fixed set of latents.
@@ -294,7 +319,7 @@ class Evaluator:
           ``[num, H, W, C]`` numpy array (dtype of ``sample_fn``'s output).
         """
         ncls = self.num_classes if self.config.model.conditional else 0
-        bs = self.ec.batch_size
+        bs = SAMPLE_BLOCK
         key = jax.random.fold_in(jax.random.key(self.config.seed), 0xE7A1 + seed)
         out = []
         for i in range(0, num, bs):

@@ -47,6 +47,7 @@ from jaxgan_lth.evaluation import metrics as metrics_lib
 
 __all__ = [
     "CPU_MICRO_BATCH",
+    "PRECISIONS",
     "FeatureExtractor",
     "ImagesLike",
     "get_feature_extractor",
@@ -150,11 +151,15 @@ def preprocess_uint8(images_u8: jax.Array) -> jax.Array:
     return x / 128.0 - 1.0
 
 
+#: Accepted ``precision`` names of :class:`FeatureExtractor` (``eval.precision``).
+PRECISIONS = ("highest", "high", "default")
+
+
 def _precision(name: str) -> jax.lax.Precision:
     try:
         return {"highest": jax.lax.Precision.HIGHEST, "high": jax.lax.Precision.HIGH,
                 "default": jax.lax.Precision.DEFAULT}[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(
             f"precision must be 'highest', 'high' or 'default', got {name!r}") from None
 
@@ -207,7 +212,10 @@ class FeatureExtractor:
         batch_size: images per jitted call (each distinct input shape compiles once; the last
             partial batch is padded to this size).
         precision: ``"highest"`` (float32 convolutions, default), ``"high"`` or ``"default"``
-            (lets GPUs/TPUs use TF32/bfloat16 passes: faster, less exact).
+            (lets GPUs/TPUs use TF32/bfloat16 passes: faster, less exact). Given to every
+            convolution of the network explicitly, so ``jax.default_matmul_precision`` (the
+            training's ``train.matmul_precision``) does not change it; kept as
+            ``self.precision``.
         micro_batch: images the network processes at once inside a jitted call (the call's
             batch is padded up to a multiple of it); None = :data:`CPU_MICRO_BATCH` on the CPU
             backend, the whole batch on GPU/TPU. Features do not depend on it.
@@ -239,6 +247,7 @@ class FeatureExtractor:
         self.weights_sha1: str = weights.sha1
         self.batch_size = int(batch_size)
         self.model = inception_lib.InceptionV3(precision=_precision(precision))
+        self.precision: str = precision
         self.params = jax.device_put(weights.params)
         self._logits = None if weights.logits is None else jax.device_put(weights.logits)
         self._features_fn = jax.jit(self._forward)

@@ -22,6 +22,11 @@ def _get(config: Any, key: str, default: Any = None) -> Any:
     return getattr(config, key, default)
 
 
+def _precision_of(extractor: Any) -> str:
+    """The Inception precision of an extractor (``"highest"`` for one without the attribute)."""
+    return str(getattr(extractor, "precision", "highest"))
+
+
 def _dataset_name(data_config: Any) -> str:
     name = str(_get(data_config, "name", "") or "")
     if name == "folder":
@@ -65,7 +70,8 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
     the reference is the whole split), quantises them to uint8, extracts Inception features,
     and writes ``mu``/``sigma`` (float64) plus up to ``kid_features`` feature vectors (float32)
     to :func:`reference_statistics_path`. Metadata records the data set, split, resolution,
-    image count and the SHA-1 of the Inception weights. The file is written atomically
+    image count, the SHA-1 of the Inception weights and, unless it is ``"highest"``, the
+    network's precision (``FeatureExtractor.precision``). The file is written atomically
     (:func:`~jaxgan_lth.evaluation.metrics.save_statistics`: temporary file, then rename).
 
     Multi-process runs: every process calls this (the evaluation is collective), but only the
@@ -82,7 +88,8 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
         cache_dir: directory of the cache files (created if needed).
         extractor: a :class:`~jaxgan_lth.evaluation.features.FeatureExtractor`; None = the
             default one, created only on a cache miss. When given, a cached file computed with
-            other weights (SHA-1 mismatch) is recomputed, with a warning.
+            other weights (SHA-1 mismatch) or at another precision is recomputed, with a
+            warning.
         batch_size: images per jitted Inception call.
         kid_features: feature vectors kept for KID (seeded random subset); None = all.
         overwrite: recompute even if the cache file exists.
@@ -102,10 +109,13 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
     if os.path.isfile(path) and not overwrite:
         stats = metrics_lib.load_statistics(path)
         cached_sha1 = stats.metadata.get("weights_sha1")
-        if extractor is None or cached_sha1 in (None, extractor.weights_sha1):
+        cached_precision = stats.metadata.get("precision", "highest")
+        if extractor is None or (cached_sha1 in (None, extractor.weights_sha1)
+                                 and cached_precision == _precision_of(extractor)):
             return stats
-        warnings.warn(f"{path} was computed with Inception weights {cached_sha1}, not "
-                      f"{extractor.weights_sha1}; recomputing it")
+        warnings.warn(f"{path} was computed with Inception weights {cached_sha1} at precision "
+                      f"{cached_precision!r}, not {extractor.weights_sha1} at "
+                      f"{_precision_of(extractor)!r}; recomputing it")
 
     from jaxgan_lth import data as data_lib  # lazy: the data package may need tfds/TensorFlow
     from jaxgan_lth.evaluation.features import get_feature_extractor
@@ -130,6 +140,8 @@ def reference_statistics(data_config: Any, split: str, cache_dir: Union[str, os.
         "weights_sha1": extractor.weights_sha1,
         "protocol": "uint8-quantised images, TF-style bilinear resize to 299, TF Inception pool3",
     }
+    if _precision_of(extractor) != "highest":  # float32 convolutions are not named (as before)
+        stats.metadata["precision"] = _precision_of(extractor)
     if write:
         metrics_lib.save_statistics(path, stats)
     return stats

@@ -26,6 +26,10 @@ Interface shared by every model:
   goes through ``perturb('g_first', .)``.
 * Discriminator ``features(x, y, train) -> [B, F]``, ``head(h, y) -> [B]``,
   ``__call__ = head(perturb('d_features', features(...)), y)``; property ``feature_dim`` = F.
+* Compute dtype: every builder takes ``dtype`` (``model.dtype``), ``"float32"`` (default) or
+  ``"bfloat16"``: the layers compute in it while parameters, optimizer state, batch-norm
+  statistics and spectral-norm state stay float32, and images, features and logits leave the
+  model as float32 (:mod:`jaxgan_lth.models.layers`).
 * Variables: ``params`` and ``batch_stats`` (BatchNorm statistics and spectral-norm ``u``/``sigma``,
   updated only when ``train=True``). ``perturb`` is skipped in ``init``.
 * Prunable conv kernels are exactly the params whose '/'-joined path matches

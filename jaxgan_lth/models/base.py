@@ -12,6 +12,12 @@ NICE's adaptive-noise points (:func:`noise_point`, the ``d_noise`` collection): 
 multiply their conv outputs by ``1 + beta * eps`` when a ``d_noise`` collection holding the
 block's ``beta`` and a ``d_noise`` PRNG stream are passed to ``apply``; without the collection
 they return their input itself (the plain D, bit for bit).
+
+Compute dtype (``model.dtype``, :mod:`jaxgan_lth.models.layers`): with bfloat16 layers the
+AdvAug points and D's pooled features are float32 (the generator casts its first-layer output
+before ``perturb``, :meth:`ProjectionDiscriminator.features` casts the trunk's output before
+pooling and the head runs in float32), so PGD perturbations, logits and losses are float32
+whatever the trunk computes in; the noise points keep their input's dtype.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ def noise_point(module: nn.Module, name: str, x: Array) -> Array:
         return x
     beta = module.get_variable(D_NOISE, name)
     eps = jax.random.normal(module.make_rng(D_NOISE), x.shape, x.dtype)
-    return x * (1.0 + beta * eps)
+    return (x * (1.0 + beta * eps)).astype(x.dtype)
 
 
 def noise_delta(module: nn.Module, name: str, x: Array) -> Array | None:
@@ -70,7 +76,7 @@ def noise_delta(module: nn.Module, name: str, x: Array) -> Array | None:
         return None
     beta = module.get_variable(D_NOISE, name)
     eps = jax.random.normal(module.make_rng(D_NOISE), x.shape, x.dtype)
-    return beta * eps * x
+    return (beta * eps * x).astype(x.dtype)
 
 
 def d_noise_variables(discriminator: nn.Module, beta: Array, num_blocks: int) -> dict:
@@ -139,6 +145,11 @@ class ProjectionDiscriminator(nn.Module):
     (global SUM pooling, as the SNGAN/BigGAN references); a subclass may override ``_pool``
     (the dcgan D's ``pooling="flatten"`` keeps the spatial layout).
 
+    Compute dtype: the trunk may compute in bfloat16 (its layers' ``dtype``); :meth:`features`
+    casts its output to float32 before the pooling, and the head's layers (``linear_out``,
+    ``embed_proj``) are built in float32 by the subclasses: the head is a few hundred
+    multiply-adds per image, and its outputs are the logits every loss reads.
+
     Spectral-norm statistics of the head: :meth:`head` never writes them (``update_stats=False``),
     so PGD can call it repeatedly. To keep the head's power iteration running during training (as
     torch does on every forward), :meth:`features` with ``train=True`` advances the head layers'
@@ -177,7 +188,7 @@ class ProjectionDiscriminator(nn.Module):
             ``[B, F]`` float32 features, ``F = self.feature_dim`` (non-negative: sums of ReLUs).
         """
         del y
-        h = self._pool(nn.relu(self._trunk(x, train)))
+        h = self._pool(nn.relu(self._trunk(x, train)).astype(jnp.float32))
         if train or self.is_initializing():
             self._refresh_head_stats(train)
         return h

@@ -26,11 +26,17 @@ Spectral norm (1 power iteration, eps 1e-6 as StudioGAN's ``snconv2d/snlinear/sn
 every conv, linear and on ``embed_proj`` in both networks; the shared class embedding of G has none.
 Initialisation ("ortho", StudioGAN ``init_weights``): orthogonal conv/linear kernels and embeddings,
 zero biases; BatchNorm eps 1e-4, torch momentum 0.1, plain scale 1 / bias 0; attention gamma 0.
+
+Compute dtype (``dtype="bfloat16"``): G's and D's layers compute in bfloat16 (the attention
+softmax in float32) with float32 parameters, batch-norm statistics and spectral-norm state
+(:mod:`jaxgan_lth.models.layers`); G's first-layer output (AdvAug's point) and its image, D's
+pooled features and its head (``linear_out``, ``embed_proj``) are float32
+(:mod:`jaxgan_lth.models.base`).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -43,6 +49,7 @@ from jaxgan_lth.models.registry import (
     ModelPair,
     check_choice,
     check_conditional,
+    check_dtype,
     check_kwargs,
     check_positive_int,
     register_model,
@@ -65,6 +72,7 @@ class BigGANGenerator(nn.Module):
         out_channels: image channels.
         bottom_width: spatial size after ``linear0`` (4).
         attention: add self-attention after block 2.
+        dtype: compute dtype (``jnp.float32`` or ``jnp.bfloat16``); images are float32.
     """
 
     num_classes: int
@@ -74,6 +82,7 @@ class BigGANGenerator(nn.Module):
     out_channels: int = 3
     bottom_width: int = 4
     attention: bool = True
+    dtype: Any = jnp.float32
 
     @property
     def width(self) -> int:
@@ -97,15 +106,16 @@ class BigGANGenerator(nn.Module):
             )
         c, bw = self.width, self.bottom_width
         cond_dim = self.chunk_size + self.shared_dim
-        self.embed_shared = CONFIG.embed(self.num_classes, self.shared_dim, spectral_norm=False)
-        self.linear0 = CONFIG.dense(self.chunk_size, bw * bw * c)
-        self.block1 = GenBlock(c, c, CONFIG, cond_mode="linear", cond_dim=cond_dim)
-        self.block2 = GenBlock(c, c, CONFIG, cond_mode="linear", cond_dim=cond_dim)
+        cfg = CONFIG.replace(dtype=self.dtype)
+        self.embed_shared = cfg.embed(self.num_classes, self.shared_dim, spectral_norm=False)
+        self.linear0 = cfg.dense(self.chunk_size, bw * bw * c)
+        self.block1 = GenBlock(c, c, cfg, cond_mode="linear", cond_dim=cond_dim)
+        self.block2 = GenBlock(c, c, cfg, cond_mode="linear", cond_dim=cond_dim)
         if self.attention:
-            self.attn = SelfAttention(c, CONFIG)
-        self.block3 = GenBlock(c, c, CONFIG, cond_mode="linear", cond_dim=cond_dim)
-        self.bn_out = CONFIG.batch_norm()
-        self.conv_out = CONFIG.conv(c, self.out_channels, 3)
+            self.attn = SelfAttention(c, cfg)
+        self.block3 = GenBlock(c, c, cfg, cond_mode="linear", cond_dim=cond_dim)
+        self.bn_out = cfg.batch_norm()
+        self.conv_out = cfg.conv(c, self.out_channels, 3)
 
     def __call__(self, z: Array, y: Optional[Array] = None, train: bool = True) -> Array:
         """Generates class-conditional images.
@@ -130,15 +140,15 @@ class BigGANGenerator(nn.Module):
         bw = self.bottom_width
         h = call_layer(self.linear0, chunks[0], update_stats=train)
         h = h.reshape(b, bw, bw, self.width)
-        if not self.is_initializing():
-            h = self.perturb(G_PERTURB, h)
+        if not self.is_initializing():  # AdvAug's point in float32 (a no-op for float32)
+            h = self.perturb(G_PERTURB, h.astype(jnp.float32))
         h = self.block1(h, conds[0], train=train)
         h = self.block2(h, conds[1], train=train)
         if self.attention:
             h = self.attn(h, train=train)
         h = self.block3(h, conds[2], train=train)
         h = nn.relu(self.bn_out(h, use_running_average=not train))
-        return jnp.tanh(call_layer(self.conv_out, h, update_stats=train))
+        return jnp.tanh(call_layer(self.conv_out, h, update_stats=train).astype(jnp.float32))
 
 
 class BigGANDiscriminator(ProjectionDiscriminator):
@@ -149,12 +159,15 @@ class BigGANDiscriminator(ProjectionDiscriminator):
         conv_dim: d_conv_dim (reference 96); width and feature size F = ``2 * conv_dim``.
         in_channels: image channels.
         attention: add self-attention after block 1.
+        dtype: compute dtype of the blocks and attention (``jnp.float32`` or ``jnp.bfloat16``);
+            features, head and logits are float32.
     """
 
     num_classes: int
     conv_dim: int = 96
     in_channels: int = 3
     attention: bool = True
+    dtype: Any = jnp.float32
 
     @property
     def feature_dim(self) -> int:
@@ -169,12 +182,13 @@ class BigGANDiscriminator(ProjectionDiscriminator):
     def setup(self):
         """Creates the D blocks (+ attention), ``linear_out`` (F -> 1) and ``embed_proj``."""
         c = self.feature_dim
-        self.block1 = DisOptBlock(self.in_channels, c, CONFIG)
+        cfg = CONFIG.replace(dtype=self.dtype)
+        self.block1 = DisOptBlock(self.in_channels, c, cfg)
         if self.attention:
-            self.attn = SelfAttention(c, CONFIG)
-        self.block2 = DisBlock(c, c, True, CONFIG)
-        self.block3 = DisBlock(c, c, False, CONFIG)
-        self.block4 = DisBlock(c, c, False, CONFIG)
+            self.attn = SelfAttention(c, cfg)
+        self.block2 = DisBlock(c, c, True, cfg)
+        self.block3 = DisBlock(c, c, False, cfg)
+        self.block4 = DisBlock(c, c, False, cfg)
         self.linear_out = CONFIG.dense(c, 1)
         self.embed_proj = CONFIG.embed(self.num_classes, c)
 
@@ -199,6 +213,7 @@ def build_biggan(
     conditional: bool = True,
     shared_dim: int = 128,
     attention: bool = True,
+    dtype: str = "float32",
     **kwargs,
 ) -> ModelPair:
     """Builds the class-conditional BigGAN pair (StudioGAN big_resnet, 32x32).
@@ -213,6 +228,7 @@ def build_biggan(
         conditional: must be True (BigGAN here is class-conditional).
         shared_dim: shared class-embedding size (reference 128).
         attention: self-attention after G block 2 and D block 1 (reference True).
+        dtype: compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
         **kwargs: no other options are accepted; any key here raises ``ValueError``.
 
     Returns:
@@ -220,13 +236,16 @@ def build_biggan(
 
     Raises:
         ValueError: unknown kwargs, resolution != 32, conditional=False, num_classes < 1,
-            latent_dim not divisible by 4, widths not giving attention channels divisible by 8.
+            latent_dim not divisible by 4, widths not giving attention channels divisible by 8,
+            an unknown dtype.
     """
     check_kwargs(
         "biggan",
         kwargs,
-        ["latent_dim", "g_channels", "d_channels", "conditional", "shared_dim", "attention"],
+        ["latent_dim", "g_channels", "d_channels", "conditional", "shared_dim", "attention",
+         "dtype"],
     )
+    compute_dtype = check_dtype("biggan", dtype)
     check_choice("biggan", "resolution", resolution, [32])
     channels = check_positive_int("biggan", "channels", channels)
     if conditional is not True:
@@ -257,11 +276,13 @@ def build_biggan(
         shared_dim=check_positive_int("biggan", "shared_dim", shared_dim),
         out_channels=channels,
         attention=attention,
+        dtype=compute_dtype,
     )
     disc = BigGANDiscriminator(
         num_classes=num_classes,
         conv_dim=d_channels,
         in_channels=channels,
         attention=attention,
+        dtype=compute_dtype,
     )
     return ModelPair(gen, disc)

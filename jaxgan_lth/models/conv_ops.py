@@ -33,7 +33,7 @@ JAX offers a CPU-tuned convolution gradient.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -188,12 +188,20 @@ class _FusedConv(nn.Module):
         kernel_init: initialiser of the kernel (``[4, 4, Cin, Cout]`` for
             :class:`ConvTranspose4s2`, ``[3, 3, Cin, Cout]`` for the others).
         bias_init: initialiser of the ``[Cout]`` bias.
+        dtype: compute dtype (``nn.Conv``'s ``dtype``): input and kernel are cast to it and
+            the output has it; None = the promoted dtype of input and kernel (float32). The
+            parameters stay float32 either way.
     """
 
     features: int
     use_bias: bool = True
     kernel_init: Initializer = jax.nn.initializers.lecun_normal()
     bias_init: Initializer = jax.nn.initializers.zeros
+    dtype: Any = None
+
+    def _promote(self, x: Array, kernel: Array) -> tuple[Array, Array]:
+        """``x`` and ``kernel`` in the compute dtype (flax's ``promote_dtype``, as ``nn.Conv``)."""
+        return nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -232,6 +240,7 @@ class ConvTranspose4s2(_FusedConv):
         """
         cin, cout = x.shape[-1], self.features
         kernel = self.param("kernel", self.kernel_init, (4, 4, cin, cout))
+        x, kernel = self._promote(x, kernel)
         zero = jnp.zeros((cin, cout), kernel.dtype)
         phases = []
         for rows in _PHASE_TAPS:
@@ -257,7 +266,7 @@ class ConvTranspose4s2(_FusedConv):
         y = y.reshape(b, h, w, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5)
         y = y.reshape(b, 2 * h, 2 * w, cout)
         if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (cout,))
+            y = y + self.param("bias", self.bias_init, (cout,)).astype(y.dtype)
         return y
 
 
@@ -301,8 +310,7 @@ class UpsampleConv3x3(_FusedConv):
             ``[B, 2H, 2W, Cout]``.
         """
         cin, cout = x.shape[-1], self.features
-        kernel = self.param("kernel", self.kernel_init, (3, 3, cin, cout))
-        kernel = kernel.astype(x.dtype)
+        x, kernel = self._promote(x, self.param("kernel", self.kernel_init, (3, 3, cin, cout)))
         rows = [jnp.stack([sum(kernel[i] for i in taps) for taps in fold]) for fold in _UP_FOLD]
         outs = []
         for a in range(2):
@@ -350,7 +358,7 @@ class PoolableConv3x3(_FusedConv):
             ``(pooled, unpooled)`` when ``pool`` and ``full``.
         """
         cin, cout = x.shape[-1], self.features
-        kernel = self.param("kernel", self.kernel_init, (3, 3, cin, cout)).astype(x.dtype)
+        x, kernel = self._promote(x, self.param("kernel", self.kernel_init, (3, 3, cin, cout)))
         dn = ("NHWC", "HWIO", "NHWC")
         if pool:
             z = (0, 0)

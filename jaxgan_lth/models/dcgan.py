@@ -23,11 +23,16 @@ default config uses ``"flatten"``.
 Conditional (``conditional=True``): bn1/bn2 become class-conditional BatchNorm (per-class gain and
 bias tables initialised to 0, i.e. plain BN at init) and D gets the projection term with a
 spectrally normalised class embedding. Spectral norm: 1 power iteration, eps 1e-12.
+
+Compute dtype (``dtype="bfloat16"``): every conv, linear and batch norm of G and D's convs
+compute in bfloat16 with float32 parameters and statistics (:mod:`jaxgan_lth.models.layers`);
+G's first-layer output (AdvAug's point) and its image, D's pooled features and its head are
+float32 (:mod:`jaxgan_lth.models.base`).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -39,6 +44,7 @@ from jaxgan_lth.models.registry import (
     ModelPair,
     check_choice,
     check_conditional,
+    check_dtype,
     check_kwargs,
     check_positive_int,
     register_model,
@@ -62,6 +68,7 @@ class DCGANGenerator(nn.Module):
         channels: base width c (the first feature map has 2c channels).
         out_channels: image channels.
         num_classes: 0 = unconditional, else number of classes (conditional BN).
+        dtype: compute dtype (``jnp.float32`` or ``jnp.bfloat16``); images are float32.
     """
 
     resolution: int = 28
@@ -69,24 +76,25 @@ class DCGANGenerator(nn.Module):
     channels: int = 64
     out_channels: int = 1
     num_classes: int = 0
+    dtype: Any = jnp.float32
 
     def _bn(self, features: int) -> nn.Module:
+        cfg = G_CONFIG.replace(dtype=self.dtype)
         if self.num_classes:
-            return ConditionalBatchNorm(
-                features, G_CONFIG, mode="embed", num_classes=self.num_classes
-            )
-        return G_CONFIG.batch_norm()
+            return ConditionalBatchNorm(features, cfg, mode="embed", num_classes=self.num_classes)
+        return cfg.batch_norm()
 
     def setup(self):
         """Creates ``linear_in``, the (conditional) BNs and the two transposed convs."""
         c, s = self.channels, self.resolution // 4
+        cfg = G_CONFIG.replace(dtype=self.dtype)
         # No bias in front of a batch norm: BN removes it, so its true gradient is 0 and
         # Adam would only turn rounding noise into steps (as in Radford et al.'s DCGAN).
-        self.linear_in = G_CONFIG.dense(self.latent_dim, s * s * 2 * c, use_bias=False)
+        self.linear_in = cfg.dense(self.latent_dim, s * s * 2 * c, use_bias=False)
         self.bn1 = self._bn(2 * c)
-        self.conv1 = G_CONFIG.conv(2 * c, c, 4, strides=2, transpose=True, use_bias=False)
+        self.conv1 = cfg.conv(2 * c, c, 4, strides=2, transpose=True, use_bias=False)
         self.bn2 = self._bn(c)
-        self.conv_out = G_CONFIG.conv(c, self.out_channels, 4, strides=2, transpose=True)
+        self.conv_out = cfg.conv(c, self.out_channels, 4, strides=2, transpose=True)
 
     def _norm(self, bn: nn.Module, x: Array, y: Optional[Array], train: bool) -> Array:
         if self.num_classes:
@@ -112,12 +120,12 @@ class DCGANGenerator(nn.Module):
         y = check_labels(self, y, b)
         s = self.resolution // 4
         h = self.linear_in(z).reshape(b, s, s, 2 * self.channels)
-        if not self.is_initializing():
-            h = self.perturb(G_PERTURB, h)
+        if not self.is_initializing():  # AdvAug's point in float32 (a no-op for float32)
+            h = self.perturb(G_PERTURB, h.astype(jnp.float32))
         h = nn.relu(self._norm(self.bn1, h, y, train))
         h = self.conv1(h)
         h = nn.relu(self._norm(self.bn2, h, y, train))
-        return jnp.tanh(self.conv_out(h))
+        return jnp.tanh(self.conv_out(h).astype(jnp.float32))
 
 
 class DCGANDiscriminator(ProjectionDiscriminator):
@@ -127,6 +135,10 @@ class DCGANDiscriminator(ProjectionDiscriminator):
         channels: base width c (features F = 2c).
         in_channels: image channels.
         num_classes: 0 = unconditional, else number of classes (projection head).
+        pooling: D's features, ``"sum"`` or ``"flatten"`` (see the module docstring).
+        resolution: image size r (the ``"flatten"`` feature size depends on it).
+        dtype: compute dtype of the convs (``jnp.float32`` or ``jnp.bfloat16``); features,
+            head and logits are float32.
     """
 
     channels: int = 64
@@ -134,6 +146,7 @@ class DCGANDiscriminator(ProjectionDiscriminator):
     num_classes: int = 0
     pooling: str = "sum"
     resolution: int = 28
+    dtype: Any = jnp.float32
 
     @property
     def feature_dim(self) -> int:
@@ -156,8 +169,9 @@ class DCGANDiscriminator(ProjectionDiscriminator):
     def setup(self):
         """Creates the two SN convs, ``linear_out`` (F -> 1) and, if conditional, ``embed_proj``."""
         c = self.channels
-        self.conv1 = D_CONFIG.conv(self.in_channels, c, 4, strides=2, padding=_PAD)
-        self.conv2 = D_CONFIG.conv(c, 2 * c, 4, strides=2, padding=_PAD)
+        cfg = D_CONFIG.replace(dtype=self.dtype)
+        self.conv1 = cfg.conv(self.in_channels, c, 4, strides=2, padding=_PAD)
+        self.conv2 = cfg.conv(c, 2 * c, 4, strides=2, padding=_PAD)
         self.linear_out = D_CONFIG.dense(self.feature_dim, 1)
         if self.num_classes:
             self.embed_proj = D_CONFIG.embed(self.num_classes, self.feature_dim)
@@ -179,6 +193,7 @@ def build_dcgan(
     d_channels: int = 64,
     conditional: bool = False,
     d_pooling: str = "sum",
+    dtype: str = "float32",
     **kwargs,
 ) -> ModelPair:
     """Builds the small DCGAN pair.
@@ -193,17 +208,19 @@ def build_dcgan(
         conditional: class-conditional BN in G and projection head in D.
         d_pooling: D's features, ``"sum"`` (global sum pooling) or ``"flatten"`` (the
             flattened last map, DCGAN's); see the module docstring.
+        dtype: compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
         **kwargs: no other options are accepted; any key here raises ``ValueError``.
 
     Returns:
         ``ModelPair(DCGANGenerator, DCGANDiscriminator)``.
 
     Raises:
-        ValueError: unknown kwargs, unsupported resolution / channels, non-positive sizes,
-            conditional=True with num_classes < 1.
+        ValueError: unknown kwargs, unsupported resolution / channels / dtype, non-positive
+            sizes, conditional=True with num_classes < 1.
     """
     check_kwargs("dcgan", kwargs,
-                 ["latent_dim", "g_channels", "d_channels", "conditional", "d_pooling"])
+                 ["latent_dim", "g_channels", "d_channels", "conditional", "d_pooling", "dtype"])
+    compute_dtype = check_dtype("dcgan", dtype)
     check_choice("dcgan", "d_pooling", d_pooling, list(D_POOLING))
     check_choice("dcgan", "resolution", resolution, [28, 32])
     check_choice("dcgan", "channels", channels, [1, 3])
@@ -214,6 +231,7 @@ def build_dcgan(
         channels=check_positive_int("dcgan", "g_channels", g_channels),
         out_channels=channels,
         num_classes=ncls,
+        dtype=compute_dtype,
     )
     disc = DCGANDiscriminator(
         channels=check_positive_int("dcgan", "d_channels", d_channels),
@@ -221,5 +239,6 @@ def build_dcgan(
         num_classes=ncls,
         pooling=d_pooling,
         resolution=resolution,
+        dtype=compute_dtype,
     )
     return ModelPair(gen, disc)

@@ -17,6 +17,15 @@ Conventions used by every model in :mod:`jaxgan_lth.models`:
   where torch divides by ``max(|x|, eps)``, and in eval mode flax still runs one (unstored) power
   iteration from the stored ``u`` whereas torch reuses the stored ``u, v`` unchanged.
 * BatchNorm momentum: torch's ``momentum=0.1`` is flax's ``momentum=0.9``.
+* Compute dtype (``LayerConfig.dtype``, the models' ``model.dtype``): convolutions, linears,
+  embeddings and batch norms take flax's ``dtype`` (inputs and weights cast to it, output in
+  it) while every parameter and statistic stays float32 (``param_dtype``): batch-norm mean and
+  variance are reduced in float32 (flax's ``force_float32_reductions``) and kept as float32
+  running averages, and the spectral-norm power iteration (``u``, ``sigma`` and the normalised
+  weight) runs in float32 on the float32 weight, which the wrapped layer then casts. The
+  mixed-precision recipe of Micikevicius et al., "Mixed Precision Training" (ICLR 2018): float32
+  master weights, low-precision forward and backward passes; no loss scaling, as bfloat16 has
+  float32's exponent range.
 """
 
 from __future__ import annotations
@@ -118,6 +127,9 @@ class LayerConfig:
         bn_eps: BatchNorm epsilon.
         bn_momentum: flax BatchNorm momentum (= 1 - torch momentum).
         bn_scale_normal: initialise affine BatchNorm scales as N(1, 0.02) instead of ones.
+        dtype: compute dtype of the layers (``jnp.float32`` or ``jnp.bfloat16``); None = flax's
+            default (the float32 of the inputs and parameters). Parameters, batch-norm
+            statistics and spectral-norm state stay float32 (see the module docstring).
     """
 
     spectral_norm: bool = False
@@ -126,6 +138,7 @@ class LayerConfig:
     bn_eps: float = 1e-5
     bn_momentum: float = 0.9
     bn_scale_normal: bool = False
+    dtype: Any = None
 
     def __post_init__(self):
         if self.init not in INIT_SCHEMES:
@@ -148,6 +161,10 @@ class LayerConfig:
         if self.init == "xavier":
             return torch_default_bias(fan_in)
         return jax.nn.initializers.zeros
+
+    def _dtype_kwargs(self) -> dict:
+        """``{"dtype": self.dtype}``, or ``{}`` for None (each layer's own default)."""
+        return {} if self.dtype is None else {"dtype": self.dtype}
 
     def _wrap(self, layer: nn.Module, spectral_norm: bool | None) -> nn.Module:
         use_sn = self.spectral_norm if spectral_norm is None else spectral_norm
@@ -196,24 +213,24 @@ class LayerConfig:
             if kernel_size != 4 or strides != 2:
                 raise ValueError("only 4x4 stride-2 transposed convs are supported")
             layer = ConvTranspose4s2(
-                features, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init
-            )
+                features, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init,
+                **self._dtype_kwargs())
         elif poolable:
             if kernel_size != 3 or strides != 1 or padding != "SAME":
                 raise ValueError(
                     "poolable=True fuses 2x2 average pooling into a 3x3 stride-1 SAME conv; "
                     f"got kernel_size={kernel_size}, strides={strides}, padding={padding!r}")
             layer = PoolableConv3x3(
-                features, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init
-            )
+                features, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init,
+                **self._dtype_kwargs())
         elif upsample:
             if kernel_size != 3 or strides != 1 or padding != "SAME":
                 raise ValueError(
                     "upsample=True fuses nearest x2 upsampling into a 3x3 stride-1 SAME conv; "
                     f"got kernel_size={kernel_size}, strides={strides}, padding={padding!r}")
             layer = UpsampleConv3x3(
-                features, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init
-            )
+                features, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init,
+                **self._dtype_kwargs())
         else:
             layer = nn.Conv(
                 conv_general_dilated=conv_ops.conv_general_dilated,
@@ -224,6 +241,7 @@ class LayerConfig:
                 use_bias=use_bias,
                 kernel_init=kernel_init,
                 bias_init=bias_init,
+                **self._dtype_kwargs(),
             )
         return self._wrap(layer, spectral_norm)
 
@@ -241,6 +259,7 @@ class LayerConfig:
             use_bias=use_bias,
             kernel_init=self._kernel_init("dense"),
             bias_init=self._bias_init(in_features),
+            **self._dtype_kwargs(),
         )
         return self._wrap(layer, spectral_norm)
 
@@ -263,7 +282,8 @@ class LayerConfig:
                 "dcgan": jax.nn.initializers.normal(0.02),
                 "xavier": jax.nn.initializers.normal(1.0),
             }[self.init]
-        layer = nn.Embed(num_embeddings, features, embedding_init=embedding_init)
+        layer = nn.Embed(num_embeddings, features, embedding_init=embedding_init,
+                         **self._dtype_kwargs())
         return self._wrap(layer, spectral_norm)
 
     def batch_norm(self, *, affine: bool = True) -> nn.BatchNorm:
@@ -278,6 +298,7 @@ class LayerConfig:
             use_scale=affine,
             use_bias=affine,
             scale_init=scale_init,
+            **self._dtype_kwargs(),
         )
 
 
@@ -432,7 +453,7 @@ class SelfAttention(nn.Module):
             train: update SN statistics.
 
         Returns:
-            ``[B, H, W, C]``.
+            ``[B, H, W, C]`` in ``x``'s dtype (the softmax is computed in float32).
         """
         b, h, w, c = x.shape
         theta = call_layer(self.conv_theta, x, update_stats=train).reshape(b, h * w, c // 8)
@@ -440,6 +461,10 @@ class SelfAttention(nn.Module):
         phi = nn.max_pool(phi, (2, 2), strides=(2, 2)).reshape(b, h * w // 4, c // 8)
         g = call_layer(self.conv_g, x, update_stats=train)
         g = nn.max_pool(g, (2, 2), strides=(2, 2)).reshape(b, h * w // 4, c // 2)
-        attn = jax.nn.softmax(jnp.einsum("bik,bjk->bij", theta, phi), axis=-1)
+        # the softmax in float32 (a no-op for float32 compute; bfloat16 logits would round
+        # the attention weights to 8 bits before their normalisation)
+        logits = jnp.einsum("bik,bjk->bij", theta, phi)
+        attn = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(logits.dtype)
         attn_g = jnp.einsum("bij,bjc->bic", attn, g).reshape(b, h, w, c // 2)
-        return x + self.gamma * call_layer(self.conv_o, attn_g, update_stats=train)
+        out = self.gamma * call_layer(self.conv_o, attn_g, update_stats=train)
+        return x + out.astype(x.dtype)

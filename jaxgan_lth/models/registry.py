@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, NamedTuple
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 Builder = Callable[..., "ModelPair"]
 
@@ -108,6 +109,25 @@ def check_positive_int(model: str, what: str, value: Any) -> int:
     if not ok:
         raise ValueError(f"{model}: {what} must be a positive integer, got {value!r}")
     return int(value)
+
+
+#: Compute dtypes of ``model.dtype`` (every model; parameters stay float32 either way).
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def check_dtype(model: str, dtype: Any) -> Any:
+    """The compute dtype named ``dtype`` (a key of :data:`COMPUTE_DTYPES`).
+
+    Returns:
+        ``jnp.float32`` or ``jnp.bfloat16``.
+
+    Raises:
+        ValueError: any other value, naming it and the accepted names.
+    """
+    if not isinstance(dtype, str) or dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"{model}: dtype = {dtype!r} is not accepted; accepted: "
+                         f"{sorted(COMPUTE_DTYPES)} (the compute dtype; parameters stay float32)")
+    return COMPUTE_DTYPES[dtype]
 
 
 def check_conditional(model: str, conditional: Any, num_classes: Any) -> int:

@@ -24,11 +24,16 @@ U(+-1/sqrt(fan_in))).
 BatchNorm eps 1e-5, torch momentum 0.1. Spectral norm: 1 power iteration, eps 1e-12 (torch default).
 
 The reference is unconditional; ``conditional=True`` raises ``ValueError``.
+
+Compute dtype (``dtype="bfloat16"``): G's layers and D's blocks compute in bfloat16 with float32
+parameters, batch-norm statistics and spectral-norm state (:mod:`jaxgan_lth.models.layers`); G's
+first-layer output (AdvAug's point) and its image, D's pooled features and ``linear_out`` are
+float32 (:mod:`jaxgan_lth.models.base`).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -40,6 +45,7 @@ from jaxgan_lth.models.layers import LayerConfig
 from jaxgan_lth.models.registry import (
     ModelPair,
     check_choice,
+    check_dtype,
     check_kwargs,
     check_positive_int,
     register_model,
@@ -60,6 +66,7 @@ class SNGANGenerator(nn.Module):
         out_channels: image channels.
         bottom_width: spatial size after the first linear layer (4; 3 up-blocks give 32).
         num_classes: always 0 (unconditional).
+        dtype: compute dtype (``jnp.float32`` or ``jnp.bfloat16``); images are float32.
     """
 
     latent_dim: int = 128
@@ -67,16 +74,18 @@ class SNGANGenerator(nn.Module):
     out_channels: int = 3
     bottom_width: int = 4
     num_classes: int = 0
+    dtype: Any = jnp.float32
 
     def setup(self):
         """Creates ``linear_in``, the three up-sampling blocks and the output BN / conv."""
         c, bw = self.channels, self.bottom_width
-        self.linear_in = G_CONFIG.dense(self.latent_dim, bw * bw * c)
-        self.block1 = GenBlock(c, c, G_CONFIG)
-        self.block2 = GenBlock(c, c, G_CONFIG)
-        self.block3 = GenBlock(c, c, G_CONFIG)
-        self.bn_out = G_CONFIG.batch_norm()
-        self.conv_out = G_CONFIG.conv(c, self.out_channels, 3)
+        cfg = G_CONFIG.replace(dtype=self.dtype)
+        self.linear_in = cfg.dense(self.latent_dim, bw * bw * c)
+        self.block1 = GenBlock(c, c, cfg)
+        self.block2 = GenBlock(c, c, cfg)
+        self.block3 = GenBlock(c, c, cfg)
+        self.bn_out = cfg.batch_norm()
+        self.conv_out = cfg.conv(c, self.out_channels, 3)
 
     def __call__(self, z: Array, y: Optional[Array] = None, train: bool = True) -> Array:
         """Generates images.
@@ -93,13 +102,13 @@ class SNGANGenerator(nn.Module):
         del y
         bw = self.bottom_width
         h = self.linear_in(z).reshape(z.shape[0], bw, bw, self.channels)
-        if not self.is_initializing():
-            h = self.perturb(G_PERTURB, h)
+        if not self.is_initializing():  # AdvAug's point in float32 (a no-op for float32)
+            h = self.perturb(G_PERTURB, h.astype(jnp.float32))
         h = self.block1(h, train=train)
         h = self.block2(h, train=train)
         h = self.block3(h, train=train)
         h = nn.relu(self.bn_out(h, use_running_average=not train))
-        return jnp.tanh(self.conv_out(h))
+        return jnp.tanh(self.conv_out(h).astype(jnp.float32))
 
 
 class SNGANDiscriminator(ProjectionDiscriminator):
@@ -109,11 +118,14 @@ class SNGANDiscriminator(ProjectionDiscriminator):
         channels: width df_dim (reference 128); also the feature size F.
         in_channels: image channels.
         num_classes: always 0 (unconditional).
+        dtype: compute dtype of the blocks (``jnp.float32`` or ``jnp.bfloat16``); features,
+            ``linear_out`` and logits are float32.
     """
 
     channels: int = 128
     in_channels: int = 3
     num_classes: int = 0
+    dtype: Any = jnp.float32
 
     @property
     def feature_dim(self) -> int:
@@ -128,10 +140,11 @@ class SNGANDiscriminator(ProjectionDiscriminator):
     def setup(self):
         """Creates the four D blocks and the bias-free ``linear_out`` (F -> 1)."""
         c = self.channels
-        self.block1 = DisOptBlock(self.in_channels, c, D_CONFIG)
-        self.block2 = DisBlock(c, c, True, D_CONFIG)
-        self.block3 = DisBlock(c, c, False, D_CONFIG)
-        self.block4 = DisBlock(c, c, False, D_CONFIG)
+        cfg = D_CONFIG.replace(dtype=self.dtype)
+        self.block1 = DisOptBlock(self.in_channels, c, cfg)
+        self.block2 = DisBlock(c, c, True, cfg)
+        self.block3 = DisBlock(c, c, False, cfg)
+        self.block4 = DisBlock(c, c, False, cfg)
         self.linear_out = D_CONFIG.dense(c, 1, use_bias=False)
 
     def _trunk(self, x: Array, train: bool) -> Array:
@@ -151,6 +164,7 @@ def build_sngan(
     g_channels: int = 256,
     d_channels: int = 128,
     conditional: bool = False,
+    dtype: str = "float32",
     **kwargs,
 ) -> ModelPair:
     """Builds the SNGAN CIFAR ResNet pair.
@@ -163,15 +177,19 @@ def build_sngan(
         g_channels: generator width gf_dim (reference 256).
         d_channels: discriminator width df_dim (reference 128).
         conditional: must be False.
+        dtype: compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
         **kwargs: no other options are accepted; any key here raises ``ValueError``.
 
     Returns:
         ``ModelPair(SNGANGenerator, SNGANDiscriminator)``.
 
     Raises:
-        ValueError: unknown kwargs, resolution != 32, conditional=True, non-positive sizes.
+        ValueError: unknown kwargs, resolution != 32, conditional=True, non-positive sizes,
+            an unknown dtype.
     """
-    check_kwargs("sngan", kwargs, ["latent_dim", "g_channels", "d_channels", "conditional"])
+    check_kwargs("sngan", kwargs,
+                 ["latent_dim", "g_channels", "d_channels", "conditional", "dtype"])
+    compute_dtype = check_dtype("sngan", dtype)
     check_choice("sngan", "resolution", resolution, [32])
     channels = check_positive_int("sngan", "channels", channels)
     if conditional is not False:
@@ -184,9 +202,11 @@ def build_sngan(
         latent_dim=check_positive_int("sngan", "latent_dim", latent_dim),
         channels=check_positive_int("sngan", "g_channels", g_channels),
         out_channels=channels,
+        dtype=compute_dtype,
     )
     disc = SNGANDiscriminator(
         channels=check_positive_int("sngan", "d_channels", d_channels),
         in_channels=channels,
+        dtype=compute_dtype,
     )
     return ModelPair(gen, disc)

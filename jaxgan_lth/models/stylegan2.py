@@ -71,6 +71,7 @@ import jax.numpy as jnp
 from jaxgan_lth.models import sg2_ops as ops
 from jaxgan_lth.models.base import G_NOISE, G_PERTURB, check_labels
 from jaxgan_lth.models.registry import (
+    COMPUTE_DTYPES,
     ModelPair,
     check_choice,
     check_kwargs,
@@ -88,7 +89,8 @@ W_AVG_BETA = 0.995
 #: Learning-rate multiplier of the mapping network (``MappingNetwork(lr_multiplier=0.01)``).
 MAPPING_LR_MUL = 0.01
 NOISE_MODES = ("random", "const", "none")
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+#: Compute dtypes of ``dtype`` (the registry's table, shared by every model).
+DTYPES = COMPUTE_DTYPES
 
 
 def num_ws(resolution: int) -> int:
