@@ -28,7 +28,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common, train_throughput  # noqa: E402
-from jaxgan_lth import dst_stage  # noqa: E402
+from jaxgan_lth.stages import dst as dst_stage  # noqa: E402
 from jaxgan_lth.sparsity import dst as dst_lib  # noqa: E402
 
 

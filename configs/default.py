@@ -273,7 +273,7 @@ def base_config():
     config.sparsity.magnitudes = "g"
     # "one" mask chain (the rounds train under it and the ticket reads it) or "two" (the released
     # SNGAN IMP: rounds on G's magnitudes, the ticket's chain DIR/masks_ema on the EMA G's; needs
-    # magnitudes "g"; jaxgan_lth/lottery.py)
+    # magnitudes "g"; jaxgan_lth/stages/lottery.py)
     config.sparsity.mask_chains = "one"
 
     # ---- stage "imp": iterative magnitude pruning with rewinding -----------------------------
@@ -295,8 +295,9 @@ def base_config():
     config.ticket.imp_workdir = ""
     # "imp" (the ticket), baselines: "random_like" (same per-layer densities), "random_global",
     # "omp" (one-shot magnitude from round 0's trained weights), "dense", "slimming" (network
-    # slimming: channel masks of G from a dense run with L1 on its batch-norm scales),
-    # "small_dense" (a dense G narrowed to the ticket's parameter count); jaxgan_lth/baselines.py
+    # slimming: channel masks of G from a dense run with L1 on its batch-norm scales, the
+    # "slimming" stage), "small_dense" (a dense G narrowed to the ticket's parameter count);
+    # jaxgan_lth/stages/baselines.py
     config.ticket.mask_type = "imp"
     config.ticket.slimming_l1 = 1e-4  # "slimming": L1 weight on G's BN scales (NS paper, VGG)
     # "small_dense": match the ticket's "prunable" weight count (what density counts) or "all"
@@ -311,7 +312,7 @@ def base_config():
     config.ticket.nice = nice_config(enabled=False)
     config.ticket.maskedgan = maskedgan_config(ops="")
 
-    # ---- stage "dst": sparse G and D trained from scratch (STU-GAN, jaxgan_lth/dst_stage.py) --
+    # ---- stage "dst": sparse G and D trained from scratch (STU-GAN, jaxgan_lth/stages/dst.py)
     # uses the top-level part sections (diffaug, advaug, ...) as the train stage does
     config.dst = ml_collections.ConfigDict()
     config.dst.num_steps = 1200  # G iterations

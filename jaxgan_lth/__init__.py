@@ -8,9 +8,8 @@ Data flows one way: data, models and parts -> step -> loop -> pipeline -> main.
   step.py      the composed, jit-compiled D/G steps
   loop.py      the one training loop for K runs of a stage (K = 1: an ordinary run)
   sweep.py     the runs of a swept stage (seeds x traced strengths)
-  stages.py    stage names, each stage's config and runs
-  lottery.py   the lottery stages imp / ticket (IMP with rewinding, ticket masks)
-  dst_stage.py the sparse-to-sparse stage dst
+  stages/      the stages behind one interface and a registry: train, imp, ticket, dst and
+               slimming (IMP with rewinding, ticket masks and baselines, sparse-to-sparse)
   pipeline.py  whole-config validation, then the stages in order
   sparsity/    masks pytree and magnitude / random pruning
   evaluation/  Inception features, FID/KID, evaluators taking sample functions

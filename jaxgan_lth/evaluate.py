@@ -1,14 +1,16 @@
 """Evaluate a run's checkpoint: ``python -m jaxgan_lth.evaluate --workdir=DIR``.
 
 Reads ``DIR/config.json``, restores a checkpoint of one stage (default: the last stage the
-config runs; ``--stage=imp/round_01`` etc. for an IMP round), prints FID/KID of its EMA generator
+config runs; any registered stage, :data:`jaxgan_lth.stages.REGISTRY`, or one of its run
+folders, ``--stage=imp/round_01`` etc. for an IMP round), prints FID/KID of its EMA generator
 against the configured reference statistics and, with ``--save_images=FOLDER``, writes
 ``--num_samples`` generated images there as PNG (``000000.png`` ...), e.g. for
 ``python -m jaxgan_lth.fid FOLDER OTHER``.
 
 Flags:
   --workdir        the run's folder (required)
-  --stage          train | ticket | imp/round_XX (default: last stage of config.stages)
+  --stage          a stage (train, imp, ticket, dst, slimming) or a run folder of one
+                   (imp/round_XX, ticket_slimming); default: last stage of config.stages
   --checkpoint     latest | best | a step number (default latest)
   --num_samples    generated images (default: config.eval.num_samples)
   --save_images    folder for PNGs (must be empty or absent: nothing is overwritten)
@@ -37,7 +39,8 @@ from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run folder holding config.json and checkpoints.")
-flags.DEFINE_string("stage", "", "train | ticket | imp/round_XX (default: last stage).")
+flags.DEFINE_string("stage", "", "A stage (train, imp, ticket, dst, slimming) or a run "
+                    "folder of one (imp/round_XX); default: the last stage.")
 flags.DEFINE_string("checkpoint", "latest", "latest | best | a step number.")
 flags.DEFINE_string("run", "0", "Run of a swept stage: index or name (seed1_adv_step_size0.01).")
 flags.DEFINE_integer("num_samples", 0, "Generated images (0 = config.eval.num_samples).")
@@ -107,6 +110,28 @@ def choose_cache_dir(config, workdir: str, cache_dir: str = "") -> str:
     return cache_dir
 
 
+def resolve_stage(config, stage: str):
+    """``(run folder relative to the workdir, its stage's config)`` of ``--stage``.
+
+    A stage's name (:data:`jaxgan_lth.stages.REGISTRY`) means its last run folder (``imp``: the
+    last IMP round, ``imp/round_{R-1}``); a run folder means itself.
+
+    Raises:
+      ValueError: neither a registered stage nor one of their run folders (accepted listed).
+    """
+    from jaxgan_lth import stages as stages_lib
+
+    for name in stages_lib.REGISTRY:
+        st = stages_lib.get(name)
+        if stage == name:
+            folders = st.run_folders(config) or [st.folder_name or st.name]
+            return folders[-1], st.config_for(config)
+        if st.owns(stage):
+            return stage, st.config_for(config)
+    raise ValueError(f"--stage={stage!r}; accepted: a stage {tuple(stages_lib.REGISTRY)} or a "
+                     "run folder of one (imp/round_XX, ticket_slimming).")
+
+
 def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
                  num_samples: int = 0, save_images: str = "", fid: bool = True,
                  run: int | str = 0, grid: str = "", noise_mode: str = "",
@@ -115,7 +140,8 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
 
     Args:
       workdir: the run's folder.
-      stage: train | ticket | imp/round_XX ("" = the config's last stage).
+      stage: a registered stage or one of its run folders (``imp/round_XX``); "" = the
+        config's last stage (a stage's name means its last run folder).
       checkpoint: latest | best | a step number.
       num_samples: generated images (0 = ``config.eval.num_samples``).
       save_images: folder for the generated images as PNG ("" = none).
@@ -148,18 +174,11 @@ def _evaluate_run(config, workdir: str, stage: str, checkpoint: str, num_samples
     """:func:`evaluate_run` on the run's loaded ``config`` (same arguments and errors)."""
     import jax
 
-    from jaxgan_lth import loop, pipeline
+    from jaxgan_lth import loop
+    from jaxgan_lth import stages as stages_lib
 
-    stages = pipeline.parse_stages(config)
-    stage = stage or stages[-1]
-    if stage == "imp":
-        stage = f"imp/round_{max(config.imp.rounds - 1, 0):02d}"
-    if stage in ("train", "ticket"):
-        cfg = pipeline.stage_config(config, stage)
-    elif stage.startswith("imp/round_"):
-        cfg = pipeline.stage_config(config, "imp")
-    else:
-        raise ValueError(f"--stage={stage!r}; accepted: train, ticket, imp/round_XX.")
+    stages = stages_lib.parse_stages(config)
+    stage, cfg = resolve_stage(config, stage or stages[-1])
     stage_dir = os.path.join(workdir, stage)
     if not os.path.isdir(stage_dir):
         raise FileNotFoundError(f"{stage_dir} does not exist; stages run: {stages}.")

@@ -1,10 +1,11 @@
-"""The pipeline of stages: ``train`` (dense), ``imp`` (find tickets), ``ticket`` (train one).
+"""The pipeline of stages: ``train`` (dense), ``imp`` (find tickets), ``ticket`` (train one), ...
 
-This module sits on top of the one loop (:mod:`jaxgan_lth.loop`): it validates the whole
-config before anything runs or any folder is written (:func:`validate_config`) and runs the
-stages in order, each as one run or as a sweep of K runs (``config.sweep``,
-:mod:`jaxgan_lth.sweep`). Each stage's config comes from :func:`jaxgan_lth.stages.stage_config`;
-the lottery stages live in :mod:`jaxgan_lth.lottery`, ``dst`` in :mod:`jaxgan_lth.dst_stage`.
+This module sits on top of the stages (:mod:`jaxgan_lth.stages`, one interface and a registry)
+and the one loop (:mod:`jaxgan_lth.loop`): it validates the whole config before anything runs
+or any folder is written (:func:`validate_config`, which calls every registered stage's
+``validate``) and runs the stages of :func:`jaxgan_lth.stages.plan` in order, each as one run or
+as a sweep of K runs (``config.sweep``, :mod:`jaxgan_lth.sweep`). It names no stage: each
+stage's config, folder, workdir checks and run come from the stage.
 
 The lottery-ticket stages follow Chen et al., NeurIPS 2021 (``../shared/seeds/001_*.txt``
 Sec. 3.2, App. A2.2) and the released code (seed_repos.md sections 0 and 1.2):
@@ -31,6 +32,8 @@ Workdir layout::
     DIR/masks/            Orbax steps r = 0..R: masks m_r stacked over the IMP runs [K, ...]
     DIR/imp/round_XX/     checkpoints/, samples/, densities.json, result.json
     DIR/ticket/           checkpoints/, samples/, densities.json, result.json; runs/, sweep.md
+    DIR/dst/              the dst stage (masks/, densities.json, result.json)
+    DIR/ticket_slimming/  network slimming's dense run (stage slimming, before such a ticket)
 
 Every step is resumable: a finished round is marked by its mask on disk, an interrupted
 stage resumes from its latest checkpoint, and pruning is deterministic.
@@ -41,43 +44,14 @@ from __future__ import annotations
 import os
 import time
 
-import jax
 import ml_collections
 
-from jaxgan_lth import (
-    baselines,
-    checkpointing,
-    config_lib,
-    dst_stage,
-    io_utils,
-    loop,
-    parallel,
-    precision,
-    ticket_source,
-    workdir_lock,
-)
+from jaxgan_lth import checkpointing, config_lib, io_utils, parallel, precision, workdir_lock
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import parts as parts_lib
+from jaxgan_lth import stages as stages_lib
 from jaxgan_lth import step as step_lib
 from jaxgan_lth import sweep as sweep_lib
-from jaxgan_lth.lottery import (  # noqa: F401  (the lottery's names, re-exported)
-    IMP_SOURCE_SECTIONS,
-    MASK_TYPES,
-    Lottery,
-    imp_source_config,
-    validate_imp_source,
-    validate_lottery,
-)
-from jaxgan_lth.stages import (  # noqa: F401  (re-exported: stage names and configs)
-    NETS,
-    STAGES,
-    density_summary,
-    parse_stages,
-    pruned_nets,
-    runs_of,
-    stage_config,
-    strategy,
-)
 
 # ------------------------------------------------------------------------------------------------
 # Config validation
@@ -90,11 +64,13 @@ def validate_config(config: ml_collections.ConfigDict) -> dict[str, ml_collectio
     Calls each module's own validator with its own constants: training values
     (:func:`config_lib.validate`), the step (:func:`step.validate_config`), data
     (:func:`data.validate_config`), evaluation against the data source
-    (:func:`evaluation.validate_config`), the model name, the lottery sections, every part
-    (top-level sections and the ticket's) and the sweep.
+    (:func:`evaluation.validate_config`), the model name, every registered stage's sections
+    (:meth:`jaxgan_lth.stages.Stage.validate`, whether or not it runs), every part (top-level
+    sections and the ticket's), each running stage's config and the sweep.
 
     Returns:
-      ``{stage: stage config}`` of the stages that will run.
+      ``{stage: stage config}`` of the stages that will run (:func:`jaxgan_lth.stages.plan`:
+      ``config.stages`` and the stages they require).
 
     Raises:
       ValueError: the first bad value, naming its key and what is accepted.
@@ -102,7 +78,7 @@ def validate_config(config: ml_collections.ConfigDict) -> dict[str, ml_collectio
     from jaxgan_lth import data as data_lib
     from jaxgan_lth import evaluation
 
-    stages = parse_stages(config)
+    stages = stages_lib.plan(config)
     config_lib.validate(config)
     step_lib.validate_config(config)
     data_lib.validate_config(config.data)
@@ -127,39 +103,15 @@ def validate_config(config: ml_collections.ConfigDict) -> dict[str, ml_collectio
                 f"data.folder={config.data.folder!r} gives {n} training images, fewer than one "
                 f"D batch (train.d_batch_size={config.train.d_batch_size}); accepted: a batch "
                 f"of at most {n}, or a folder with more images.")
-    validate_lottery(config)
-    validate_imp_source(config, stages)
-    baselines.validate_config(config)
-    if "dst" in config:
-        dst_stage.validate_config(config)
+    for cls in stages_lib.REGISTRY.values():
+        cls().validate(config)
     parts_lib.validate_config(config)
     parts_lib.validate_config(config.ticket, prefix="ticket.")
-    stage_cfgs = {s: stage_config(config, s) for s in stages}
+    stage_cfgs = {s: stages_lib.stage_config(config, s) for s in stages}
     for s, sc in stage_cfgs.items():
         step_lib.validate_config(sc)
     sweep_lib.validate_config(config, stage_cfgs)
     return stage_cfgs
-
-
-# ------------------------------------------------------------------------------------------------
-# Stage train
-# ------------------------------------------------------------------------------------------------
-
-
-def run_train(config, stage_cfg, workdir: str) -> dict:
-    """Dense GAN training (one run or a sweep) in ``workdir/train``."""
-    engine = loop.build_engine(stage_cfg, workdir)
-    runs = runs_of(config, "train", stage_cfg)
-    like = jax.eval_shape(engine.fns.init, jax.random.key(0))
-    masks = [loop.dense_masks(like) for _ in runs]
-    info = {"stage": "train", **density_summary(masks[0], tuple(config.sparsity.prunable),
-                                                 pruned_nets(config))}
-    _, summary = loop.train_runs(
-        engine, os.path.join(workdir, "train"), runs=runs,
-        init_states=lambda: [loop.initial_state(engine, r.seed) for r in runs],
-        masks=masks, num_steps=int(stage_cfg.train.num_steps), strategy=strategy(config),
-        evaluator=loop.make_evaluator(stage_cfg, workdir, engine), run_info=[info] * len(runs))
-    return summary
 
 
 # ------------------------------------------------------------------------------------------------
@@ -192,7 +144,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     a kill resumes where the run stopped.
 
     Order: the whole config is validated, the workdir checked (writable; a ``ticket`` stage's
-    IMP masks present, :func:`ticket_source.check_before_writing`) and locked
+    inputs each stage reads present, :meth:`jaxgan_lth.stages.Stage.check_workdir`) and locked
     (:class:`workdir_lock.WorkdirLock`: a second process is refused). ``config.json`` (new or
     changed with ``allow_config_change``) and ``summary.json`` are written only once the first
     checkpoint of the run has been saved or restored, so a config that fails on the workdir's
@@ -210,8 +162,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       workdir_lock.WorkdirLockedError: another process runs in ``workdir``.
     """
     stage_cfgs = validate_config(config)
-    stages = parse_stages(config)
-    ticket_source.check_before_writing(config, workdir, stages)
+    stages = list(stage_cfgs)
+    for name in stages:
+        stages_lib.get(name).check_workdir(config, workdir, stages)
     main = parallel.is_main_process()
     if main:
         _check_writable(workdir)
@@ -232,23 +185,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         committed[0] = True
 
     t0 = time.time()
-    lottery = None
+    ctx = stages_lib.Context(config, workdir, stage_cfgs)
     try:
         # every program of the stages is traced under train.matmul_precision
         with checkpointing.on_first_success(commit), precision.matmul_precision(config):
-            for stage in stages:
-                if stage == "train":
-                    result["stages"]["train"] = run_train(config, stage_cfgs["train"], workdir)
-                elif stage == "dst":
-                    result["stages"]["dst"] = dst_stage.run_dst(
-                        config, stage_cfgs["dst"], workdir,
-                        runs_of(config, "dst", stage_cfgs["dst"]), strategy(config))
-                else:
-                    lottery = lottery or Lottery(config, workdir, stage_cfgs)
-                    if stage == "imp":
-                        result["stages"]["imp"] = {"rounds": lottery.run_imp()}
-                    else:
-                        result["stages"]["ticket"] = lottery.run_ticket()
+            for name in stages:
+                result["stages"][name] = stages_lib.get(name).run(ctx)
                 result["wall_time_s"] = round(time.time() - t0, 2)
                 if main and committed[0]:
                     io_utils.write_json(summary_path, result)

@@ -35,10 +35,12 @@ import re
 import sys
 from typing import Any, Sequence
 
+import ml_collections
 import numpy as np
 from absl import logging
 
 from jaxgan_lth import io_utils
+from jaxgan_lth import stages as stages_lib
 
 __all__ = ["Run", "Group", "load_runs", "group_runs", "check_protocols", "write_report", "main"]
 
@@ -144,17 +146,15 @@ def _run_dirs(workdir: str) -> list[str]:
 def missing_stages(workdir: str) -> list[str]:
     """The stages of ``DIR/config.json`` without a finished run (IMP rounds as ``imp/round_XX``).
 
-    A finished run wrote ``summary.json`` in the stage folder (or in its ``runs/<name>``).
+    The folders are each listed stage's :meth:`jaxgan_lth.stages.Stage.run_folders` (a name no
+    registered stage has: its folder of that name). A finished run wrote ``summary.json`` in the
+    stage folder (or in its ``runs/<name>``).
     """
-    cfg = io_utils.read_json(os.path.join(workdir, "config.json")) or {}
-    stages = [x.strip() for x in str(cfg.get("stages", "")).split(",") if x.strip()]
-    folders = []
-    for st in stages:
-        if st == "imp":
-            rounds = int((cfg.get("imp") or {}).get("rounds", 0))
-            folders += [f"imp/round_{r:02d}" for r in range(rounds)]
-        else:
-            folders.append(st)
+    cfg = ml_collections.ConfigDict(
+        io_utils.read_json(os.path.join(workdir, "config.json")) or {})
+    names = [x.strip() for x in str(cfg.get("stages", "")).split(",") if x.strip()]
+    folders = [rel for n in names for rel in (
+        stages_lib.get(n).run_folders(cfg) if n in stages_lib.REGISTRY else [n])]
 
     def finished(rel):
         d = os.path.join(workdir, rel)

@@ -7,15 +7,17 @@ import jax.numpy as jnp
 import pytest
 
 from jaxgan_lth import config_lib, models, pipeline, sweep
+from jaxgan_lth import stages as stages_lib
+from jaxgan_lth.stages import lottery_config
 
 
 @pytest.mark.parametrize("name", ["default", "sngan_cifar10", "biggan_cifar10", "advaug_sweep"])
 def test_config_validates_and_model_builds(name):
     config = importlib.import_module(f"configs.{name}").get_config()
     config_lib.validate(config)
-    pipeline.validate_lottery(config)
+    lottery_config.validate_lottery(config)
     stage_cfgs = pipeline.validate_config(config)  # the whole config, every part and the sweep
-    assert list(stage_cfgs) == pipeline.parse_stages(config)
+    assert list(stage_cfgs) == stages_lib.parse_stages(config)
     r, c = config.data.resolution, config.data.channels
     ncls = 10 if config.model.conditional else 0
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
@@ -39,7 +41,7 @@ def test_unknown_stage_is_named():
     config = importlib.import_module("configs.default").get_config()
     config.stages = "imp,finetune"
     with pytest.raises(ValueError, match="finetune"):
-        pipeline.parse_stages(config)
+        stages_lib.parse_stages(config)
 
 
 def test_default_recipe_is_base_config_plus_the_documented_changes():

@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxgan_lth import baselines, checkpointing, dst_stage, loop, parallel, pipeline, updates
+from jaxgan_lth import checkpointing, loop, parallel, pipeline, updates
+from jaxgan_lth import stages as stages_lib
 from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import dst as dst_lib
 from jaxgan_lth.sparsity import erk, pruning
 from jaxgan_lth.sparsity import masks as masks_lib
+from jaxgan_lth.stages import baselines
+from jaxgan_lth.stages import dst as dst_stage
 
 
 def _flat(tree):
@@ -234,7 +237,7 @@ def test_dst_step_ema_of_grown_weights_after_an_update(folder, tmp_path, sema):
     config = _dst_config(folder)
     config.dst.sema = sema
     config.train.ema_decay = 0.9
-    engine = loop.build_engine(pipeline.stage_config(config, "dst"), str(tmp_path))
+    engine = loop.build_engine(stages_lib.stage_config(config, "dst"), str(tmp_path))
     like = jax.eval_shape(engine.fns.init, jax.random.key(0))
     masks = dst_stage.initial_masks(config, like, seed=0)
     state = dst_lib.zero_outside(loop.initial_state(engine, 0), masks, engine.fns.optimizers)
@@ -261,7 +264,7 @@ def test_dst_step_ema_of_grown_weights_after_an_update(folder, tmp_path, sema):
 def _engine_and_state(folder, workdir, inactive_moments="dense"):
     config = _dst_config(folder)
     config.dst.inactive_moments = inactive_moments
-    engine = loop.build_engine(pipeline.stage_config(config, "dst"), workdir)
+    engine = loop.build_engine(stages_lib.stage_config(config, "dst"), workdir)
     like = jax.eval_shape(engine.fns.init, jax.random.key(0))
     masks = dst_stage.initial_masks(config, like, seed=0)
     state = dst_lib.zero_outside(loop.initial_state(engine, 0), masks, engine.fns.optimizers)
@@ -382,7 +385,7 @@ def finished(folder, tmp_path_factory):
 
 
 def _stage_masks(config, workdir):
-    engine = loop.build_engine(pipeline.stage_config(config, "dst"), workdir)
+    engine = loop.build_engine(stages_lib.stage_config(config, "dst"), workdir)
     like = jax.eval_shape(engine.fns.init, jax.random.key(0))
     ck = checkpointing.Checkpointer(os.path.join(workdir, "dst", "masks"))
     out = {s: dst_stage.load_masks(ck, s, like, 1)[0] for s in ck.all_steps()}
@@ -457,7 +460,7 @@ def test_swept_dst_with_diffaugment_and_advaug_keeps_one_mask_sequence_per_run(f
     config.sweep.seeds = "0,1"
     row = pipeline.train_and_evaluate(config, str(tmp_path))["stages"]["dst"]
     assert sorted(row["runs"]) == ["seed0", "seed1"] and row["mask_steps"] == [0, 1, 2]
-    engine = loop.build_engine(pipeline.stage_config(config, "dst"), str(tmp_path))
+    engine = loop.build_engine(stages_lib.stage_config(config, "dst"), str(tmp_path))
     like = jax.eval_shape(engine.fns.init, jax.random.key(0))
     ck = checkpointing.Checkpointer(os.path.join(str(tmp_path), "dst", "masks"))
     first, last = (dst_stage.load_masks(ck, s, like, 2) for s in (0, 2))
@@ -570,7 +573,7 @@ def test_slimming_and_small_dense_tickets_train(folder, tmp_path):
     config.ticket.mask_type = "small_dense"
     row = pipeline.train_and_evaluate(config, str(tmp_path / "sd"))["stages"]["ticket"]
     assert row["mask_type"] == "small_dense" and row["g_density"] == 1.0
-    engine = loop.build_engine(pipeline.stage_config(config, "ticket"), str(tmp_path / "sd"))
+    engine = loop.build_engine(stages_lib.stage_config(config, "ticket"), str(tmp_path / "sd"))
     state, _ = loop.load_run_state(engine, str(tmp_path / "sd" / "ticket"))
     assert state["g"]["params"]["conv1"]["kernel"].shape[-1] == row["g_channels"] < 8
 

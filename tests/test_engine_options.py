@@ -8,6 +8,7 @@ from jaxgan_lth import models, pipeline
 from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sparsity import pruning
+from jaxgan_lth.stages import lottery
 
 
 def _fns(config):
@@ -63,7 +64,7 @@ def test_masks_from_ema_generator_magnitudes(tmp_path):
     out = {}
     for source in ("g", "ema"):
         config.sparsity.magnitudes = source
-        lot = pipeline.Lottery(config, str(tmp_path / source), pipeline.validate_config(config))
+        lot = lottery.Lottery(config, str(tmp_path / source), pipeline.validate_config(config))
         out[source] = lot.prune(trained, masks)["g"]
         want = pruning.global_magnitude_prune(trained[source]["params"], masks["g"],
                                               config.sparsity.g_ratio, patterns)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from jaxgan_lth import checkpointing, loop, pipeline, run_axis, workdir_lock
+from jaxgan_lth.stages import ticket_source
 
 pytestmark = pytest.mark.slow
 
@@ -248,7 +249,7 @@ def test_ticket_after_a_killed_imp_fails_naming_the_missing_round(folder, tmp_pa
         pipeline.train_and_evaluate(ticket, workdir, allow_config_change=True)
     assert _snapshot(workdir) == before and not os.path.exists(os.path.join(workdir, "ticket"))
     ticket.ticket.round = 1  # an explicit, existing round is the user's choice
-    pipeline.ticket_source.check_before_writing(ticket, workdir, ["ticket"])
+    ticket_source.check_before_writing(ticket, workdir, ["ticket"])
     # another model with --allow_config_change: the masks are intact, not "corrupt", and the
     # workdir stays as it was
     ticket.model.g_channels = 16

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxgan_lth import checkpointing, loop, lottery, pipeline, run_axis
+from jaxgan_lth import checkpointing, loop, pipeline, run_axis
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sparsity import pruning
+from jaxgan_lth.stages import lottery, lottery_config
 
 
 def _flat(tree):
@@ -35,7 +36,7 @@ def _pipeline_config(folder, rounds=3, steps=3, prune="g"):
 
 
 def _lottery(config, workdir):
-    return pipeline.Lottery(config, workdir, pipeline.validate_config(config))
+    return lottery.Lottery(config, workdir, pipeline.validate_config(config))
 
 
 def _like(lot):
@@ -272,7 +273,7 @@ def test_two_mask_chains_as_the_released_sngan_imp(folder, tmp_path):
     bad = config.copy_and_resolve_references()
     bad.sparsity.magnitudes = "ema"
     with pytest.raises(ValueError, match="'two' with magnitudes 'g'"):
-        pipeline.validate_lottery(bad)
+        lottery_config.validate_lottery(bad)
     workdir = str(tmp_path / "two")
     summary = pipeline.train_and_evaluate(config, workdir)
     lot = _lottery(config, workdir)
@@ -313,7 +314,7 @@ def test_bad_sparsity_config(folder, tmp_path, key, value, match):
     config = _pipeline_config(folder)
     config.sparsity[key] = value
     with pytest.raises(ValueError, match=match):
-        pipeline.validate_lottery(config)
+        lottery_config.validate_lottery(config)
     workdir = tmp_path / "w"
     with pytest.raises(ValueError, match=match):
         pipeline.train_and_evaluate(config, str(workdir))

@@ -11,6 +11,7 @@ import pytest
 
 from configs import default
 from jaxgan_lth import loop, models, parallel, parts, pipeline
+from jaxgan_lth import stages as stages_lib
 from jaxgan_lth.models import base as model_base
 from jaxgan_lth.parts import nice as nice_lib
 
@@ -238,7 +239,7 @@ def test_ticket_section_and_unknown_strength_names(folder):
         pipeline.validate_config(config)
     config.ticket.nice.weight = 1.0
     config.ticket.nice.enabled = True
-    ticket = pipeline.stage_config(config, "ticket")
+    ticket = stages_lib.stage_config(config, "ticket")
     assert "nice" in [p.name for p in parts.build(ticket)]
     assert "nice" not in [p.name for p in parts.build(config)]
     # sweeps: the part's strengths are accepted names, a misspelt one is refused with the list

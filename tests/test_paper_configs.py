@@ -6,6 +6,8 @@ import os
 import pytest
 
 from jaxgan_lth import config_lib, pipeline
+from jaxgan_lth import stages as stages_lib
+from jaxgan_lth.stages import lottery_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = ("sngan_cifar10", "biggan_cifar10")
@@ -24,8 +26,8 @@ def test_variant_builds_and_validates(name, variant):
     module = _module(name)
     config = module.get_config(variant)
     config_lib.validate(config)
-    pipeline.validate_lottery(config)
-    stages = pipeline.parse_stages(config)
+    lottery_config.validate_lottery(config)
+    stages = stages_lib.parse_stages(config)
     assert stages == (["imp"] if variant == "imp" else
                       ["train"] if variant.startswith("dense") else ["imp", "ticket"])
     # the keys being added to configs/default.py exist either way

@@ -8,6 +8,7 @@ import pytest
 
 from configs import study_fashion_mnist as study_cfg
 from jaxgan_lth import config_lib, io_utils, loop, pipeline, study
+from jaxgan_lth import stages as stages_lib
 from tests.helpers import make_image_folder, tiny_lottery_config
 
 
@@ -78,7 +79,7 @@ def test_a_ticket_from_a_shared_imp_equals_the_ticket_trained_in_place(tmp_path)
     shared = tiny_lottery_config(folder, "ticket", "ticket")
     shared.ticket.imp_workdir = str(tmp_path / "both")
     pipeline.train_and_evaluate(shared, str(tmp_path / "ticket_only"))
-    engine = loop.build_engine(pipeline.stage_config(config, "ticket"), str(tmp_path / "both"))
+    engine = loop.build_engine(stages_lib.stage_config(config, "ticket"), str(tmp_path / "both"))
     for run in ("seed0", "seed1"):
         a, _ = loop.load_run_state(engine, str(tmp_path / "both" / "ticket"), run=run)
         b, _ = loop.load_run_state(engine, str(tmp_path / "ticket_only" / "ticket"), run=run)

@@ -18,8 +18,10 @@ import pytest
 
 from configs import advaug_sweep
 from jaxgan_lth import checkpointing, config_lib, loop, parallel, pipeline, run_axis, sweep
+from jaxgan_lth import stages as stages_lib
 from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import pruning
+from jaxgan_lth.stages import lottery
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "jaxgan_lth")
@@ -159,7 +161,7 @@ def test_hparams_as_a_dict_and_seeds_as_a_list(folder, tmp_path):
         "stages": "train", "seeds": (0, 1), "product": True, "strategy": "loop",
         "hparams": {"adv_step_size": (0.0, 0.05)}})
     stage_cfgs = pipeline.validate_config(config)
-    assert [r.name for r in pipeline.runs_of(config, "train", stage_cfgs["train"])] == [
+    assert [r.name for r in stages_lib.runs_of(config, "train", stage_cfgs["train"])] == [
         "seed0_adv_step_size0", "seed0_adv_step_size0.05",
         "seed1_adv_step_size0", "seed1_adv_step_size0.05"]
     config_lib.write_or_check(config, str(tmp_path))
@@ -216,8 +218,8 @@ def test_strengths_are_checked_against_the_swept_stage(folder):
     config.sweep.stages = "ticket"
     config.ticket.advaug.mode = "pgd"
     stage_cfgs = pipeline.validate_config(config)
-    assert len(pipeline.runs_of(config, "ticket", stage_cfgs["ticket"])) == 2
-    assert len(pipeline.runs_of(config, "imp", stage_cfgs["imp"])) == 1
+    assert len(stages_lib.runs_of(config, "ticket", stage_cfgs["ticket"])) == 2
+    assert len(stages_lib.runs_of(config, "imp", stage_cfgs["imp"])) == 1
     config.ticket.advaug.mode = "none"
     with pytest.raises(ValueError, match="inactive strength 'adv_step_size'"):
         pipeline.validate_config(config)
@@ -225,7 +227,7 @@ def test_strengths_are_checked_against_the_swept_stage(folder):
     with pytest.raises(ValueError, match="inactive strength 'lecam_weight'"):
         pipeline.validate_config(config)
     config.ticket.lecam.weight = 0.3
-    assert [r.hparams for r in sweep.parse_runs(config, pipeline.stage_config(
+    assert [r.hparams for r in sweep.parse_runs(config, stages_lib.stage_config(
         config, "ticket"))] == [{"lecam_weight": 0.1}, {"lecam_weight": 0.3}]
     # a swept imp stage needs its ticket swept too (one mask per IMP run)
     config.sweep.stages = "imp"
@@ -248,7 +250,7 @@ def test_advaug_sweep_config_describes_eight_runs():
     config = advaug_sweep.get_config()
     assert config.stages == "train" and config.advaug.mode == "pgd"
     stage_cfgs = pipeline.validate_config(config)
-    runs = pipeline.runs_of(config, "train", stage_cfgs["train"])
+    runs = stages_lib.runs_of(config, "train", stage_cfgs["train"])
     assert len(runs) == 8 and runs[0].name == "seed0_adv_step_size0"
     assert runs[-1].name == "seed1_adv_step_size0.1"
 
@@ -450,7 +452,7 @@ def test_swept_train_stage_writes_every_run_and_resumes(folder, tmp_path, monkey
     assert ck.all_steps() == [0, 2, 4] and ck.metadata(4)["runs"] == names
     ck.close()
     # one run of the sweep, by name, as the evaluation CLI restores it
-    engine = loop.build_engine(pipeline.stage_config(config, "train"), full)
+    engine = loop.build_engine(stages_lib.stage_config(config, "train"), full)
     one, step = loop.load_run_state(engine, stage, run=names[1])
     stacked, _ = _final_states(engine, stage, 2, 4)
     assert step == 4
@@ -512,7 +514,7 @@ def ticket_sweep(folder, tmp_path_factory):
 
 
 def _ticket_engine(config, workdir):
-    return loop.build_engine(pipeline.stage_config(config, "ticket"), workdir)
+    return loop.build_engine(stages_lib.stage_config(config, "ticket"), workdir)
 
 
 def test_vmapped_ticket_sweep_equals_separate_ticket_runs(ticket_sweep, tmp_path):
@@ -555,7 +557,7 @@ def test_vmapped_ticket_sweep_equals_separate_ticket_runs(ticket_sweep, tmp_path
     # the runs differ (so the comparison above is not vacuous), G's pruned weights are 0
     g = [jax.tree.leaves(s["g"]["params"]) for s in finals]
     assert all(any(np.any(a != b) for a, b in zip(g[0], g[j])) for j in (1, 2))
-    lot = pipeline.Lottery(config, workdir, pipeline.validate_config(config))
+    lot = lottery.Lottery(config, workdir, pipeline.validate_config(config))
     mask = lot.load_masks(1, jax.eval_shape(engine.fns.init, jax.random.key(0)))[0]
     assert pruning.density(mask["g"]) < 1.0
     for m, p in zip(jax.tree.leaves(mask["g"]), jax.tree.leaves(swept["g"]["params"])):
@@ -691,18 +693,21 @@ def test_no_import_cycle_inside_the_package():
 
 #: Layers, lowest first: a module imports only modules of lower layers. ``sweep`` (run specs)
 #: and ``step`` sit side by side between the parts and the loop; the run axis (``run_axis``,
-#: K runs of the step's iteration) sits between the step and the loop; stage runners (``dst``,
-#: the ticket baselines) sit on the loop; what the stages share (``stages``) on them, the
-#: lottery stages on that, the pipeline on all of them; CLIs sit on the pipeline.
+#: K runs of the step's iteration) sits between the step and the loop; the stage interface
+#: (``stages.base``) and the ticket baselines sit on the loop; the stages on the interface (the
+#: lottery's machinery below the stages that share it); the stage registry (the ``stages``
+#: package) on all stages, the pipeline and the report on the registry; CLIs on top.
 LAYERS = [
     None,  # every other module: data, models, parts, augment, sparsity, evaluation, ...
     {"jaxgan_lth.sweep", "jaxgan_lth.step"},
     {"jaxgan_lth.run_axis"},
     {"jaxgan_lth.loop"},
-    {"jaxgan_lth.dst_stage", "jaxgan_lth.baselines"},
+    {"jaxgan_lth.stages.base", "jaxgan_lth.stages.baselines"},
+    {"jaxgan_lth.stages.train", "jaxgan_lth.stages.dst", "jaxgan_lth.stages.lottery_config"},
+    {"jaxgan_lth.stages.lottery"},
+    {"jaxgan_lth.stages.imp", "jaxgan_lth.stages.ticket", "jaxgan_lth.stages.slimming"},
     {"jaxgan_lth.stages"},
-    {"jaxgan_lth.lottery"},
-    {"jaxgan_lth.pipeline"},
+    {"jaxgan_lth.pipeline", "jaxgan_lth.report"},
     {"jaxgan_lth.main", "jaxgan_lth.evaluate"},
 ]
 
@@ -724,7 +729,8 @@ def test_imports_go_one_way_from_parts_to_step_loop_pipeline_and_main():
     # the documented chain is really there
     assert {"jaxgan_lth.parts", "jaxgan_lth.models"} <= graph["jaxgan_lth.step"]
     assert {"jaxgan_lth.step", "jaxgan_lth.sweep"} <= graph["jaxgan_lth.loop"]
-    assert "jaxgan_lth.loop" in graph["jaxgan_lth.pipeline"]
+    assert "jaxgan_lth.loop" in graph["jaxgan_lth.stages.base"]
+    assert "jaxgan_lth.stages" in graph["jaxgan_lth.pipeline"]
     assert "jaxgan_lth.pipeline" in graph["jaxgan_lth.main"]
 
 
@@ -752,7 +758,7 @@ def test_rewinding_returns_the_step0_checkpoint_even_when_init_changes(
     config.ticket.num_steps = 2
     workdir = str(tmp_path / "w")
     pipeline.train_and_evaluate(config, workdir)  # round 0 and m_1
-    lot = pipeline.Lottery(config, workdir, pipeline.validate_config(config))
+    lot = lottery.Lottery(config, workdir, pipeline.validate_config(config))
     engine = lot.engine("imp")
     theta0, _ = _final_states(engine, lot.round_dir(0), 1, 0)
     theta0 = run_axis.unstack(theta0, 1)[0]
@@ -772,7 +778,7 @@ def test_rewinding_returns_the_step0_checkpoint_even_when_init_changes(
         return dataclasses.replace(fns, init=init)
 
     monkeypatch.setattr(step_lib, "make_step_fns", shifted_init)
-    lot = pipeline.Lottery(config, workdir, pipeline.validate_config(config))
+    lot = lottery.Lottery(config, workdir, pipeline.validate_config(config))
     changed = jax.device_get(loop.initial_state(lot.engine("imp"), config.seed))
     assert all(np.all(np.asarray(a) != np.asarray(b)) for a, b in zip(
         jax.tree.leaves(changed["g"]["params"]), jax.tree.leaves(theta0["g"]["params"])))
@@ -785,7 +791,7 @@ def test_rewinding_returns_the_step0_checkpoint_even_when_init_changes(
     config.imp.rounds = 2
     config.stages = "imp,ticket"
     pipeline.train_and_evaluate(config, workdir, allow_config_change=True)
-    lot = pipeline.Lottery(config, workdir, pipeline.validate_config(config))
+    lot = lottery.Lottery(config, workdir, pipeline.validate_config(config))
     like = jax.eval_shape(lot.engine("imp").fns.init, jax.random.key(0))
     for stage_dir, r in ((lot.round_dir(1), 1), (os.path.join(workdir, "ticket"), 2)):
         start = run_axis.unstack(_final_states(engine, stage_dir, 1, 0)[0], 1)[0]

@@ -8,13 +8,14 @@ al., NeurIPS 2021, Figure 7 / Table 6; ``../shared/seeds/001_*``). Both are chos
   Networks through Network Slimming", Sec. 3-4): a dense run of ``imp.num_steps`` G steps from
   theta_0 with the L1 penalty ``ticket.slimming_l1 * sum |gamma|`` on G's batch-norm scales
   (``train.g_bn_l1``; the subgradient is added to the gradient, as the reference ``updateBN``),
-  in ``DIR/ticket_slimming/``; then whole channels with the smallest ``|gamma|`` (one threshold
-  over all of G's batch-norm layers, as the reference) are pruned until the prunable weights of G
-  have the ticket's density. A pruned channel removes the kernel slices that produce and consume
-  it (:data:`CHANNEL_GROUPS`); its conv weights are masked, the batch-norm itself is not (the
-  channel carries a constant, as with a zero-masked channel in the reference's fine-tuning). The
-  ticket then trains under these channel masks from the rewound theta_0, like the other
-  baselines.
+  in ``DIR/ticket_slimming/`` (the ``slimming`` stage, :mod:`jaxgan_lth.stages.slimming`,
+  which the pipeline runs before such a ticket); then whole channels with the smallest
+  ``|gamma|`` (one threshold over all of G's batch-norm layers, as the reference) are pruned
+  until the prunable weights of G have the ticket's density. A pruned channel removes the kernel
+  slices that produce and consume it (:data:`CHANNEL_GROUPS`); its conv weights are masked, the
+  batch-norm itself is not (the channel carries a constant, as with a zero-masked channel in the
+  reference's fine-tuning). The ticket then trains under these channel masks from the rewound
+  theta_0, like the other baselines.
 * ``"small_dense"``: a dense G whose width ``model.g_channels`` makes its parameter count the
   ticket's (``ticket.small_dense_count``: over the prunable weights the density counts, or over
   all of G's parameters), trained from its own initialisation with the ticket's D and settings.
@@ -25,7 +26,6 @@ small dense width is known when the config is validated).
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any, Sequence
 
@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import loop
+from jaxgan_lth import checkpointing, loop, run_axis
 from jaxgan_lth import models as models_lib
 from jaxgan_lth.sparsity import pruning
 
@@ -77,26 +77,35 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     """Checks the baseline keys of ``config.ticket`` when a baseline is chosen.
 
     Raises:
-      ValueError: ``slimming`` on a model without channel groups or with D pruned, a negative
-        ``slimming_l1``, an unknown ``small_dense_count``.
+      ValueError: as :func:`validate_slimming` (mask type ``slimming``); an unknown
+        ``small_dense_count`` (mask type ``small_dense``).
     """
     tc = config.ticket
     if tc.mask_type == "slimming":
-        if config.model.name not in CHANNEL_GROUPS:
-            raise ValueError(
-                f"config.ticket.mask_type = 'slimming' needs G's batch-norm channel groups; "
-                f"model {config.model.name!r} has none; accepted models: "
-                f"{tuple(CHANNEL_GROUPS)}.")
-        if config.sparsity.prune != "g":
-            raise ValueError(
-                f"config.ticket.mask_type = 'slimming' prunes G's channels only; "
-                f"config.sparsity.prune = {config.sparsity.prune!r}; accepted: 'g'.")
-        l1 = tc.slimming_l1
-        if isinstance(l1, bool) or not isinstance(l1, (int, float)) or l1 < 0:
-            raise ValueError(f"config.ticket.slimming_l1 = {l1!r} must be a number >= 0.")
+        validate_slimming(config)
     if tc.mask_type == "small_dense" and tc.small_dense_count not in SMALL_DENSE_COUNTS:
         raise ValueError(f"config.ticket.small_dense_count = {tc.small_dense_count!r}; "
                          f"accepted: {SMALL_DENSE_COUNTS}.")
+
+
+def validate_slimming(config: ml_collections.ConfigDict) -> None:
+    """Checks network slimming's keys (the model, the pruned networks, ``ticket.slimming_l1``).
+
+    Raises:
+      ValueError: a model without channel groups, D pruned, a negative ``slimming_l1``.
+    """
+    if config.model.name not in CHANNEL_GROUPS:
+        raise ValueError(
+            f"config.ticket.mask_type = 'slimming' needs G's batch-norm channel groups; "
+            f"model {config.model.name!r} has none; accepted models: "
+            f"{tuple(CHANNEL_GROUPS)}.")
+    if config.sparsity.prune != "g":
+        raise ValueError(
+            f"config.ticket.mask_type = 'slimming' prunes G's channels only; "
+            f"config.sparsity.prune = {config.sparsity.prune!r}; accepted: 'g'.")
+    l1 = config.ticket.slimming_l1
+    if isinstance(l1, bool) or not isinstance(l1, (int, float)) or l1 < 0:
+        raise ValueError(f"config.ticket.slimming_l1 = {l1!r} must be a number >= 0.")
 
 
 # ---- network slimming ---------------------------------------------------------------------------
@@ -151,45 +160,52 @@ def slimming_mask(params: Pytree, density: float, groups: dict,
     return pruning._unflat(out)
 
 
-def slimming_masks(config, stage_cfg, workdir: str, runs, init_states, strategy: str,
+def slimming_masks(config, engine: loop.Engine, folder: str, k: int,
                    density: float) -> tuple[list[dict], dict]:
-    """Runs (or resumes) the L1 dense run of network slimming; returns one mask per run.
+    """Network slimming's channel masks from the ``slimming`` stage's dense run, one per run.
+
+    The dense run (L1 on G's batch-norm scales from theta_0, :mod:`jaxgan_lth.stages.slimming`)
+    has trained in ``folder``; its final state (``engine.config.train.num_steps``) is read from
+    its Orbax checkpoint and G's ``|gamma|`` chooses the channels (:func:`slimming_mask`).
 
     Args:
-      config: the full config.
-      stage_cfg: the dense run's config (the ``imp`` stage's: round 0 is dense training).
-      workdir: the run's folder (the dense run goes to ``workdir/ticket_slimming``).
-      runs: the IMP runs (one mask each).
-      init_states: ``() -> K theta_0 states``.
-      strategy: run-axis strategy.
+      config: the full config (``model.name``, ``sparsity.prunable``, ``ticket.slimming_l1``).
+      engine: the dense run's engine (restore target; its config gives the step count).
+      folder: the dense run's folder (``DIR/ticket_slimming``).
+      k: the number of runs (the IMP runs: one mask each).
       density: the target G density.
 
     Returns:
       ``(masks, info)``; D's masks are dense.
+
+    Raises:
+      ValueError: the dense run has not finished (its last checkpoint is missing).
     """
-    cfg = copy.deepcopy(stage_cfg)
-    cfg.unlock()
-    cfg.train.g_bn_l1 = float(config.ticket.slimming_l1)
-    engine = loop.build_engine(cfg, workdir)
+    num_steps = int(engine.config.train.num_steps)
+    ck = checkpointing.Checkpointer(os.path.join(folder, "checkpoints"))
+    try:
+        if num_steps not in ck.all_steps():
+            raise ValueError(
+                "config.ticket.mask_type='slimming' needs the finished dense run of the slimming "
+                f"stage (checkpoint step {num_steps} in {ck.directory}; steps present: "
+                f"{ck.all_steps()}): run --config.stages=slimming,ticket.")
+        stacked, _ = ck.restore(num_steps, loop.abstract_state(engine, k))
+    finally:
+        ck.close()
     like = jax.eval_shape(engine.fns.init, jax.random.key(0))
-    final, _ = loop.train_runs(
-        engine, os.path.join(workdir, "ticket_slimming"), runs=runs, init_states=init_states,
-        masks=[loop.dense_masks(like)] * len(runs), num_steps=int(cfg.train.num_steps),
-        strategy=strategy, meta={"stage": "ticket_slimming"}, log_prefix="ticket_slimming/")
     patterns = tuple(config.sparsity.prunable)
     paths = list(pruning._flat(like["g"]["params"]))
     groups = CHANNEL_GROUPS[config.model.name](paths)
     out = []
-    for s in final:
-        g = jax.device_get(s["g"]["params"])
-        out.append({"g": slimming_mask(g, density, groups, patterns),
+    for s in run_axis.unstack(jax.device_get(stacked), k):
+        out.append({"g": slimming_mask(s["g"]["params"], density, groups, patterns),
                     "d": jax.tree.map(lambda m: np.asarray(m, bool),
                                       loop.dense_masks(like)["d"])})
     dens = pruning.density(out[0]["g"], patterns)
     logging.info("network slimming: G density %.4f (target %.4f)", dens, density)
     return out, {"mask_type": "slimming", "target_density": round(density, 6),
                  "slimming_l1": float(config.ticket.slimming_l1),
-                 "dense_run_steps": int(cfg.train.num_steps)}
+                 "dense_run_steps": num_steps}
 
 
 # ---- small dense ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ With ``dst.updates`` the networks in ``dst.explore`` update their masks every
 ``dst.update_frequency`` G steps by prune and grow (:mod:`jaxgan_lth.sparsity.dst`), a hook of
 the loop; without, the ERK masks stay fixed (the static sparse-from-scratch control).
 ``dst.inactive_moments`` (Adam of inactive weights: "dense", the reference, or "zero") and
-``dst.sema`` (STU-GAN's sparse EMA) set the step's options (:func:`jaxgan_lth.stages.stage_config`).
+``dst.sema`` (STU-GAN's sparse EMA) set the step's options (:meth:`DstStage.config_for`).
 
 The stage uses the top-level part sections (``diffaug``, ``advaug``, ``lecam``, ...) as the
 ``train`` stage does, can be swept (``config.sweep.stages = "dst"``: one mask sequence per run),
@@ -40,9 +40,9 @@ from absl import logging
 from jaxgan_lth import checkpointing, io_utils, loop, parallel, run_axis
 from jaxgan_lth.sparsity import dst as dst_lib
 from jaxgan_lth.sparsity import erk, pruning
+from jaxgan_lth.stages.base import NETS, Context, Stage, register, strategy
 
 Pytree = Any
-NETS = ("g", "d")
 EXPLORE = ("g", "d", "gd")
 #: Salt folded into (run key, step) for the key of a mask update.
 _UPDATE_SALT = 0x445354
@@ -246,3 +246,35 @@ def run_dst(config, stage_cfg, workdir: str, runs, strategy: str = "loop") -> di
     if parallel.is_main_process():
         io_utils.write_json(os.path.join(folder, "result.json"), row)
     return row
+
+
+@register
+class DstStage(Stage):
+    """Stage ``dst`` (see the module docstring): sparse from scratch, in ``DIR/dst``."""
+
+    name = "dst"
+
+    def validate(self, config: ml_collections.ConfigDict) -> None:
+        """Checks ``config.dst`` when the config has one (:func:`validate_config`)."""
+        if "dst" in config:
+            validate_config(config)
+
+    def config_for(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+        """``dst.num_steps`` and the step's sparse-update options (top-level part sections).
+
+        ``train.mask_grads`` (``dst.inactive_moments == "zero"``) and ``train.sema``
+        (``dst.sema``) are the keys the step reads (:mod:`jaxgan_lth.updates`
+        ``masked_update``, ``ema_update``); absent elsewhere: masked gradients, plain masked
+        EMA.
+        """
+        cfg = super().config_for(config)
+        cfg.train.num_steps = cfg.dst.num_steps
+        cfg.train.mask_grads = cfg.dst.get("inactive_moments", "dense") == "zero"
+        cfg.train.sema = bool(cfg.dst.get("sema", True))
+        return cfg
+
+    def run(self, ctx: Context) -> dict:
+        """Runs (or resumes) the stage (:func:`run_dst`); returns its result row."""
+        stage_cfg = ctx.stage_config(self.name)
+        return run_dst(ctx.config, stage_cfg, ctx.workdir, self.runs(ctx.config, stage_cfg),
+                       strategy(ctx.config))

@@ -1,10 +1,13 @@
-"""The lottery-ticket stages ``imp`` (find tickets) and ``ticket`` (train one).
+"""IMP and the ticket: the machinery of the ``imp`` and ``ticket`` stages.
 
 Chen et al., NeurIPS 2021 (``../shared/seeds/001_*.txt`` Sec. 3.2, App. A2.2) and the released
 code (seed_repos.md sections 0 and 1.2); see :mod:`jaxgan_lth.pipeline` for the rounds,
-rewinding and the workdir layout. This module holds the lottery sections' validation
-(``sparsity``, ``imp``, ``ticket``, a shared IMP in ``ticket.imp_workdir``) and
-:class:`Lottery`, which runs the two stages.
+rewinding and the workdir layout. :class:`Lottery` runs IMP's rounds, rewinds to theta_0, picks
+and derives the ticket's masks and trains the ticket; one instance is shared by the ``imp``,
+``ticket`` and ``slimming`` stages of a pipeline (:func:`lottery_of`). The sections'
+validation is in :mod:`jaxgan_lth.stages.lottery_config`, the stage classes in
+:mod:`jaxgan_lth.stages.imp`, :mod:`~jaxgan_lth.stages.ticket` and
+:mod:`~jaxgan_lth.stages.slimming`.
 """
 
 from __future__ import annotations
@@ -13,142 +16,28 @@ import os
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import baselines, checkpointing, config_lib, io_utils, loop, parallel, run_axis
-from jaxgan_lth import parts as parts_lib
-from jaxgan_lth import sweep as sweep_lib
+from jaxgan_lth import checkpointing, io_utils, loop, parallel, run_axis
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sparsity import pruning
-from jaxgan_lth.stages import (
+from jaxgan_lth.stages import baselines
+from jaxgan_lth.stages.base import (
     NETS,
+    Context,
     density_summary,
-    parse_stages,
+    get,
     pruned_nets,
     result_fields,
     runs_of,
     stage_config,
     strategy,
 )
-from jaxgan_lth.ticket_source import resolve_round
+from jaxgan_lth.stages.lottery_config import imp_runs, imp_source_config
+from jaxgan_lth.stages.ticket_source import resolve_round
 
 Pytree = Any
-
-MASK_TYPES = ("imp", "random_like", "omp", "random_global", "dense", "slimming", "small_dense")
-PRUNE_NETS = ("g", "d", "gd")
-PRUNE_METHODS = ("global", "layerwise")
-MAGNITUDES = ("g", "ema")
-#: sparsity.mask_chains: "one" chain, or "two" (the released SNGAN IMP: the rounds' chain on G's
-#: magnitudes, the ticket's in DIR/masks_ema on the EMA G's; pruning.ema_chain_weights)
-MASK_CHAINS = ("one", "two")
-
-
-def validate_lottery(config: ml_collections.ConfigDict) -> None:
-    """Checks the ``sparsity``, ``imp`` and ``ticket`` sections.
-
-    Raises:
-      ValueError: a pruning ratio outside (0, 1), an unknown pruned network, method, magnitude
-        source, mask chains (or two chains with magnitudes other than "g") or mask type, a
-        negative number of rounds, a bad rewind step or target sparsity.
-    """
-    sp = config.sparsity
-    if sp.prune not in PRUNE_NETS:
-        raise ValueError(f"config.sparsity.prune = {sp.prune!r}; accepted: {PRUNE_NETS}.")
-    for net in NETS:
-        r = sp[f"{net}_ratio"]
-        if not 0.0 < r < 1.0:
-            raise ValueError(f"config.sparsity.{net}_ratio = {r} must be in (0, 1).")
-    if sp.method not in PRUNE_METHODS:
-        raise ValueError(f"config.sparsity.method = {sp.method!r}; accepted: {PRUNE_METHODS}.")
-    if sp.get("magnitudes", "g") not in MAGNITUDES:
-        raise ValueError(
-            f"config.sparsity.magnitudes = {sp.magnitudes!r}; accepted: {MAGNITUDES}.")
-    chains, mags = sp.get("mask_chains", "one"), sp.get("magnitudes", "g")
-    if chains not in MASK_CHAINS or (chains == "two" and mags != "g"):
-        raise ValueError(f"config.sparsity.mask_chains = {chains!r} (magnitudes {mags!r}); "
-                         f"accepted: {MASK_CHAINS}, 'two' with magnitudes 'g' (rounds pruned "
-                         "on G, the ticket's chain on the EMA G).")
-    if config.imp.rounds < 0:
-        raise ValueError(f"config.imp.rounds = {config.imp.rounds} must be >= 0.")
-    for sec in ("imp", "ticket"):
-        if int(config[sec].num_steps) < 1:
-            raise ValueError(f"config.{sec}.num_steps = {config[sec].num_steps} must be >= 1.")
-    if config.imp.rewind_step < 0 or config.imp.rewind_step > config.imp.num_steps:
-        raise ValueError(
-            f"config.imp.rewind_step = {config.imp.rewind_step} must be in [0, imp.num_steps="
-            f"{config.imp.num_steps}].")
-    if config.ticket.mask_type not in MASK_TYPES:
-        raise ValueError(
-            f"config.ticket.mask_type = {config.ticket.mask_type!r}; accepted: {MASK_TYPES}.")
-    ts = config.ticket.target_sparsity
-    if ts and not 0.0 < ts < 1.0:
-        raise ValueError(f"config.ticket.target_sparsity = {ts} must be in (0, 1) (0 = unused).")
-
-
-#: Sections of the ``imp`` stage config that must equal those of ``ticket.imp_workdir``'s, so its
-#: theta_0 checkpoint, masks and round-0 weights are the ones this config would have made.
-IMP_SOURCE_SECTIONS = ("seed", "data", "model", "sparsity", "imp", "train")
-
-
-def imp_source_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:
-    """The config stored in ``ticket.imp_workdir`` (None when that key is empty).
-
-    Raises:
-      ValueError: the folder holds no finished IMP (no ``config.json`` or no ``masks/``).
-    """
-    src = config.ticket.get("imp_workdir", "")
-    if not src:
-        return None
-    cfg = io_utils.read_json(os.path.join(src, "config.json"))
-    if cfg is None or not os.path.isdir(os.path.join(src, "masks")):
-        raise ValueError(
-            f"config.ticket.imp_workdir={src!r} is not a workdir with IMP masks (expected "
-            f"{os.path.join(src, 'config.json')} and {os.path.join(src, 'masks')}); run "
-            "--config.stages=imp there first.")
-    return ml_collections.ConfigDict(cfg)
-
-
-def validate_imp_source(config: ml_collections.ConfigDict, stages: list[str]) -> None:
-    """Checks ``ticket.imp_workdir`` (a shared IMP for several ticket runs) before training.
-
-    The ticket then takes its masks, theta_0 (rewinding) and, for ``mask_type="omp"``, round 0's
-    trained weights from that workdir, whose IMP stage config must equal this config's
-    (sections :data:`IMP_SOURCE_SECTIONS` and those of the parts switched on in either config):
-    otherwise its theta_0 is not this config's initialisation.
-
-    Raises:
-      ValueError: ``imp_workdir`` set together with ``mask_workdir`` or with the ``imp`` stage,
-        no IMP there, or differing keys (each named with both values).
-    """
-    if not config.ticket.get("imp_workdir", ""):
-        return
-    if config.ticket.mask_workdir:
-        raise ValueError("config.ticket.imp_workdir and config.ticket.mask_workdir are both set; "
-                         "imp_workdir already supplies the masks: set only one.")
-    if "imp" in stages:
-        raise ValueError(f"config.stages={config.stages!r} runs imp here while "
-                         f"config.ticket.imp_workdir={config.ticket.imp_workdir!r} names another "
-                         "IMP; drop 'imp' from stages or clear imp_workdir.")
-    if "ticket" not in stages:
-        return
-    src = imp_source_config(config)
-    mine, theirs = stage_config(config, "imp"), stage_config(src, "imp")
-    # a part's section counts when the part is on in either config: a section the source's
-    # (older) config lacks is equivalent to that part switched off
-    sections = IMP_SOURCE_SECTIONS + tuple(
-        c.section for c in parts_lib.REGISTRY.values()
-        if c.enabled(mine) or (c.section in theirs and c.enabled(theirs)))
-    a = config_lib.flatten({k: config_lib.to_dict(mine)[k] for k in sections if k in mine})
-    b = config_lib.flatten({k: config_lib.to_dict(theirs).get(k) for k in sections if k in mine})
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    if diff:
-        details = "; ".join(f"{k}: {b.get(k)!r} there, {a.get(k)!r} here" for k in diff[:8])
-        raise ValueError(
-            f"config.ticket.imp_workdir={config.ticket.imp_workdir!r} ran IMP with another "
-            f"config ({details}); its masks and theta_0 do not belong to this config.")
-
 
 def _apply_masks(state, masks) -> Pytree:
     """``state`` with G, D and EMA parameters multiplied by the masks."""
@@ -168,7 +57,7 @@ class Lottery:
     Args:
       config: the full run config.
       workdir: the run's folder.
-      stage_cfgs: ``{stage: stage config}`` from :func:`validate_config`.
+      stage_cfgs: ``{stage: stage config}`` from :func:`jaxgan_lth.pipeline.validate_config`.
     """
 
     def __init__(self, config, workdir: str, stage_cfgs: dict):
@@ -185,13 +74,7 @@ class Lottery:
         self.two_chains = config.sparsity.get("mask_chains", "one") == "two"  # + DIR/masks_ema
         self.ema_ckpt = checkpointing.Checkpointer(os.path.join(
             self.imp_dir, "masks_ema"), keep=10_000) if self.two_chains else None
-        if src is not None:
-            swept_imp = "imp" in sweep_lib.stages_of(src) and "imp" in parse_stages(src)
-        else:
-            src = config
-            swept_imp = "imp" in sweep_lib.stages_of(config) and "imp" in stage_cfgs
-        self.imp_runs = (sweep_lib.seed_runs(src) if swept_imp
-                         else sweep_lib.single_run(src))
+        self.imp_runs = imp_runs(config, stage_cfgs)
         self._engines: dict[str, loop.Engine] = {}
 
     def engine(self, stage: str) -> loop.Engine:
@@ -389,11 +272,10 @@ class Lottery:
             return [loop.dense_masks(like)], {"mask_type": "dense"}
         if tc.mask_type == "small_dense":  # like: the narrower G of the ticket's engine
             return [loop.dense_masks(like)], baselines.small_dense_width(self.config)[1]
-        if tc.mask_type == "slimming":
+        if tc.mask_type == "slimming":  # from the slimming stage's dense run
             return baselines.slimming_masks(
-                self.config, self.stage_cfgs.get("imp") or stage_config(self.config, "imp"),
-                self.workdir, self.imp_runs, self.rewind_states, strategy(self.config),
-                baselines.ticket_density(self.config))
+                self.config, self.engine("slimming"), get("slimming").folder(self.workdir),
+                len(self.imp_runs), baselines.ticket_density(self.config))
         rounds, r = resolve_round(self.config, self.workdir, source.directory,
                                   source.all_steps())
         if tc.target_sparsity:
@@ -490,5 +372,6 @@ class Lottery:
         return row
 
 
-# ------------------------------------------------------------------------------------------------
-# Entry point
+def lottery_of(ctx: Context) -> Lottery:
+    """The pipeline's one :class:`Lottery` (built on first use, shared by its stages)."""
+    return ctx.get("lottery", lambda: Lottery(ctx.config, ctx.workdir, ctx.stage_cfgs))
