@@ -30,7 +30,6 @@ from absl import logging
 
 from jaxgan_lth import checkpointing, io_utils, parallel
 from jaxgan_lth import summaries as summary_writers
-from jaxgan_lth.run_axis import RunAxis, host_metrics, stack
 
 Pytree = Any
 
@@ -61,14 +60,14 @@ class PeriodicAction:
         """Whether the action fires at G step ``step``."""
         return bool(self.every_steps and step % self.every_steps == 0) or step in self.on_steps
 
-    def __call__(self, step: int, runs: "Runs") -> bool:
+    def __call__(self, step: int, runs: Runs) -> bool:
         """Applies the action when it fires at ``step``; returns whether it fired."""
         if not self.fires(step):
             return False
         self.apply(step, runs)
         return True
 
-    def apply(self, step: int, runs: "Runs") -> None:
+    def apply(self, step: int, runs: Runs) -> None:
         """The action itself (subclasses)."""
         raise NotImplementedError
 
@@ -76,19 +75,23 @@ class PeriodicAction:
 class Runs:
     """The K runs between iterations: states, masks and the last metrics, kept on the device.
 
+    This module imports nothing of the step or the run axis (it sits below them in the layers
+    of ``tests/test_sweep.py``); the axis is taken as it comes.
+
     Args:
-      axis: the run axis (strategy and compiled iteration).
+      axis: a :class:`jaxgan_lth.run_axis.RunAxis` (its ``join``, ``split``, ``stacked``,
+        ``host_metrics`` and the call of one iteration).
       states: K per-run states (replicated on ``mesh``).
       masks: K mask trees ``{"g": ..., "d": ...}`` (bool, or 0/1 arrays).
       hparams: K dicts of traced strengths (float32 scalars).
       mesh: the device mesh the masks are replicated on.
     """
 
-    def __init__(self, axis: RunAxis, states: Sequence[Pytree], masks: Sequence[Pytree],
+    def __init__(self, axis, states: Sequence[Pytree], masks: Sequence[Pytree],
                  hparams: Sequence[dict], mesh):
         self.axis = axis
         self.mesh = mesh
-        self._hparams = _as_axis_takes(axis, list(hparams))
+        self._hparams = axis.join(hparams)
         self._states = axis.join(states)
         self.replace_masks(masks)
         self._metrics = None
@@ -99,7 +102,7 @@ class Runs:
         """Places K new mask trees on the mesh (bool), as the run axis takes them."""
         self.masks = [parallel.replicate(jax.tree.map(lambda m: jnp.asarray(m, bool), m),
                                          self.mesh) for m in masks]
-        self._masks_in = _as_axis_takes(self.axis, self.masks)
+        self._masks_in = self.axis.join(self.masks)
 
     def iterate(self, data) -> None:
         """One iteration of every run (asynchronous: nothing comes to the host)."""
@@ -132,13 +135,8 @@ class Runs:
         if self._metrics is None:
             raise RuntimeError("no iteration has run yet: there are no metrics to fetch.")
         if self._host is None:
-            self._host = host_metrics(self._metrics)
+            self._host = self.axis.host_metrics(self._metrics)
         return self._host
-
-
-def _as_axis_takes(axis: RunAxis, trees: list) -> Any:
-    """``trees`` as the run axis takes them: stacked ``[K, ...]`` for ``"vmap"``, else a list."""
-    return stack(trees) if axis.strategy == "vmap" else trees
 
 
 class RunRecords:

@@ -54,7 +54,7 @@ class RunAxis:
             self._step = jax.jit(fns.iteration, donate_argnums=(0,))
 
     def join(self, states: Sequence[Pytree]) -> Pytree:
-        """Per-run list -> internal representation."""
+        """Per-run list -> internal representation (also of the K masks and strengths)."""
         return stack(states) if self.strategy == "vmap" else list(states)
 
     def split(self, states: Pytree) -> list[Pytree]:
@@ -64,6 +64,11 @@ class RunAxis:
     def stacked(self, states: Pytree) -> Pytree:
         """The ``[K, ...]`` stacked state (what is checkpointed)."""
         return states if self.strategy == "vmap" else stack(states)
+
+    @staticmethod
+    def host_metrics(metrics) -> dict[str, np.ndarray]:
+        """:func:`host_metrics` (so that a caller needs the axis object only)."""
+        return host_metrics(metrics)
 
     def __call__(self, states, masks, data, hparams):
         """One iteration of every run; the metrics stay on the device.
