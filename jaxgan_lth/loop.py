@@ -31,13 +31,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import checkpointing, io_utils, parallel
+from jaxgan_lth import checkpointing, io_utils, parallel, periodic
 from jaxgan_lth import data as data_lib
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import step as step_lib
-from jaxgan_lth import summaries as summary_writers
 from jaxgan_lth import sweep as sweep_lib
-from jaxgan_lth.run_axis import RunAxis, host_metrics, stack, unstack
+from jaxgan_lth.run_axis import RunAxis, stack, unstack
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sweep import RunSpec
 
@@ -122,60 +121,10 @@ def dense_masks(state: Pytree) -> dict:
     return {n: masks_lib.ones_like(state[n]["params"]) for n in NETS}
 
 
-#: Keys of the class-coverage diagnostic in an evaluation result (summary: ``final_<key>``).
-COVERAGE_KEYS = ("coverage_classes", "coverage_confidence", "coverage_hist")
 #: Evaluation fields of a run's summary that the stages copy into their ``result.json`` and the
 #: workdir's ``summary.json`` (the coverage ones only on Fashion-MNIST).
 EVAL_KEYS = ("final_fid", "final_kid", "final_kid_std", "best_fid", "best_step",
-             *(f"final_{k}" for k in COVERAGE_KEYS))
-
-
-def coverage_line(result: dict) -> str:
-    """``"  classes >= 2%: 9/10, confidence 0.87"`` of an evaluation result ("" without it)."""
-    if "coverage_classes" not in result:
-        return ""
-    return (f"  classes covered: {result['coverage_classes']}/{len(result['coverage_hist'])}"
-            f", confidence {result['coverage_confidence']:.3f}")
-
-
-class _EvalLog:
-    """FID/KID history of one run (``eval.json``) and its best checkpoint by FID (``best/``)."""
-
-    def __init__(self, run_dir: str):
-        self.path = os.path.join(run_dir, "eval.json")
-        self.history = (io_utils.read_json(self.path) or {}).get("history", [])
-        self.best_ckpt = checkpointing.Checkpointer(os.path.join(run_dir, "best"), keep=1)
-
-    def has(self, step: int) -> bool:
-        return any(h["step"] == step for h in self.history)
-
-    def best(self) -> dict | None:
-        return min(self.history, key=lambda h: (h["fid"], h["step"])) if self.history else None
-
-    def add(self, step: int, result: dict, state, protocol: dict, kimg: float) -> None:
-        previous = self.best()
-        self.history.append({"step": int(step), "kimg": round(float(kimg), 6), **result,
-                             "protocol": protocol})
-        if parallel.broadcast_from_main(previous is None or result["fid"] < previous["fid"]):
-            self.best_ckpt.save(step, state, {"fid": result["fid"]})
-        if parallel.is_main_process():
-            io_utils.write_json(self.path, {"history": self.history, "best": self.best()})
-
-    def summary(self) -> dict:
-        if not self.history:
-            return {}
-        final = max(self.history, key=lambda h: h["step"])
-        best = self.best()
-        out = {"final_fid": final["fid"], "final_kid": final["kid"],
-               "final_kid_std": final["kid_std"], "best_fid": best["fid"],
-               "best_step": best["step"], "fid_protocol": final.get("protocol")}
-        for key in COVERAGE_KEYS:  # the class-coverage diagnostic (Fashion-MNIST)
-            if key in final:
-                out[f"final_{key}"] = final[key]
-        return out
-
-    def close(self) -> None:
-        self.best_ckpt.close()
+             *(f"final_{k}" for k in periodic.COVERAGE_KEYS))
 
 
 def fixed_noise(config, latent_dim: int, num_classes: int):
@@ -246,6 +195,13 @@ def train_runs(
 ) -> tuple[list[Pytree], dict]:
     """Trains K runs from step 0 (or the latest checkpoint in ``stage_dir``) to ``num_steps``.
 
+    A short driver: one iteration of the K runs, then the periodic actions of
+    :mod:`jaxgan_lth.periodic` in this order: the mask update (``hook``), logging with the NaN
+    guard (every ``config.log_every``), the sample grids (``config.sample_every``), the
+    checkpoint (``config.checkpoint_every``; all three also at ``num_steps``) and the
+    evaluation (``config.eval.every``, and once at the end). Metrics and states come to the
+    host only at the steps where an action needs them.
+
     Args:
       engine: from :func:`build_engine`.
       stage_dir: the stage's folder (created).
@@ -276,174 +232,134 @@ def train_runs(
       ``(final per-run states, summary)``. With K = 1 the summary is the run's (``steps``,
       ``wall_time_s``, ``steps_per_s``, ``last_metrics`` and with an evaluator ``final_fid``,
       ``final_kid``, ``best_fid``, ``best_step``); otherwise ``{"num_runs", "steps",
-      "wall_time_s", "iterations_per_s", "runs": {name: run summary}}``.
+      "wall_time_s", "iterations_per_s", "runs": {name: run summary}}`` (see
+      :func:`jaxgan_lth.sweep.sweep_summary`).
 
     Raises:
       FloatingPointError: every run's losses became nan/inf (a single run: at once).
       ValueError: the checkpoints in ``stage_dir`` belong to other runs; not one mask tree
         and one initial state per run.
     """
-    config = engine.config
     k = len(runs)
     names = [r.name for r in runs]
     if len(masks) != k:
         raise ValueError(f"{k} runs {names} but {len(masks)} mask trees: give one per run.")
     if run_info is not None and len(run_info) != k:
         raise ValueError(f"{k} runs {names} but {len(run_info)} run_info dicts.")
-    main = parallel.is_main_process()
     run_dirs = ([stage_dir] if k == 1 else [os.path.join(stage_dir, "runs", n) for n in names])
     for d in run_dirs:
         os.makedirs(os.path.join(d, "samples"), exist_ok=True)
     axis = RunAxis(engine.fns, k, strategy)
     meta = {**(meta or {}), "runs": names}
     ckpt = checkpointing.Checkpointer(os.path.join(stage_dir, "checkpoints"),
-                                      keep=config.keep_checkpoints)
-    # the newest step that passes its checksum check (a corrupt one is moved aside, warned)
+                                      keep=engine.config.keep_checkpoints)
+    states, start = _restore_or_init(engine, ckpt, stage_dir, names, init_states, meta,
+                                     log_prefix)
+    base = {n: float(v) for n, v in engine.fns.hparams.items()}
+    hparams = [parallel.replicate({n: jnp.float32(r.hparams.get(n, base[n])) for n in base},
+                                  engine.mesh) for r in runs]
+    state = periodic.Runs(axis, states, masks, hparams, engine.mesh)
+    records = periodic.RunRecords(run_dirs, names, log_prefix=log_prefix, start=start)
+    actions = _actions(engine, records, ckpt, meta, evaluator=evaluator, hook=hook,
+                       hook_every=hook_every, num_steps=num_steps, start=start)
+    t0 = time.time()
+    for step in range(start + 1, num_steps + 1):
+        state.iterate(engine.data)
+        for action in actions:
+            action(step, state)
+    final = state.per_run()
+    evaluate = next((a for a in actions if isinstance(a, periodic.Evaluate)), None)
+    if evaluate is not None:  # the final evaluation (skipped where done already)
+        evaluate.apply(num_steps, state)
+    wall = time.time() - t0
+    ckpt.close()
+    records.close()
+    summaries = _write_summaries(runs, records, evaluate, run_info, num_steps=num_steps,
+                                 done=num_steps - start, wall=wall)
+    if evaluate is not None:
+        evaluate.close()
+    if k == 1:
+        return final, summaries[names[0]]
+    return final, sweep_lib.sweep_summary(stage_dir, summaries, strategy=axis.strategy,
+                                          num_steps=num_steps, done=num_steps - start,
+                                          wall=wall)
+
+
+def _restore_or_init(engine: Engine, ckpt: checkpointing.Checkpointer, stage_dir: str,
+                     names: list[str], init_states: Callable[[], Sequence[Pytree]], meta: dict,
+                     log_prefix: str) -> tuple[list[Pytree], int]:
+    """The K per-run states to train from and their G step.
+
+    The newest checkpoint that passes its checksum check (a corrupt one is moved aside, warned),
+    else ``init_states()``, saved as step 0.
+
+    Raises:
+      ValueError: the checkpoints belong to other runs; ``init_states()`` gave not K states.
+    """
+    k = len(names)
     found = ckpt.restore_latest(abstract_state(engine, k)) if ckpt.all_steps() else None
-    latest = found[0] if found else None
-    if latest is None:
+    if found is None:
         # Copies: the compiled iteration donates its state buffers, the caller keeps its own.
         states = [jax.tree.map(jnp.copy, s) for s in init_states()]
         if len(states) != k:
             raise ValueError(f"{k} runs {names} but init_states() gave {len(states)} states.")
         ckpt.save(0, stack(states), meta)
-    else:
-        _, stacked, old = found
-        if old.get("runs", names) != names:
-            raise ValueError(f"{stage_dir} holds checkpoints of runs {old.get('runs')}, not "
-                             f"{names}; use a new --workdir.")
-        states = [parallel.replicate(s, engine.mesh) for s in unstack(stacked, k)]
-        logging.info("%sresumed %s from step %d.", log_prefix, stage_dir, latest)
-    base = {n: float(v) for n, v in engine.fns.hparams.items()}
-    hparams = [parallel.replicate({n: jnp.float32(r.hparams.get(n, base[n])) for n in base},
-                                  engine.mesh) for r in runs]
+        return states, 0
+    latest, stacked, old = found
+    if old.get("runs", names) != names:
+        raise ValueError(f"{stage_dir} holds checkpoints of runs {old.get('runs')}, not "
+                         f"{names}; use a new --workdir.")
+    states = [parallel.replicate(s, engine.mesh) for s in unstack(stacked, k)]
+    logging.info("%sresumed %s from step %d.", log_prefix, stage_dir, latest)
+    return states, int(np.asarray(jax.device_get(states[0]["step"])))
 
-    def place(trees):  # masks on the mesh, and as the run axis takes them
-        trees = [parallel.replicate(jax.tree.map(lambda m: jnp.asarray(m, bool), m),
-                                    engine.mesh) for m in trees]
-        return trees, (stack(trees) if axis.strategy == "vmap" else trees)
 
-    masks, masks_in = place(masks)
-    hparams_in = stack(hparams) if axis.strategy == "vmap" else hparams
-    states = axis.join(states)
-    writers = [summary_writers.create_writer(d, just_logging=not main) for d in run_dirs]
+def _actions(engine: Engine, records: periodic.RunRecords, ckpt: checkpointing.Checkpointer,
+             meta: dict, *, evaluator, hook, hook_every: int, num_steps: int,
+             start: int) -> list[periodic.PeriodicAction]:
+    """The periodic actions of a stage, in the order the loop applies them at one step."""
+    config = engine.config
     fns = _RunFns(engine)
-    z_fixed, y_fixed = fixed_noise(config, engine.generator.latent_dim, engine.cond_classes)
-    evals = [_EvalLog(d) for d in run_dirs] if evaluator else None
-    diverged: dict[str, int] = {}
-    last: list[dict] = [{} for _ in runs]
-    for i, d in enumerate(run_dirs):  # a resumed session keeps what earlier ones logged
-        old = io_utils.read_json(os.path.join(d, "summary.json")) or {}
-        last[i] = old.get("last_metrics") or {}
-        if old.get("diverged_at_step") is not None:
-            diverged[names[i]] = int(old["diverged_at_step"])
-
-    def evaluate(step, per_run):
-        for i, s in enumerate(per_run):
-            # Process 0's skip decision and result on all processes (each one samples and
-            # extracts features itself; a save of best/ is collective, so all must agree).
-            if parallel.broadcast_from_main(evals[i].has(step) or names[i] in diverged):
-                continue
-            t_eval = time.time()
-            result = parallel.broadcast_from_main(fns.evaluate(evaluator, s))
-            writers[i].write_scalars(step, {log_prefix + m: v for m, v in result.items()
-                                            if np.ndim(v) == 0})
-            logging.info("%s%sstep %d: FID %.3f  KID %.5f +- %.5f%s  (%.0f s)", log_prefix,
-                         f"{names[i]} " if k > 1 else "", step, result["fid"], result["kid"],
-                         result["kid_std"], coverage_line(result), time.time() - t_eval)
-            # kimg: thousands of real images shown to D (StyleGAN's unit of training length)
-            kimg = step * int(config.train.n_dis) * int(config.train.d_batch_size) / 1000
-            evals[i].add(step, result, s, evaluator.protocol(), kimg)
-
-    start = int(np.asarray(jax.device_get(axis.stacked(states)["step"]))[0]) if latest else 0
-    jsonl = [os.path.join(d, "metrics.jsonl") for d in run_dirs]
-    if main:
-        for path in jsonl:
-            io_utils.truncate_jsonl(path, start)
-    t0 = time.time()
-    eval_every = int(config.eval.every) if evaluator is not None else 0
-    for step in range(start + 1, num_steps + 1):
-        states, metrics = axis(states, masks_in, engine.data, hparams_in)
-        if hook is not None and hook_every and step % hook_every == 0:
-            new_states, new_masks = hook(step, axis.split(states), masks)
-            states = axis.join(new_states)
-            masks, masks_in = place(new_masks)
-        log_now = step % config.log_every == 0 or step == num_steps
-        sample_now = step % config.sample_every == 0 or step == num_steps
-        per_run = axis.split(states) if (log_now or sample_now or
-                                         (eval_every and step % eval_every == 0)) else None
-        if log_now:
-            host = host_metrics(metrics)
-            for i, name in enumerate(names):
-                vals = {m: float(v[i]) for m, v in host.items()}
-                if evaluator is not None and config.eval.diagnostic and name not in diverged:
-                    vals.update(fns.diagnostic(evaluator, per_run[i], masks[i]))
-                bad = parallel.broadcast_from_main([m for m, v in vals.items()
-                                                    if not np.isfinite(v)])
-                if bad and name not in diverged:
-                    if k == 1:
-                        raise FloatingPointError(
-                            f"{', '.join(bad)} became nan/inf at step {step}.")
-                    diverged[name] = step
-                    logging.warning("%srun %s became nan/inf at step %d.", log_prefix, name, step)
-                if name not in diverged:
-                    last[i] = vals
-                    writers[i].write_scalars(step, {log_prefix + m: v for m, v in vals.items()})
-                    if main:
-                        io_utils.append_jsonl(jsonl[i], {"step": step, **vals})
-            if len(diverged) == k:
-                raise FloatingPointError(f"every run's losses became nan/inf ({diverged}).")
-            rate = (step - start) / max(time.time() - t0, 1e-9)
-            logging.info(
-                "%sstep %d/%d%s  d_loss %.4f  g_loss %.4f  D(real) %.3f  D(fake) %.3f  "
-                "%.2f it/s  ETA %s", log_prefix, step, num_steps,
-                f"  {k} runs ({len(diverged)} diverged), means" if k > 1 else "",
-                float(np.nanmean(host["d_loss"])), float(np.nanmean(host["g_loss"])),
-                float(np.nanmean(host["d_real"])), float(np.nanmean(host["d_fake"])), rate,
-                io_utils.fmt_eta((num_steps - step) / max(rate, 1e-9)))
-        if sample_now:
-            # Every process runs the (SPMD) sampling program; process 0 writes the grids.
-            for i, s in enumerate(per_run):
-                grid = io_utils.image_grid(
-                    np.asarray(jax.device_get(fns.sample(s["ema"], z_fixed, y_fixed))))
-                if main:
-                    io_utils.save_png(grid, os.path.join(run_dirs[i], "samples",
-                                                         f"step_{step:06d}.png"))
-                writers[i].write_images(step, {log_prefix + "samples_ema": grid[None]})
-        if step % config.checkpoint_every == 0 or step == num_steps:
-            ckpt.save(step, axis.stacked(states), meta)
-        if eval_every and step % eval_every == 0:
-            evaluate(step, per_run)
-    final = axis.split(states)
+    actions: list[periodic.PeriodicAction] = []
+    if hook is not None and hook_every:
+        actions.append(periodic.MaskUpdate(hook, every_steps=hook_every))
+    diagnostic = None
+    if evaluator is not None and config.eval.diagnostic:
+        def diagnostic(state, masks):
+            return fns.diagnostic(evaluator, state, masks)
+    actions += [
+        periodic.LogMetrics(records, every_steps=config.log_every, num_steps=num_steps,
+                            start=start, diagnostic=diagnostic),
+        periodic.SampleGrid(records, fns.sample,
+                            fixed_noise(config, engine.generator.latent_dim, engine.cond_classes),
+                            every_steps=config.sample_every, num_steps=num_steps),
+        periodic.Checkpoint(ckpt, meta, every_steps=config.checkpoint_every,
+                            num_steps=num_steps)]
     if evaluator is not None:
-        evaluate(num_steps, final)
-    wall = time.time() - t0
-    ckpt.close()
-    for w in writers:
-        w.flush()
-        w.close()
-    done = num_steps - start
+        actions.append(periodic.Evaluate(
+            records, lambda s: fns.evaluate(evaluator, s), evaluator.protocol,
+            images_per_step=int(config.train.n_dis) * int(config.train.d_batch_size),
+            every_steps=int(config.eval.every)))
+    return actions
+
+
+def _write_summaries(runs: Sequence[RunSpec], records: periodic.RunRecords,
+                     evaluate: periodic.Evaluate | None, run_info: Sequence[dict] | None, *,
+                     num_steps: int, done: int, wall: float) -> dict[str, dict]:
+    """``{run name: run summary}``; each run's ``summary.json`` (with its ``run_info``)."""
     summaries = {}
     for i, r in enumerate(runs):
         s = {"seed": r.seed, "swept": dict(r.hparams), "steps": int(num_steps),
              "steps_this_session": int(done), "wall_time_s": round(wall, 2),
              "steps_per_s": round(done / wall, 3) if done else None,
-             "last_metrics": last[i], "diverged_at_step": diverged.get(r.name)}
-        if evals is not None:
-            s.update(evals[i].summary())
-            evals[i].close()
+             "last_metrics": records.last[i], "diverged_at_step": records.diverged.get(r.name)}
+        if evaluate is not None:
+            s.update(evaluate.logs[i].summary())
         summaries[r.name] = s
-        if main:
-            io_utils.write_json(os.path.join(run_dirs[i], "summary.json"),
+        if records.main:
+            io_utils.write_json(os.path.join(records.run_dirs[i], "summary.json"),
                                 {"run": r.name, **s, **(run_info[i] if run_info else {})})
-    if k == 1:
-        return final, summaries[names[0]]
-    if main:
-        sweep_lib.write_sweep_table(stage_dir, summaries)
-    return final, {"num_runs": k, "strategy": axis.strategy, "steps": int(num_steps),
-                   "wall_time_s": round(wall, 2),
-                   "iterations_per_s": round(done / wall, 3) if done else None,
-                   "runs": summaries}
+    return summaries
 
 
 def load_run_state(engine: Engine, stage_dir: str, checkpoint: str = "latest",

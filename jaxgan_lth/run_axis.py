@@ -5,7 +5,8 @@
 * ``"loop"``: the single-run compiled iteration called once per run.
 
 Both give the results of K separate runs; the loop (:mod:`jaxgan_lth.loop`) checkpoints the
-stacked ``[K, ...]`` state whatever the strategy.
+stacked ``[K, ...]`` state whatever the strategy. Neither copies metrics to the host per
+iteration: :func:`host_metrics` fetches them when an action needs them.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class RunAxis:
             self._step = jax.jit(fns.iteration, donate_argnums=(0,))
 
     def join(self, states: Sequence[Pytree]) -> Pytree:
-        """Per-run list -> internal representation."""
+        """Per-run list -> internal representation (also of the K masks and strengths)."""
         return stack(states) if self.strategy == "vmap" else list(states)
 
     def split(self, states: Pytree) -> list[Pytree]:
@@ -64,22 +65,33 @@ class RunAxis:
         """The ``[K, ...]`` stacked state (what is checkpointed)."""
         return states if self.strategy == "vmap" else stack(states)
 
+    @staticmethod
+    def host_metrics(metrics) -> dict[str, np.ndarray]:
+        """:func:`host_metrics` (so that a caller needs the axis object only)."""
+        return host_metrics(metrics)
+
     def __call__(self, states, masks, data, hparams):
-        """One iteration of every run; metrics ``{name: [K]}`` (host numpy)."""
+        """One iteration of every run; the metrics stay on the device.
+
+        Returns:
+          ``(states, metrics)``: ``metrics`` is a dict ``{name: [K] device array}`` for
+          ``"vmap"`` and a list of K dicts ``{name: device scalar}`` for ``"loop"``; nothing is
+          fetched to the host (see :func:`host_metrics`), so successive iterations are
+          dispatched without a host sync.
+        """
         if self.strategy == "vmap":
-            states, metrics = self._step(states, masks, data, hparams)
-            return states, {k: np.asarray(v) for k, v in metrics.items()}
+            return self._step(states, masks, data, hparams)
         outs = [self._step(s, m, data, h) for s, m, h in zip(states, masks, hparams)]
-        return [o[0] for o in outs], outs  # metrics fetched lazily (see host_metrics)
+        return [o[0] for o in outs], [o[1] for o in outs]
 
 
 def host_metrics(metrics) -> dict[str, np.ndarray]:
     """``{name: [K]}`` numpy metrics of :meth:`RunAxis.__call__`'s output (either strategy).
 
-    The ``"loop"`` strategy returns the K runs' device outputs; they are fetched here, at the
-    logging interval only, so the K compiled iterations are dispatched without a host sync.
+    The one place the loop fetches metrics to the host (``jax.device_get``); it calls this only
+    at the steps where an action needs them (:mod:`jaxgan_lth.periodic`).
     """
-    if isinstance(metrics, dict):
-        return metrics
-    per = [jax.device_get(m[1]) for m in metrics]
+    if isinstance(metrics, dict):  # "vmap": {name: [K]}
+        return {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    per = [jax.device_get(m) for m in metrics]
     return {k: np.asarray([float(p[k]) for p in per]) for k in per[0]}

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
-from jaxgan_lth import io_utils
+from jaxgan_lth import io_utils, parallel
 from jaxgan_lth import parts as parts_lib
 
 STRATEGIES = ("vmap", "loop")
@@ -262,3 +262,26 @@ def write_sweep_table(stage_dir: str, rows: dict[str, dict]) -> None:
         lines.append("| " + " | ".join(cells) + " |")
     with open(os.path.join(stage_dir, "sweep.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
+
+
+def sweep_summary(stage_dir: str, runs: dict[str, dict], *, strategy: str, num_steps: int,
+                  done: int, wall: float) -> dict:
+    """The summary of a swept stage; process 0 also writes its table (:func:`write_sweep_table`).
+
+    Args:
+      stage_dir: the stage's folder (``sweep.json`` and ``sweep.md`` go there).
+      runs: ``{run name: run summary}`` in the order of the run axis.
+      strategy: the run-axis strategy that ran (``"vmap"`` or ``"loop"``).
+      num_steps: the G step the runs reached.
+      done: G steps trained in this session (0 when the runs were already complete).
+      wall: seconds this session took.
+
+    Returns:
+      ``{"num_runs", "strategy", "steps", "wall_time_s", "iterations_per_s", "runs"}``
+      (``iterations_per_s``: iterations of all K runs per second; None when ``done`` is 0).
+    """
+    if parallel.is_main_process():
+        write_sweep_table(stage_dir, runs)
+    return {"num_runs": len(runs), "strategy": strategy, "steps": int(num_steps),
+            "wall_time_s": round(wall, 2),
+            "iterations_per_s": round(done / wall, 3) if done else None, "runs": runs}
