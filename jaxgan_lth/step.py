@@ -183,7 +183,7 @@ def make_step_fns(
     tx_d = make_optimizer(d_lr, d_betas, tc.adam_eps, d_ds or None)
     d_mods = [p for p in parts if p.modifies_d]
     g_pert = g_perts[0] if g_perts else None
-    aug_g_adv = g_pert is None or getattr(g_pert, "augment_adv_branch", True)
+    aug_g_adv = g_pert is None or g_pert.augments_adv_branch()
 
     def _g_point(key):
         z, y = sample_latent(key, tc.g_batch_size, latent_dim, ncls)
