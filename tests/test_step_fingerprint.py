@@ -10,11 +10,14 @@ The digests were recorded from the step before it became module-level functions 
 commit 3a2eeaf) and must not change through refactors. Bit-identity holds only for one XLA
 build and device layout, so the pinned digests are checked on the JAX version and backend
 they were recorded with (CPU, 4 host devices from conftest.py); elsewhere the test is skipped
-with that reason, and :func:`test_iteration_is_its_d_and_g_updates` still checks the step.
+with that reason (tests/test_train.py still checks the step against its D and G updates).
 """
 
+import dataclasses
+import functools
 import hashlib
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +25,7 @@ import pytest
 
 from configs import default
 from jaxgan_lth import loop, pipeline
-from jaxgan_lth.sparsity import masks as masks_lib
+from jaxgan_lth import step as step_lib
 from tests.helpers import make_image_folder, tiny_config, use_model
 
 RECORDED_WITH = ("0.10.2", "cpu", 4)  # jax version, backend, device count
@@ -140,9 +143,35 @@ def _fingerprint(name, tmp_path):
     return _digest(_run(_engine(name, tmp_path)))
 
 
+@pytest.mark.slow  # about 4 minutes of CPU for the three configs (12-15 min wall, loaded 2 cores)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_step_results_match_the_pinned_digest(name, tmp_path):
     here = (jax.__version__, jax.default_backend(), jax.device_count())
     if here != RECORDED_WITH:
         pytest.skip(f"digests recorded with jax/backend/devices {RECORDED_WITH}; here {here}")
     assert _fingerprint(name, tmp_path) == PINNED[name]
+
+
+def test_jit_of_iteration_partial_traces_once_and_equals_the_bound_step(tmp_path):
+    """``jax.jit(functools.partial(iteration, spec))``, the module-level step with the spec
+    bound, compiles once across new masks and strengths and gives StepFns' numbers."""
+    folder = make_image_folder(tmp_path / "imgs", n=8, size=28, channels=1)
+    config = tiny_config(folder)
+    config.diffaug.policy = "translation"
+    engine = loop.build_engine(config, str(tmp_path / "work"))
+    fns = engine.fns
+    spec = fns.spec
+    assert isinstance(spec, step_lib.StepSpec)
+    assert {spec: 1}[spec] == 1 and dataclasses.replace(spec) != spec  # hashed by identity
+    it = jax.jit(functools.partial(chex.assert_max_traces(step_lib.iteration, n=1), spec))
+    state = loop.initial_state(engine, 0)
+    masks = _sparse_masks(state)
+    s1, m1 = it(state, masks, engine.data, fns.hparams)
+    hp = dict(fns.hparams, ema_decay=jnp.float32(0.5))
+    dense = loop.dense_masks(state)
+    s2, m2 = it(s1, dense, engine.data, hp)  # new masks and strengths: no new trace
+    want1, wm1 = jax.jit(fns.iteration)(state, masks, engine.data, fns.hparams)
+    chex.assert_trees_all_equal((s1, m1), (want1, wm1))
+    assert int(s2["step"]) == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.n_dis = 3
