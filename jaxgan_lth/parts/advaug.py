@@ -83,7 +83,6 @@ class AdvAug(base.FeaturePerturbation):
         super().__init__(config)
         self.loss_kind = config.train.loss
         self.project = float(self.cfg.radius) > 0.0
-        self.augment_adv_branch = bool(self.cfg.get("augment_adv_branch", True))
 
     def used_hparams(self) -> tuple[str, ...]:
         """Traced strengths the configured mode reads."""
@@ -96,6 +95,11 @@ class AdvAug(base.FeaturePerturbation):
     @override
     def perturbs_g(self) -> bool:
         return "g" in self.cfg.networks
+
+    @override
+    def augments_adv_branch(self) -> bool:
+        """``advaug.augment_adv_branch`` (absent = True)."""
+        return bool(self.cfg.get("augment_adv_branch", True))
 
     def delta(self, key, head, features, branch, hp):
         """The perturbation of one branch (``d_real``, ``d_fake``, ``g``), gradient-stopped."""

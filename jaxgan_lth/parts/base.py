@@ -200,6 +200,15 @@ class FeaturePerturbation(Part):
         """Whether G's update is perturbed (at G's first-layer output)."""
         return False
 
+    def augments_adv_branch(self) -> bool:
+        """Whether G's perturbed branch goes through the D-input augmentations, as its clean one.
+
+        True (default): the step augments the fakes with ``delta`` at G's first-layer output
+        before D, as the clean fakes. False: they reach D un-augmented (UDEG BigGAN's
+        ``train_eval.py``). Read only when :meth:`perturbs_g`.
+        """
+        return True
+
     @abc.abstractmethod
     def d_loss(self, key: Array, head: Callable, h: Array, labels: Any, num_real: int,
                clean: Array, hp: dict) -> tuple[Array, dict]:
