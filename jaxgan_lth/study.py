@@ -340,6 +340,41 @@ def _results_dir(out: str, name: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(out)), "results", name)
 
 
+def _leak_lines(rows: dict) -> list[str]:
+    """The DiffAugment-leak table of one study's method rows (border grey level, holes)."""
+    lines = ["", "DiffAugment leaks, read from the last sample grid of every run "
+             "(64 images of the EMA generator, fixed noise; mean ± std over seeds): "
+             "the mean grey level of the images' outer pixel ring (`study."
+             "border_level`: with the reference's mid-grey fill of translation and "
+             "cutout, G learns grey borders) and the fraction of images with "
+             "a dark hole enclosed by the object (`study.hole_rate`). DiffAugment is "
+             "on only in its rows; the other rows are the same networks without it.",
+             "", "| method | border grey level | images with a hole |",
+             "|---|---:|---:|"]
+    for label, _, _ in METHODS:
+        if label in rows and rows[label]["holes"]:
+            b = np.asarray(rows[label]["border"], np.float64)
+            h = np.asarray(rows[label]["holes"], np.float64)
+            lines.append(f"| {label} | {_pm(b.mean(), _sd(b))} | "
+                         f"{_pm(h.mean(), _sd(h))} |")
+    return lines
+
+
+def _unfinished_lines(root: str) -> list[str]:
+    """The section of a study folder without a report: arms finished so far, wall time."""
+    arms = [arm for arm in dict.fromkeys(m[1] for m in METHODS)
+            if os.path.isfile(os.path.join(root, arm, "summary.json"))]
+    frac = _fraction(root)
+    title = (f"{frac:g} of the training split ({frac * 100:g}%)" if np.isfinite(frac)
+             else f"`{root}`")
+    return [f"## {title}: not finished", "",
+             f"`{root}` has no report yet: the study there is still running or was "
+             f"interrupted (`launch/study.sh` resumes it). Arms finished: "
+             f"{len(arms)} of {len(dict.fromkeys(m[1] for m in METHODS))}"
+             + (f" ({', '.join(arms)})" if arms else "") + ".", "",
+             _wall_line(root, wall_times(root)), ""]
+
+
 def write_results(roots: Sequence[str], out: str, preamble: str = "",
                   allow_unfinished: bool = False) -> str:
     """Writes the study page for the fractions in ``roots``; returns its text.
@@ -418,37 +453,13 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
                 lines.append(f"| {better} < {worse} | {src} | {c['diff']:.2f} | {pv} | "
                              f"{c['verdict']} |")
         if int(p.get("resolution") or 0):
-            lines += ["", "DiffAugment leaks, read from the last sample grid of every run "
-                      "(64 images of the EMA generator, fixed noise; mean ± std over seeds): "
-                      "the mean grey level of the images' outer pixel ring (`study."
-                      "border_level`: with the reference's mid-grey fill of translation and "
-                      "cutout, G learns grey borders) and the fraction of images with "
-                      "a dark hole enclosed by the object (`study.hole_rate`). DiffAugment is "
-                      "on only in its rows; the other rows are the same networks without it.",
-                      "", "| method | border grey level | images with a hole |",
-                      "|---|---:|---:|"]
-            for label, _, _ in METHODS:
-                if label in rows and rows[label]["holes"]:
-                    b = np.asarray(rows[label]["border"], np.float64)
-                    h = np.asarray(rows[label]["holes"], np.float64)
-                    lines.append(f"| {label} | {_pm(b.mean(), _sd(b))} | "
-                                 f"{_pm(h.mean(), _sd(h))} |")
+            lines += _leak_lines(rows)
         best = "ticket + DiffAugment + AdvAug"
         if best in rows and "dense" in rows:
             gains[frac] = rows["dense"]["fid_mean"] - rows[best]["fid_mean"]
         lines.append("")
     for root in unfinished:
-        arms = [arm for arm in dict.fromkeys(m[1] for m in METHODS)
-                if os.path.isfile(os.path.join(root, arm, "summary.json"))]
-        frac = _fraction(root)
-        title = (f"{frac:g} of the training split ({frac * 100:g}%)" if np.isfinite(frac)
-                 else f"`{root}`")
-        lines += [f"## {title}: not finished", "",
-                  f"`{root}` has no report yet: the study there is still running or was "
-                  f"interrupted (`launch/study.sh` resumes it). Arms finished: "
-                  f"{len(arms)} of {len(dict.fromkeys(m[1] for m in METHODS))}"
-                  + (f" ({', '.join(arms)})" if arms else "") + ".", "",
-                  _wall_line(root, wall_times(root)), ""]
+        lines += _unfinished_lines(root)
     if len(gains) > 1:
         fr = sorted(gains)
         lines += ["## Is the gain largest when data are scarcest?", "",
