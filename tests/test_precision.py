@@ -182,11 +182,13 @@ def test_train_and_evaluate_runs_its_stages_under_the_matmul_precision(tmp_path,
     config.train.matmul_precision = "highest"
     seen = []
 
-    def run_train(config, stage_cfg, workdir):
+    def run_train(self, ctx):
         seen.append(jax.config.jax_default_matmul_precision)
         return {}
 
-    monkeypatch.setattr(pipeline, "run_train", run_train)
+    from jaxgan_lth.stages import train as train_stage
+
+    monkeypatch.setattr(train_stage.TrainStage, "run", run_train)
     pipeline.train_and_evaluate(config, str(tmp_path / "run"))
     assert seen == ["highest"]
     assert jax.config.jax_default_matmul_precision is None
