@@ -342,15 +342,13 @@ def _results_dir(out: str, name: str) -> str:
 
 def _leak_lines(rows: dict) -> list[str]:
     """The DiffAugment-leak table of one study's method rows (border grey level, holes)."""
-    lines = ["", "DiffAugment leaks, read from the last sample grid of every run "
-             "(64 images of the EMA generator, fixed noise; mean ± std over seeds): "
-             "the mean grey level of the images' outer pixel ring (`study."
-             "border_level`: with the reference's mid-grey fill of translation and "
-             "cutout, G learns grey borders) and the fraction of images with "
-             "a dark hole enclosed by the object (`study.hole_rate`). DiffAugment is "
+    lines = ["", "DiffAugment leaks, read from the last sample grid of every run (64 images of "
+             "the EMA generator, fixed noise; mean ± std over seeds): the mean grey level of "
+             "the images' outer pixel ring (`study.border_level`: with the reference's mid-grey "
+             "fill of translation and cutout, G learns grey borders) and the fraction of images "
+             "with a dark hole enclosed by the object (`study.hole_rate`). DiffAugment is "
              "on only in its rows; the other rows are the same networks without it.",
-             "", "| method | border grey level | images with a hole |",
-             "|---|---:|---:|"]
+             "", "| method | border grey level | images with a hole |", "|---|---:|---:|"]
     for label, _, _ in METHODS:
         if label in rows and rows[label]["holes"]:
             b = np.asarray(rows[label]["border"], np.float64)
