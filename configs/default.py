@@ -8,6 +8,31 @@ Override any key on the command line, e.g. `--config.train.num_steps=500`.
 import ml_collections
 
 
+def parse_arg(arg: str | None, keys: tuple[str, ...], example: str) -> dict[str, str]:
+    """``"k1=v1,k2=v2"`` (a ``get_config(arg)`` argument, big_vision's form) as a dict of strings.
+
+    Args:
+      arg: the argument after the config file's ``:``; None or "" = no item.
+      keys: the accepted keys.
+      example: an accepted argument, quoted in the error messages.
+
+    Raises:
+      ValueError: an item without ``=`` or a key not in ``keys`` (named, with what is accepted).
+    """
+    out = {}
+    for item in (arg or "").split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ValueError(f"config argument item {item!r}: expected key=value with keys "
+                             f"{', '.join(keys)} (e.g. {example!r}).")
+        k, v = (x.strip() for x in item.split("=", 1))
+        if k not in keys:
+            raise ValueError(f"config argument key {k!r}; accepted: {', '.join(keys)}.")
+        out[k] = v
+    return out
+
+
 def diffaug_config(policy: str = "", fill: float = 0.0) -> ml_collections.ConfigDict:
     """DiffAugment (Zhao et al., NeurIPS 2020) section: a comma-separated policy of
     "color", "translation" (ratio 1/8), "cutout" (ratio 1/2); "" = off. ``fill`` is the value of

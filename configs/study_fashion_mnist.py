@@ -62,17 +62,8 @@ REGIME_EVAL_EVERY = 500
 
 def _parse(arg: str | None) -> dict:
     out = {"fraction": "0.1", "arm": "imp"}
-    for item in (arg or "").split(","):
-        if item.strip():
-            if "=" not in item:
-                raise ValueError(f"config argument item {item!r}: expected key=value with keys "
-                                 "fraction or shots, arm, steps (e.g. "
-                                 "'fraction=0.01,arm=ticket_da' or 'shots=100,arm=imp').")
-            k, v = (x.strip() for x in item.split("=", 1))
-            if k not in ("fraction", "shots", "arm", "steps"):
-                raise ValueError(f"config argument key {k!r}; accepted: fraction, shots, arm, "
-                                 "steps.")
-            out[k] = v
+    out.update(default.parse_arg(arg, ("fraction", "shots", "arm", "steps"),
+                                 "fraction=0.01,arm=ticket_da"))
     return out
 
 

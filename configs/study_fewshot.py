@@ -69,15 +69,7 @@ ADA_KIMG = 10.0  # kimg for ADA's p to move by 1 (reference 500; see the module 
 
 def _parse(arg: str | None) -> dict:
     out = {"arm": "baseline", "shots": str(SHOTS), "steps": str(NUM_STEPS)}
-    for item in (arg or "").split(","):
-        if item.strip():
-            if "=" not in item:
-                raise ValueError(f"config argument item {item!r}: expected key=value with keys "
-                                 "arm, shots, steps (e.g. 'arm=ticket_da').")
-            k, v = (x.strip() for x in item.split("=", 1))
-            if k not in out:
-                raise ValueError(f"config argument key {k!r}; accepted: {sorted(out)}.")
-            out[k] = v
+    out.update(default.parse_arg(arg, tuple(out), "arm=ticket_da"))
     return out
 
 
