@@ -5,26 +5,18 @@ Issue 28's regime search: a dense run trained long on few images, evaluated ever
 hand): the FID/KID history of ``WORKDIR/train/eval.json`` with its protocol, D's accuracy on
 training reals, held-out reals and fakes from every log line of ``WORKDIR/train/metrics.jsonl``,
 the data and budget keys of ``WORKDIR/config.json``, the commit of the checkout it is run from
-(run it from the worktree the run trained from) and the
-machine (CPU model, cores, load average when written).
+(run it from the worktree the run trained from) and the machine: ``benchmarks.common.machine()``
+(the record of the benchmark result files) plus the load average when written.
 """
 
 import json
 import os
-import platform
 import subprocess
 import sys
 
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+# the repository root, so the benchmarks' machine record (benchmarks/common.py) is importable
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # noqa: E402
 
 
 def digest(workdir: str) -> dict:
@@ -60,7 +52,7 @@ def digest(workdir: str) -> dict:
     return {"run": os.path.basename(os.path.normpath(workdir)), "settings": settings,
             "protocol": ev["history"][-1].get("protocol") if ev["history"] else None,
             "fid_history": fid, "d_overfitting": diag, "commit": commit.strip(),
-            "machine": {"cpu": _cpu(), "cores": os.cpu_count(),
+            "machine": {**common.machine(),
                         "loadavg": open("/proc/loadavg").read().split()[:3]}}
 
 
