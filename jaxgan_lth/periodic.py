@@ -19,6 +19,7 @@ Actions, in the order the driver calls them at one step:
 
 from __future__ import annotations
 
+import abc
 import os
 import time
 from typing import Any, Callable, Iterable, Sequence
@@ -37,7 +38,7 @@ Pytree = Any
 COVERAGE_KEYS = ("coverage_classes", "coverage_confidence", "coverage_hist")
 
 
-class PeriodicAction:
+class PeriodicAction(abc.ABC):
     """An action the loop calls after every iteration; it fires on some steps.
 
     The shape of ``clu.periodic_actions.PeriodicAction`` (``every_steps``, ``on_steps``,
@@ -67,9 +68,9 @@ class PeriodicAction:
         self.apply(step, runs)
         return True
 
+    @abc.abstractmethod
     def apply(self, step: int, runs: Runs) -> None:
-        """The action itself (subclasses)."""
-        raise NotImplementedError
+        """The action itself (each subclass defines it)."""
 
 
 class Runs:
