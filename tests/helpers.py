@@ -1,4 +1,5 @@
-"""Shared test helpers: tiny configs and tiny image folders (no network, a few seconds)."""
+"""Shared test helpers: tiny configs and image folders, a simulated kill, a trace-count guard
+and a fake FID feature extractor (no network, a few seconds)."""
 
 import itertools
 import os
@@ -12,7 +13,6 @@ from PIL import Image
 from configs import default
 from jaxgan_lth import loop, run_axis
 
-
 _WRAPS = itertools.count()
 
 
@@ -24,15 +24,19 @@ def max_traces(fn, n=1):
     chex keys its counter on the call stack, source and name at wrap time, so two wraps in one
     test (or one parametrized test run twice) would share it; each call here gets a fresh
     name, hence a fresh counter. ``fn`` may itself be jitted (it is traced inline).
+    ``wrapped.used`` turns True at the first call (to check that a patched-in wrapper ran).
 
     Use: ``step = jax.jit(helpers.max_traces(engine.fns.iteration))``, or pass the wrapped
     function where the package jits it.
     """
     def traced(*args, **kwargs):
+        wrapped.used = True
         return fn(*args, **kwargs)
 
     traced.__name__ = f"{getattr(fn, '__name__', 'fn')}_{next(_WRAPS)}"
-    return chex.assert_max_traces(traced, n=n)
+    wrapped = chex.assert_max_traces(traced, n=n)
+    wrapped.used = False
+    return wrapped
 
 
 def make_image_folder(path, n=16, size=16, channels=3, seed=0):

@@ -139,21 +139,12 @@ def test_rewinding_restores_step0_values_bit_for_bit(finished):
 def test_kill_inside_round_2_then_rerun_gives_same_masks(folder, finished, tmp_path, monkeypatch):
     config, full_dir, full_summary = finished
     killed = str(tmp_path / "killed")
-    real_call = run_axis.RunAxis.__call__
-    calls = {"n": 0}
-
-    def call_with_kill(self, *args):
-        calls["n"] += 1
+    with monkeypatch.context() as m:
         # rounds 0 and 1 take 3 iterations each; die in the 3rd iteration of round 2, after
         # its step-2 checkpoint, so the rerun resumes inside the round
-        if calls["n"] == 9:
-            raise KeyboardInterrupt("simulated kill")
-        return real_call(self, *args)
-
-    monkeypatch.setattr(run_axis.RunAxis, "__call__", call_with_kill)
-    with pytest.raises(KeyboardInterrupt):
-        pipeline.train_and_evaluate(config, killed)
-    monkeypatch.setattr(run_axis.RunAxis, "__call__", real_call)
+        helpers.kill_at(m, call=9)
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.train_and_evaluate(config, killed)
     assert checkpointing.Checkpointer(os.path.join(killed, "masks")).all_steps() == [0, 1, 2]
     assert checkpointing.Checkpointer(
         os.path.join(killed, "imp", "round_02", "checkpoints")).all_steps() == [0, 2]

@@ -17,7 +17,7 @@ from jaxgan_lth.models import D_PERTURB, G_PERTURB, get_model
 from jaxgan_lth.models import sg2_ops as ops
 from jaxgan_lth.models import stylegan2 as sg2
 from jaxgan_lth.models.base import G_NOISE
-from tests.helpers import use_model
+from tests.helpers import max_traces, use_model
 
 RNG = np.random.default_rng(0)
 TINY = dict(channels=3, latent_dim=8, g_channels=8, d_channels=8, channel_base=128,
@@ -557,16 +557,10 @@ def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
     assert float(fns.hparams["ema_decay"]) == pytest.approx(schedules.ema_beta(4, 0.01))
     state = loop.initial_state(engine, 0)
     masks = loop.dense_masks(state)
-    traces = [0]
-
-    def counted(*args):
-        traces[0] += 1  # runs only while jax traces
-        return fns.iteration(*args)
-
-    it = jax.jit(counted)
+    # the parts' new states and lax.cond branches do not retrace (a retrace raises)
+    it = jax.jit(max_traces(fns.iteration))
     s1, m1 = it(state, masks, engine.data, fns.hparams)
     s2, m2 = it(s1, masks, engine.data, fns.hparams)
-    assert traces[0] == 1  # the parts' new states and lax.cond branches do not retrace
     for m in (m1, m2):
         assert all(np.isfinite(np.asarray(v)).all() for v in m.values()), m
     assert float(m1["r1_penalty"]) > 0 and float(m1["pl_penalty"]) > 0
