@@ -23,7 +23,9 @@ def max_traces(fn, n=1):
     any transform around it) traces it the ``n + 1``-th time, i.e. when a recompile happens.
     chex keys its counter on the call stack, source and name at wrap time, so two wraps in one
     test (or one parametrized test run twice) would share it; each call here gets a fresh
-    name, hence a fresh counter. ``fn`` may itself be jitted (it is traced inline).
+    name, hence a fresh counter. ``fn`` may itself be jitted (it is traced inline). chex
+    counts only calls whose arguments hold a tracer: a function whose every argument is
+    static (or closed over) is not counted, so pass the traced data as arguments.
     ``wrapped.used`` turns True at the first call (to check that a patched-in wrapper ran).
 
     Use: ``step = jax.jit(helpers.max_traces(engine.fns.iteration))``, or pass the wrapped
