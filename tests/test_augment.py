@@ -136,6 +136,7 @@ def test_color_policy_composes_ops_with_documented_keys():
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gradient_flows_through_every_op():
     x = jnp.asarray(_images(b=2, h=8, w=8, c=3))
     w = jnp.asarray(_images(b=2, h=8, w=8, c=3, seed=1))

@@ -227,6 +227,7 @@ def test_sema_sets_a_grown_weights_ema_to_g_as_the_reference_formula():
         np.testing.assert_allclose(out["dense"]["bias"], [0.3], rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sema", [True, False])
 def test_dst_step_ema_of_grown_weights_after_an_update(folder, tmp_path, sema):
     """One update, then one iteration: a grown G weight's EMA is G's value (SEMA) or
@@ -283,6 +284,7 @@ def _assert_zero_outside(state, masks, moments=False):
                 assert np.all(value[~m[path]] == 0.0), (net, path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inactive_moments", ["dense", "zero"])
 def test_update_keeps_counts_zeroes_dropped_and_grown_and_traces_once(
         folder, tmp_path, inactive_moments):
@@ -374,6 +376,7 @@ def _stage_masks(config, workdir):
     return engine, out
 
 
+@pytest.mark.slow
 def test_dst_stage_writes_masks_densities_and_keeps_zeros(finished):
     config, workdir, summary, traces = finished
     # three mask updates in the loop: the iteration and the update each traced once (a second
@@ -402,6 +405,7 @@ def test_dst_stage_writes_masks_densities_and_keeps_zeros(finished):
         _assert_zero_outside(jax.device_get(state), masks[mstep])
 
 
+@pytest.mark.slow
 def test_kill_in_the_middle_of_dst_resumes_to_the_same_masks_and_weights(
         folder, finished, tmp_path, monkeypatch):
     config, full_dir, _, _ = finished
@@ -427,6 +431,7 @@ def test_kill_in_the_middle_of_dst_resumes_to_the_same_masks_and_weights(
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_static_erk_keeps_its_masks(folder, tmp_path):
     config = _dst_config(folder, steps=2, every=1)
     config.dst.updates = False
@@ -435,6 +440,7 @@ def test_static_erk_keeps_its_masks(folder, tmp_path):
     assert row["d_density"] == pytest.approx(0.5, abs=0.01)
 
 
+@pytest.mark.slow
 def test_swept_dst_with_diffaugment_and_advaug_keeps_one_mask_sequence_per_run(folder, tmp_path):
     config = _dst_config(folder, steps=2, every=1)
     config.diffaug.policy = "translation"
@@ -541,6 +547,7 @@ def test_small_dense_width_matches_the_ticket_parameter_count_by_hand(folder):
     assert baselines.small_dense_width(config)[0] == 2
 
 
+@pytest.mark.slow
 def test_slimming_and_small_dense_tickets_train(folder, tmp_path):
     config = helpers.tiny_config(folder, num_steps=2)
     config.stages = "ticket"

@@ -109,6 +109,7 @@ def test_generate_uses_fixed_documented_latents(tmp_path):
     assert not np.array_equal(calls[6][2], keys[0])
 
 
+@pytest.mark.slow
 def test_generate_gives_stylegan2_random_noise_fixed_per_evaluation(tmp_path):
     """The FID sampler draws StyleGAN2's per-pixel noise (reference metrics: noise_mode
     'random'), the same at every evaluation, and not the constant noise maps."""
@@ -285,6 +286,7 @@ def test_diagnostic_heldout_split_and_conditional_labels(tmp_path, monkeypatch):
 # ---- no trainer imports ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_evaluator_imports_no_trainer_or_sparsity_module():
     code = (
         "import sys\n"

@@ -422,6 +422,7 @@ def test_preprocess_range_and_shape():
     assert x.min() == pytest.approx(-1.0) and x.max() == pytest.approx(0.9921875)
 
 
+@pytest.mark.slow
 def test_extractor_float_uint8_gray_iterator_agree(random_extractor):
     rng = np.random.default_rng(11)
     u = rng.integers(0, 256, (5, 64, 64, 1), dtype=np.uint8)
@@ -451,6 +452,7 @@ def test_extractor_float_uint8_gray_iterator_agree(random_extractor):
         random_extractor(iter([]))
 
 
+@pytest.mark.slow
 def test_extractor_logits_and_inception_score(random_extractor):
     images = np.random.default_rng(12).uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
     feats, logits = random_extractor.features_and_logits(images)

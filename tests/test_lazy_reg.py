@@ -109,6 +109,7 @@ def _count(opt_state):
     return int(opt_state.count)  # inject_hyperparams: updates applied so far
 
 
+@pytest.mark.slow
 def test_step_takes_the_extra_d_step_with_scaled_adam(engine):
     lazy = engine.config.r1.lazy
     fns = engine.fns
@@ -131,6 +132,7 @@ def test_step_takes_the_extra_d_step_with_scaled_adam(engine):
     assert float(m["r1_penalty"]) > 0
 
 
+@pytest.mark.slow
 def test_r1_shares_the_main_losss_augmentation_of_the_reals(engine):
     """DContext.augment_real(x_real_clean) is exactly the reals D saw in the main loss."""
     fns = engine.fns

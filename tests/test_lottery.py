@@ -57,6 +57,7 @@ def finished(folder, tmp_path_factory):
     return config, workdir, summary
 
 
+@pytest.mark.slow
 def test_training_under_a_mask_keeps_pruned_weights_zero_in_params_ema_and_adam(folder, tmp_path):
     config = helpers.tiny_config(folder)
     engine = loop.build_engine(config, str(tmp_path))
@@ -83,6 +84,7 @@ def test_training_under_a_mask_keeps_pruned_weights_zero_in_params_ema_and_adam(
         assert any(np.any(after[p][m[p]] != before[net][p][m[p]]) for p in m)
 
 
+@pytest.mark.slow
 def test_imp_densities_follow_0_8_power_and_summary(finished):
     config, workdir, summary = finished
     rounds = summary["stages"]["imp"]["rounds"]
@@ -113,6 +115,7 @@ def test_imp_densities_follow_0_8_power_and_summary(finished):
             assert np.all(value[~m[path]] == 0.0), (net, path)
 
 
+@pytest.mark.slow
 def test_rewinding_restores_step0_values_bit_for_bit(finished):
     config, workdir, _ = finished
     lot = _lottery(config, workdir)
@@ -136,6 +139,7 @@ def test_rewinding_restores_step0_values_bit_for_bit(finished):
                                               jax.tree.leaves(start["g"])))
 
 
+@pytest.mark.slow
 def test_kill_inside_round_2_then_rerun_gives_same_masks(folder, finished, tmp_path, monkeypatch):
     config, full_dir, full_summary = finished
     killed = str(tmp_path / "killed")
@@ -163,6 +167,7 @@ def test_kill_inside_round_2_then_rerun_gives_same_masks(folder, finished, tmp_p
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_ticket_baselines_and_target_sparsity(finished, tmp_path):
     config, workdir, _ = finished
     like = _like(_lottery(config, workdir))
@@ -193,6 +198,7 @@ def test_ticket_baselines_and_target_sparsity(finished, tmp_path):
     assert pruning.density(dense[0]["g"]) == 1.0
 
 
+@pytest.mark.slow
 def test_mask_transfer_from_another_workdir_and_bad_sources(finished, folder, tmp_path):
     config, workdir, _ = finished
     config = config.copy_and_resolve_references()
@@ -211,6 +217,7 @@ def test_mask_transfer_from_another_workdir_and_bad_sources(finished, folder, tm
         _lottery(config, workdir).ticket_masks(like)
 
 
+@pytest.mark.slow
 def test_mask_of_a_different_model_names_first_mismatching_path(finished, tmp_path):
     config, workdir, _ = finished
     config = config.copy_and_resolve_references()
@@ -249,6 +256,7 @@ def test_ema_chain_weights_and_prune_on_a_hand_case():
     np.testing.assert_array_equal(masked["conv"]["kernel"], [1, 1, 1, 0, 0])
 
 
+@pytest.mark.slow
 def test_two_mask_chains_as_the_released_sngan_imp(folder, tmp_path):
     """sparsity.mask_chains="two": rounds train on the G chain, the ticket reads the EMA chain.
 

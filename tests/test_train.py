@@ -169,6 +169,7 @@ def scan_engine(request, tmp_path_factory):
     return _engine(tmp_path_factory.mktemp("rolled"), train__n_dis_unroll=request.param)
 
 
+@pytest.mark.slow
 def test_n_dis_scan_equals_explicit_d_steps_then_g_step(scan_engine):
     engine = scan_engine
     assert int(engine.config.train.n_dis) == 2
@@ -230,6 +231,7 @@ def test_d_step_changes_only_d_params_and_decreases_nothing_it_should_not(tiny_e
 # ---- end to end and resume -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_end_to_end_writes_outputs(tmp_path):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=24, channels=3)
     config = helpers.tiny_config(folder, num_steps=4, resolution=32, channels=3)
@@ -247,6 +249,7 @@ def test_end_to_end_writes_outputs(tmp_path):
     assert events, "no TensorBoard event file"
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path, monkeypatch):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=6)
@@ -268,6 +271,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, monkeypatch):
                   helpers.final_state(config, killed_dir, 6))
 
 
+@pytest.mark.slow
 def test_lecam_anchors_resume_after_kill(tmp_path, monkeypatch):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=4)
@@ -343,6 +347,7 @@ def test_corrupt_checkpoint_gives_clear_error(tmp_path):
         ck.restore(3, state)
 
 
+@pytest.mark.slow
 def test_evaluation_during_training_writes_fid_kid_best_and_diagnostic(tmp_path):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=12, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=4)
