@@ -42,6 +42,7 @@ def test_blocker_blocks(tmp_path):
     assert out.returncode != 0 and "ModuleNotFoundError" in out.stderr and "blocked" in out.stderr
 
 
+@pytest.mark.slow
 def test_every_benchmark_imports_without_tf(tmp_path):
     modules = [f"benchmarks.{b}" for b in BENCHMARKS] + [
         "jaxgan_lth.step", "jaxgan_lth.loop", "jaxgan_lth.pipeline", "jaxgan_lth.evaluation",
@@ -55,6 +56,7 @@ def test_every_benchmark_imports_without_tf(tmp_path):
     assert "vs_pytorch" in BENCHMARKS and "train_throughput" in BENCHMARKS
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="bash script, Linux CI")
 def test_smoke_suite_runs_without_tf(tmp_path):
     out_dir = tmp_path / "results"

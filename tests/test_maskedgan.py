@@ -229,6 +229,7 @@ def test_ticket_section_and_strengths_of_inactive_ops_are_refused(folder):
 # ---- compiled step ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_iteration_traces_once_across_every_mask_strength_and_band_state(tmp_path):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=12, size=20, channels=1)
     config = helpers.tiny_config(folder)
@@ -251,6 +252,7 @@ def test_iteration_traces_once_across_every_mask_strength_and_band_state(tmp_pat
     assert float(state["parts"]["maskedgan"]["offsets"][0]) != -0.5  # the state is an input
 
 
+@pytest.mark.slow
 def test_band_state_resumes_after_kill(tmp_path, monkeypatch):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=4)
@@ -269,6 +271,7 @@ MODELS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_nice_and_maskedgan_with_every_model_a_ticket_diffaugment_and_advaug(name):
     kw = MODELS[name]

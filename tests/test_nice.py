@@ -38,6 +38,7 @@ def _noisy(variables, d, beta, k):
 # ---- the noise points in D --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_beta_zero_is_exactly_the_plain_d_for_every_model(name):
     d, v, x, y = _d_and_vars(name)
@@ -264,6 +265,7 @@ def _engine(root, **nice):
     return loop.build_engine(config, str(root / "work"))
 
 
+@pytest.mark.slow
 def test_iteration_traces_once_across_every_nice_strength_and_beta(tmp_path):
     engine = _engine(tmp_path, beta_init=0.1)
     assert {n for n in engine.fns.hparams if n.startswith("nice_")} == set(nice_lib.NICE.HPARAMS)
@@ -284,6 +286,7 @@ def test_iteration_traces_once_across_every_nice_strength_and_beta(tmp_path):
     assert all(np.isfinite(float(v)) for v in m.values())
 
 
+@pytest.mark.slow
 def test_beta_resumes_after_kill(tmp_path, monkeypatch):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=4)
