@@ -47,6 +47,7 @@ def test_adv_branch_without_augmentation_sees_plain_fakes(tmp_path):
     assert on["g_loss_adv"] != plain["g_loss_adv"]
 
 
+@pytest.mark.slow
 def test_masks_from_ema_generator_magnitudes(tmp_path):
     """sparsity.magnitudes="ema" (UDEG SNGAN stage 2 reads avg_gen_state_dict) prunes by the
     EMA G's weights, "g" by the trained G's."""

@@ -64,6 +64,7 @@ def test_beta_zero_is_exactly_the_plain_d_for_every_model(name):
     assert not np.allclose(h1, plain_h) and not np.allclose(h1, h3)
 
 
+@pytest.mark.slow
 def test_noise_paths_select_the_last_blocks_and_reject_too_many():
     d_sn = _d_and_vars("sngan")[0]
     assert model_base.d_noise_variables(d_sn, 0.5, 2) == {"block3": {"beta": 0.5},
@@ -114,6 +115,7 @@ def test_noise_point_is_multiplicative_gaussian_with_mean_one_and_std_beta():
     assert abs(zz.var() - ((1 + 0.25**2) ** 2 - 1)) < 3e-3  # var of a product of two N(1, b^2)
 
 
+@pytest.mark.slow
 def test_second_draw_shares_weights_with_the_training_forward():
     """f1 (train=True forward, SN power iteration) and f2 (train=False from the pre-step SN
     state) use the same normalised weights: with the same noise key they are equal."""
