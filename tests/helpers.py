@@ -217,6 +217,8 @@ class FakeExtractor:
             ValueError: if ``images`` holds no image.
         """
         self.calls += 1
+        if hasattr(images, "shape"):  # one host copy, not a device slice per image
+            images = np.asarray(images, np.float64)
         out = [[x.mean(), x.std(), x.min(), x.max()]
                for x in (np.asarray(image, np.float64) for image in images)]
         if not out:
