@@ -75,6 +75,7 @@ def test_noise_paths_select_the_last_blocks_and_reject_too_many():
         model_base.d_noise_variables(d_dc, 0.5, 3)
 
 
+@pytest.mark.slow
 def test_prefix_blocks_run_without_noise():
     d, v, x, y = _d_and_vars("sngan")
     nv = _noisy(v, d, jnp.float32(0.5), 2)  # block3 and block4 only
