@@ -1,14 +1,44 @@
-"""Shared test helpers: tiny configs and tiny image folders (no network, a few seconds)."""
+"""Shared test helpers: tiny configs and image folders, a simulated kill, a trace-count guard
+and a fake FID feature extractor (no network, a few seconds)."""
 
+import itertools
 import os
 import textwrap
 
+import chex
 import jax
 import numpy as np
 from PIL import Image
 
 from configs import default
 from jaxgan_lth import loop, run_axis
+
+_WRAPS = itertools.count()
+
+
+def max_traces(fn, n=1):
+    """``fn`` under ``chex.assert_max_traces(n=n)`` with a counter of its own.
+
+    The wrapped function raises ``AssertionError`` ("traced > n times") when ``jax.jit`` (or
+    any transform around it) traces it the ``n + 1``-th time, i.e. when a recompile happens.
+    chex keys its counter on the call stack, source and name at wrap time, so two wraps in one
+    test (or one parametrized test run twice) would share it; each call here gets a fresh
+    name, hence a fresh counter. ``fn`` may itself be jitted (it is traced inline). chex
+    counts only calls whose arguments hold a tracer: a function whose every argument is
+    static (or closed over) is not counted, so pass the traced data as arguments.
+    ``wrapped.used`` turns True at the first call (to check that a patched-in wrapper ran).
+
+    Use: ``step = jax.jit(helpers.max_traces(engine.fns.iteration))``, or pass the wrapped
+    function where the package jits it.
+    """
+    def traced(*args, **kwargs):
+        wrapped.used = True
+        return fn(*args, **kwargs)
+
+    traced.__name__ = f"{getattr(fn, '__name__', 'fn')}_{next(_WRAPS)}"
+    wrapped = chex.assert_max_traces(traced, n=n)
+    wrapped.used = False
+    return wrapped
 
 
 def make_image_folder(path, n=16, size=16, channels=3, seed=0):
@@ -61,17 +91,31 @@ def tiny_lottery_config(folder, stages="imp,ticket", swept="imp,ticket"):
     return config
 
 
-def kill_at(monkeypatch, step):
-    """Makes the loop raise KeyboardInterrupt when an iteration would start from ``step``
-    (after the checkpoint at ``step``, before the next one): a simulated kill."""
-    real_call = run_axis.RunAxis.__call__
+def kill_at(monkeypatch, step=None, *, call=None):
+    """Makes the loop raise KeyboardInterrupt: a simulated kill.
 
-    def call(self, states, *args):
-        if step in [int(s["step"]) for s in self.split(states)]:
+    With ``step``: when an iteration would start from ``step`` (after the checkpoint at
+    ``step``, before the next one). With ``call``: at the ``call``-th iteration (1-based,
+    counted over every run of the command, e.g. across IMP rounds, whose steps restart at 0).
+    Exactly one of the two must be given. The patch lives as long as ``monkeypatch`` (use
+    ``monkeypatch.context()`` to rerun the command unkilled in the same test).
+
+    Raises:
+        ValueError: if neither or both of ``step`` and ``call`` are given.
+    """
+    if (step is None) == (call is None):
+        raise ValueError(f"kill_at: give exactly one of step={step!r} and call={call!r}")
+    real_call = run_axis.RunAxis.__call__
+    calls = [0]
+
+    def killing_call(self, states, *args):
+        calls[0] += 1
+        if calls[0] == call or (
+                step is not None and step in [int(s["step"]) for s in self.split(states)]):
             raise KeyboardInterrupt("simulated kill")
         return real_call(self, states, *args)
 
-    monkeypatch.setattr(run_axis.RunAxis, "__call__", call)
+    monkeypatch.setattr(run_axis.RunAxis, "__call__", killing_call)
 
 
 def full_and_resumed(config, tmp_path, monkeypatch, kill_step, final_step):
@@ -153,16 +197,30 @@ class FakeExtractor:
     """Stands in for the FID Inception network: per-image mean, spread, min and max.
 
     Loading the real weights takes longer than a whole tiny training run; tests that need an
-    FID value, not Inception's, put this in ``jaxgan_lth.evaluation.features.FeatureExtractor``.
-    ``features(images [N, H, W, C]) -> float32 [N, 4]``.
+    FID value, not Inception's, use an instance (``evaluator._extractor``, a
+    ``reference_statistics`` argument) or put the class in
+    ``jaxgan_lth.evaluation.features.FeatureExtractor`` (it takes and ignores the real one's
+    arguments). ``features(images) -> float32 [N, 4]`` for ``images`` an array
+    ``[N, H, W, C]`` (any range) or an iterable of images of any sizes (as the FID command
+    passes a folder's uint8 ``[H, W, 3]`` files). ``calls`` counts ``features`` calls.
     """
 
     weights_sha1 = "fake-extractor"
 
     def __init__(self, *args, **kwargs):
-        pass
+        self.calls = 0
 
     def features(self, images, batch_size=50):
-        """Four statistics of each image, ``float32 [N, 4]``."""
-        x = np.asarray(images, np.float64).reshape(len(images), -1)
-        return np.stack([x.mean(1), x.std(1), x.min(1), x.max(1)], 1).astype(np.float32)
+        """Four statistics of each image, ``float32 [N, 4]``.
+
+        Raises:
+            ValueError: if ``images`` holds no image.
+        """
+        self.calls += 1
+        if hasattr(images, "shape"):  # one host copy, not a device slice per image
+            images = np.asarray(images, np.float64)
+        out = [[x.mean(), x.std(), x.min(), x.max()]
+               for x in (np.asarray(image, np.float64) for image in images)]
+        if not out:
+            raise ValueError("FakeExtractor.features: no images")
+        return np.asarray(out, np.float32)

@@ -48,12 +48,14 @@ def test_upfirdn_matches_scipy():
                 np.testing.assert_allclose(got[b, :, c], want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_p_zero_is_exactly_the_identity():
     x = jax.random.uniform(jax.random.key(0), (4, H, W, 3), minval=-1, maxval=1)
     out = ada.augment(jax.random.key(1), x, 0.0)
     np.testing.assert_array_equal(np.asarray(out), np.asarray(x))
 
 
+@pytest.mark.slow
 def test_resampling_by_the_identity_reconstructs_the_image():
     """The sym6 up/down pair is an orthogonal wavelet's: the reference's p = 0 path is ~x."""
     x = jax.random.uniform(jax.random.key(0), (2, H, W, 3), minval=-1, maxval=1)
@@ -61,6 +63,7 @@ def test_resampling_by_the_identity_reconstructs_the_image():
     np.testing.assert_allclose(np.asarray(out), np.asarray(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_blit_ops_at_fixed_parameters():
     x = _smooth()
     # integer translation: exact (samples land on the grid; reflect padding at the border)
@@ -128,6 +131,7 @@ def test_colour_ops_at_fixed_parameters():
                                3 * np.asarray(g), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_gradients_flow_through_every_op():
     x = jax.random.uniform(jax.random.key(0), (2, H, W, 3), minval=-1, maxval=1)
     for op in ada.ALL_OPS:
@@ -182,6 +186,7 @@ def _ada_config(tmp_path):
     return config
 
 
+@pytest.mark.slow
 def test_p_is_trained_logged_and_resumed_exactly(tmp_path, monkeypatch):
     config = _ada_config(tmp_path)
     a, b = full_and_resumed(config, tmp_path, monkeypatch, 4, 6)

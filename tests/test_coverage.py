@@ -19,6 +19,7 @@ def fmnist_test():
     return fashion_mnist("test")
 
 
+@pytest.mark.slow
 def test_shipped_classifier_reaches_90_percent_on_the_test_split(fmnist_test):
     images, labels = fmnist_test
     assert images.shape == (10_000, 28, 28, 1) and labels.shape == (10_000,)
@@ -33,6 +34,7 @@ def test_shipped_classifier_reaches_90_percent_on_the_test_split(fmnist_test):
     assert os.path.getsize(coverage.WEIGHTS_PATH) < 600_000
 
 
+@pytest.mark.slow
 def test_real_test_images_cover_every_class_evenly(fmnist_test):
     images, labels = fmnist_test
     cov = coverage.coverage_from_probs(coverage.predict_proba(images[:2000]))
@@ -90,6 +92,7 @@ def _fmnist_config(tmp_path):
     return config
 
 
+@pytest.mark.slow
 def test_evaluator_coverage_classifies_the_sample_functions_images(tmp_path, fmnist_test):
     images, labels = fmnist_test
     config = _fmnist_config(tmp_path)

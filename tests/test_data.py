@@ -533,6 +533,7 @@ def test_obama_folder_at_32(tmp_path):
 # ---- tfds: CIFAR-10 (mocked) and unavailable sets ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_cifar10_named_path_with_mock_data():
     import tensorflow_datasets as tfds
 
@@ -645,6 +646,7 @@ def fmnist_data_dir(tmp_path_factory):
     return data_dir, (images, labels, num_classes)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_offline_build(fmnist_data_dir):
     import tensorflow_datasets as tfds
 
@@ -674,6 +676,7 @@ def test_fashion_mnist_offline_build(fmnist_data_dir):
     assert builder.info.features["label"].names[0] == "T-shirt/top"
 
 
+@pytest.mark.slow
 def test_fashion_mnist_train_split_and_default_subset(fmnist_data_dir, tmp_path, monkeypatch):
     data_dir, _ = fmnist_data_dir
 
@@ -700,6 +703,7 @@ def test_fashion_mnist_train_split_and_default_subset(fmnist_data_dir, tmp_path,
     assert saved["name"] == "fashion_mnist" and saved["num_examples"] == 60000
 
 
+@pytest.mark.slow
 def test_fashion_mnist_resized_rgb(fmnist_data_dir):
     data_dir, (images28, _, _) = fmnist_data_dir
     images, _, _ = data_lib.load_split(

@@ -3,6 +3,7 @@
 import helpers
 import jax
 import numpy as np
+import pytest
 
 from jaxgan_lth import models, pipeline
 from jaxgan_lth import step as step_lib
@@ -27,6 +28,7 @@ def _g_metrics(config):
     return jax.device_get(metrics)
 
 
+@pytest.mark.slow
 def test_adv_branch_without_augmentation_sees_plain_fakes(tmp_path):
     """augment_adv_branch=False (UDEG BigGAN): the perturbed branch's fakes reach D
     un-augmented, so its loss equals that of the same step with no DiffAugment at all, while
@@ -46,6 +48,7 @@ def test_adv_branch_without_augmentation_sees_plain_fakes(tmp_path):
     assert on["g_loss_adv"] != plain["g_loss_adv"]
 
 
+@pytest.mark.slow
 def test_masks_from_ema_generator_magnitudes(tmp_path):
     """sparsity.magnitudes="ema" (UDEG SNGAN stage 2 reads avg_gen_state_dict) prunes by the
     EMA G's weights, "g" by the trained G's."""

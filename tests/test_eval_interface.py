@@ -25,20 +25,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATENT = 6
 
 
-class _FakeExtractor:
-    """Deterministic 16-d 'features' of float images in [-1, 1]; counts its calls."""
-
-    weights_sha1 = "fake-sha1"
-
-    def __init__(self):
-        self.calls = 0
-
-    def features(self, images, batch_size=50):
-        self.calls += 1
-        flat = np.asarray(images, np.float32).reshape(len(images), -1)
-        return np.concatenate([flat, flat ** 2], axis=1)[:, :16]
-
-
 class _TinyG(nn.Module):
     """z [B, LATENT] (+ labels) -> tanh images [B, 8, 8, 1]."""
 
@@ -131,6 +117,7 @@ def test_generate_uses_fixed_documented_latents(tmp_path):
     np.testing.assert_array_equal(np.stack([c[2] for c in calls]), np.stack(keys))
 
 
+@pytest.mark.slow
 def test_generate_gives_stylegan2_random_noise_fixed_per_evaluation(tmp_path):
     """The FID sampler draws StyleGAN2's per-pixel noise (reference metrics: noise_mode
     'random'), the same at every evaluation, and not the constant noise maps."""
@@ -184,16 +171,16 @@ def test_fid_kid_and_evaluate_with_fake_extractor(folder, tmp_path):
     raw_fn = jax.jit(lambda z, y, key: g.apply(raw, z, y))
     config = _config(folder, cache_dir=str(tmp_path / "cache"))
     ev = _evaluator(config, tmp_path)
-    ev._extractor = _FakeExtractor()
+    ev._extractor = helpers.FakeExtractor()
     result = ev.fid_kid(ema_fn)
     assert sorted(result) == ["fid", "kid", "kid_std"]
 
     # The same numbers by hand: reference = the WHOLE folder (12 images, not the subset).
     ref = reference.reference_statistics(config.data, "train", str(tmp_path / "cache"),
-                                         _FakeExtractor())
+                                         helpers.FakeExtractor())
     assert ref.num_images == 12 and ref.metadata["split"] == "train"
     assert os.path.isfile(tmp_path / "cache" / "fid_stats_imgs_train_8_c1.npz")
-    feats = _FakeExtractor().features(ev.generate(ema_fn, 10))
+    feats = helpers.FakeExtractor().features(ev.generate(ema_fn, 10))
     gen = metrics.compute_statistics(feats)
     assert result["fid"] == pytest.approx(
         metrics.frechet_distance(ref.mu, ref.sigma, gen.mu, gen.sigma), rel=1e-9, abs=1e-9)
@@ -212,7 +199,7 @@ def test_fid_kid_and_evaluate_with_fake_extractor(folder, tmp_path):
 
     # A second evaluator of the run reads the cache: the reference is not recomputed.
     again = _evaluator(config, tmp_path)
-    again._extractor = _FakeExtractor()
+    again._extractor = helpers.FakeExtractor()
     assert again.fid_kid(ema_fn) == result and again._extractor.calls == 1
 
 
@@ -359,6 +346,7 @@ def test_folder_rest_needs_a_folder_and_a_subset(folder):
 # ---- no trainer imports ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_evaluator_imports_no_trainer_or_sparsity_module():
     code = (
         "import sys\n"

@@ -9,6 +9,8 @@ from PIL import Image
 
 from jaxgan_lth import evaluate, pipeline
 
+pytestmark = pytest.mark.slow  # every test needs a trained run (the module's fixture)
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

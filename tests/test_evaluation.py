@@ -10,6 +10,7 @@ import pickle
 import struct
 import zipfile
 
+import helpers
 import numpy as np
 import pytest
 import scipy.linalg
@@ -421,6 +422,7 @@ def test_preprocess_range_and_shape():
     assert x.min() == pytest.approx(-1.0) and x.max() == pytest.approx(0.9921875)
 
 
+@pytest.mark.slow
 def test_extractor_float_uint8_gray_iterator_agree(random_extractor):
     rng = np.random.default_rng(11)
     u = rng.integers(0, 256, (5, 64, 64, 1), dtype=np.uint8)
@@ -450,6 +452,7 @@ def test_extractor_float_uint8_gray_iterator_agree(random_extractor):
         random_extractor(iter([]))
 
 
+@pytest.mark.slow
 def test_extractor_logits_and_inception_score(random_extractor):
     images = np.random.default_rng(12).uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
     feats, logits = random_extractor.features_and_logits(images)
@@ -491,18 +494,6 @@ def test_default_weights_are_read_without_torch():
 # ----------------------------------------------------------------------------------------------
 
 
-class _FakeExtractor:
-    weights_sha1 = "fake-sha1"
-
-    def __init__(self):
-        self.calls = 0
-
-    def features(self, images, batch_size=50):
-        self.calls += 1
-        flat = np.asarray(images, np.float32).reshape(len(images), -1)
-        return np.concatenate([flat, flat ** 2], axis=1)[:, :16]
-
-
 def test_reference_statistics_cache(monkeypatch, tmp_path):
     import jaxgan_lth.data
     from jaxgan_lth.evaluation import reference
@@ -517,17 +508,17 @@ def test_reference_statistics_cache(monkeypatch, tmp_path):
 
     monkeypatch.setattr(jaxgan_lth.data, "load_split", fake_load_split, raising=False)
     config = {"name": "fashion_mnist", "folder": "", "resolution": 28}
-    extractor = _FakeExtractor()
+    extractor = helpers.FakeExtractor()
     stats = reference.reference_statistics(config, "test", tmp_path, extractor, kid_features=8)
     path = tmp_path / "fid_stats_fashion_mnist_test_28_c3.npz"
     assert path.is_file() and loads == ["test"]
-    assert stats.features.shape == (8, 16) and stats.num_images == 30
-    assert stats.metadata["weights_sha1"] == "fake-sha1" and stats.metadata["split"] == "test"
+    assert stats.features.shape == (8, 4) and stats.num_images == 30
+    assert stats.metadata["weights_sha1"] == "fake-extractor" and stats.metadata["split"] == "test"
     np.testing.assert_allclose(stats.mu, extractor.features(images).mean(axis=0), rtol=1e-6)
     again = reference.reference_statistics(config, "test", tmp_path, extractor)  # cache hit
     assert loads == ["test"]
     np.testing.assert_array_equal(again.sigma, stats.sigma)
-    other = _FakeExtractor()
+    other = helpers.FakeExtractor()
     other.weights_sha1 = "other"
     with pytest.warns(UserWarning, match="recomputing"):
         reference.reference_statistics(config, "test", tmp_path, other)
@@ -557,25 +548,6 @@ def test_cli_with_statistics_files(tmp_path, capsys):
         fid_cli.main([str(tmp_path / "nope"), str(tmp_path / "b.npz")])
 
 
-class _FakeFolderExtractor:
-    """Stands in for the Inception network in CLI tests: per-channel means and spreads."""
-
-    weights_sha1 = "fake-sha1"
-
-    def __init__(self, weights=None, batch_size=50):
-        self.seen = []
-
-    def features(self, images, batch_size=50):
-        out = []
-        for image in images:  # an iterator of uint8 [H, W, 3] at native size
-            self.seen.append(image.shape)
-            x = np.asarray(image, np.float64).reshape(-1, 3)
-            out.append(np.concatenate([x.mean(0), x.std(0), [x.min(), x.max()]]))
-        if not out:
-            raise ValueError("no images")
-        return np.asarray(out, np.float32)
-
-
 def _write_rgb_pngs(folder, n, size, seed):
     from PIL import Image
 
@@ -590,7 +562,7 @@ def test_cli_folders_use_the_data_reader(tmp_path, monkeypatch, capsys):
     from jaxgan_lth import fid as fid_cli
     from jaxgan_lth.data import images as images_lib
 
-    monkeypatch.setattr(features_lib, "FeatureExtractor", _FakeFolderExtractor)
+    monkeypatch.setattr(features_lib, "FeatureExtractor", helpers.FakeExtractor)
     _write_rgb_pngs(tmp_path / "a", 4, 12, seed=0)
     _write_rgb_pngs(tmp_path / "a" / "sub", 2, 9, seed=1)  # folders are read recursively
     _write_rgb_pngs(tmp_path / "b", 5, 10, seed=2)
@@ -601,7 +573,7 @@ def test_cli_folders_use_the_data_reader(tmp_path, monkeypatch, capsys):
     expected = []
     for side in ("a", "b"):
         paths = images_lib.list_image_files(tmp_path / side, recursive=True)
-        expected.append(_FakeFolderExtractor().features(images_lib.iter_image_files(paths)))
+        expected.append(helpers.FakeExtractor().features(images_lib.iter_image_files(paths)))
     assert len(expected[0]) == 6
     assert value == pytest.approx(metrics.fid_from_features(*expected), rel=1e-9)
 
@@ -611,7 +583,7 @@ def test_cli_truncated_jpeg_and_empty_folder_are_named(tmp_path, monkeypatch):
 
     from jaxgan_lth import fid as fid_cli
 
-    monkeypatch.setattr(features_lib, "FeatureExtractor", _FakeFolderExtractor)
+    monkeypatch.setattr(features_lib, "FeatureExtractor", helpers.FakeExtractor)
     _write_rgb_pngs(tmp_path / "a", 3, 12, seed=0)
     _write_rgb_pngs(tmp_path / "b", 3, 12, seed=1)
     buffer = io.BytesIO()

@@ -14,7 +14,7 @@ import helpers
 import numpy as np
 import pytest
 
-from jaxgan_lth import checkpointing, loop, pipeline, run_axis, workdir_lock
+from jaxgan_lth import checkpointing, loop, pipeline, workdir_lock
 from jaxgan_lth.stages import ticket_source
 
 pytestmark = pytest.mark.slow
@@ -227,17 +227,8 @@ def test_ticket_after_a_killed_imp_fails_naming_the_missing_round(folder, tmp_pa
     config.imp.rounds = 2
     config.sample_every = 100
     workdir = str(tmp_path / "imp")
-    real = run_axis.RunAxis.__call__
-    calls = {"n": 0}
-
-    def call(self, *args):  # rounds take 2 iterations: die in round 1's first
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return real(self, *args)
-
     with monkeypatch.context() as m:
-        m.setattr(run_axis.RunAxis, "__call__", call)
+        helpers.kill_at(m, call=3)  # rounds take 2 iterations: die in round 1's first
         with pytest.raises(KeyboardInterrupt):
             pipeline.train_and_evaluate(config, workdir)
     assert checkpointing.steps_in(os.path.join(workdir, "masks")) == [0, 1]

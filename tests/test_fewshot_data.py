@@ -31,6 +31,7 @@ def test_epoch_batches_are_disjoint_and_follow_the_epoch_permutation():
     assert int(s["epoch"]) == 2 and int(s["pos"]) == 4
 
 
+@pytest.mark.slow
 def test_epoch_sampling_trains_and_resumes_exactly(tmp_path, monkeypatch):
     folder = make_image_folder(tmp_path / "imgs", n=16, size=16, channels=1)
     config = tiny_config(folder, num_steps=6)

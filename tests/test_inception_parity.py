@@ -108,6 +108,7 @@ def test_resize_matches_torch_grid_sample(shape):
     assert np.abs(ours - ref).max() < 1e-3  # values in [0, 255]
 
 
+@pytest.mark.slow
 def test_network_parity_on_same_input(images, torch_net, extractor):
     x = np.asarray(features_lib.preprocess_uint8(jax.numpy.asarray(images)))  # [4, 299, 299, 3]
     ours = np.asarray(extractor.model.apply({"params": extractor.params}, x))
@@ -119,6 +120,7 @@ def test_network_parity_on_same_input(images, torch_net, extractor):
     assert diff < TOLERANCE, diff
 
 
+@pytest.mark.slow
 def test_pipeline_parity_uint8_and_float_inputs(images, torch_net, extractor):
     ref = _torch_pipeline(torch_net, images)
     ours = extractor(images)
@@ -130,6 +132,7 @@ def test_pipeline_parity_uint8_and_float_inputs(images, torch_net, extractor):
     np.testing.assert_array_equal(extractor(as_float), ours)
 
 
+@pytest.mark.slow
 def test_cli_on_folders(images, torch_net, tmp_path, capsys):
     from PIL import Image
 

@@ -58,6 +58,7 @@ def finished(folder, tmp_path_factory):
     return config, workdir, summary
 
 
+@pytest.mark.slow
 def test_training_under_a_mask_keeps_pruned_weights_zero_in_params_ema_and_adam(folder, tmp_path):
     config = helpers.tiny_config(folder)
     engine = loop.build_engine(config, str(tmp_path))
@@ -84,6 +85,7 @@ def test_training_under_a_mask_keeps_pruned_weights_zero_in_params_ema_and_adam(
         assert any(np.any(after[p][m[p]] != before[net][p][m[p]]) for p in m)
 
 
+@pytest.mark.slow
 def test_imp_densities_follow_0_8_power_and_summary(finished):
     config, workdir, summary = finished
     rounds = summary["stages"]["imp"]["rounds"]
@@ -114,6 +116,7 @@ def test_imp_densities_follow_0_8_power_and_summary(finished):
             assert np.all(value[~m[path]] == 0.0), (net, path)
 
 
+@pytest.mark.slow
 def test_rewinding_restores_step0_values_bit_for_bit(finished):
     config, workdir, _ = finished
     lot = _lottery(config, workdir)
@@ -137,24 +140,16 @@ def test_rewinding_restores_step0_values_bit_for_bit(finished):
                                               jax.tree.leaves(start["g"])))
 
 
+@pytest.mark.slow
 def test_kill_inside_round_2_then_rerun_gives_same_masks(folder, finished, tmp_path, monkeypatch):
     config, full_dir, full_summary = finished
     killed = str(tmp_path / "killed")
-    real_call = run_axis.RunAxis.__call__
-    calls = {"n": 0}
-
-    def call_with_kill(self, *args):
-        calls["n"] += 1
+    with monkeypatch.context() as m:
         # rounds 0 and 1 take 3 iterations each; die in the 3rd iteration of round 2, after
         # its step-2 checkpoint, so the rerun resumes inside the round
-        if calls["n"] == 9:
-            raise KeyboardInterrupt("simulated kill")
-        return real_call(self, *args)
-
-    monkeypatch.setattr(run_axis.RunAxis, "__call__", call_with_kill)
-    with pytest.raises(KeyboardInterrupt):
-        pipeline.train_and_evaluate(config, killed)
-    monkeypatch.setattr(run_axis.RunAxis, "__call__", real_call)
+        helpers.kill_at(m, call=9)
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.train_and_evaluate(config, killed)
     assert checkpointing.Checkpointer(os.path.join(killed, "masks")).all_steps() == [0, 1, 2]
     assert checkpointing.Checkpointer(
         os.path.join(killed, "imp", "round_02", "checkpoints")).all_steps() == [0, 2]
@@ -173,6 +168,7 @@ def test_kill_inside_round_2_then_rerun_gives_same_masks(folder, finished, tmp_p
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_ticket_baselines_and_target_sparsity(finished, tmp_path):
     config, workdir, _ = finished
     like = _like(_lottery(config, workdir))
@@ -203,6 +199,7 @@ def test_ticket_baselines_and_target_sparsity(finished, tmp_path):
     assert pruning.density(dense[0]["g"]) == 1.0
 
 
+@pytest.mark.slow
 def test_mask_transfer_from_another_workdir_and_bad_sources(finished, folder, tmp_path):
     config, workdir, _ = finished
     config = config.copy_and_resolve_references()
@@ -221,6 +218,7 @@ def test_mask_transfer_from_another_workdir_and_bad_sources(finished, folder, tm
         _lottery(config, workdir).ticket_masks(like)
 
 
+@pytest.mark.slow
 def test_mask_of_a_different_model_names_first_mismatching_path(finished, tmp_path):
     config, workdir, _ = finished
     config = config.copy_and_resolve_references()
@@ -259,6 +257,7 @@ def test_ema_chain_weights_and_prune_on_a_hand_case():
     np.testing.assert_array_equal(masked["conv"]["kernel"], [1, 1, 1, 0, 0])
 
 
+@pytest.mark.slow
 def test_two_mask_chains_as_the_released_sngan_imp(folder, tmp_path):
     """sparsity.mask_chains="two": rounds train on the G chain, the ticket reads the EMA chain.
 

@@ -24,6 +24,7 @@ import helpers
 import jax
 import multihost_worker
 import numpy as np
+import pytest
 
 from jaxgan_lth import checkpointing, loop, pipeline
 
@@ -42,6 +43,7 @@ def _final_state(config, workdir):
     return step, jax.device_get(state)
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_process_with_the_same_global_devices(tmp_path):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=12, size=20, channels=1)
     config = multihost_worker.tiny_multihost_config(folder)

@@ -39,6 +39,7 @@ def _noisy(variables, d, beta, k):
 # ---- the noise points in D --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_beta_zero_is_exactly_the_plain_d_for_every_model(name):
     d, v, x, y = _d_and_vars(name)
@@ -64,6 +65,7 @@ def test_beta_zero_is_exactly_the_plain_d_for_every_model(name):
     assert not np.allclose(h1, plain_h) and not np.allclose(h1, h3)
 
 
+@pytest.mark.slow
 def test_noise_paths_select_the_last_blocks_and_reject_too_many():
     d_sn = _d_and_vars("sngan")[0]
     assert model_base.d_noise_variables(d_sn, 0.5, 2) == {"block3": {"beta": 0.5},
@@ -74,6 +76,7 @@ def test_noise_paths_select_the_last_blocks_and_reject_too_many():
         model_base.d_noise_variables(d_dc, 0.5, 3)
 
 
+@pytest.mark.slow
 def test_prefix_blocks_run_without_noise():
     d, v, x, y = _d_and_vars("sngan")
     nv = _noisy(v, d, jnp.float32(0.5), 2)  # block3 and block4 only
@@ -114,6 +117,7 @@ def test_noise_point_is_multiplicative_gaussian_with_mean_one_and_std_beta():
     assert abs(zz.var() - ((1 + 0.25**2) ** 2 - 1)) < 3e-3  # var of a product of two N(1, b^2)
 
 
+@pytest.mark.slow
 def test_second_draw_shares_weights_with_the_training_forward():
     """f1 (train=True forward, SN power iteration) and f2 (train=False from the pre-step SN
     state) use the same normalised weights: with the same noise key they are equal."""
@@ -265,18 +269,13 @@ def _engine(root, **nice):
     return loop.build_engine(config, str(root / "work"))
 
 
+@pytest.mark.slow
 def test_iteration_traces_once_across_every_nice_strength_and_beta(tmp_path):
     engine = _engine(tmp_path, beta_init=0.1)
     assert {n for n in engine.fns.hparams if n.startswith("nice_")} == set(nice_lib.NICE.HPARAMS)
     state = loop.initial_state(engine, 0)
     masks = loop.dense_masks(state)
-    traces = [0]
-
-    def counted(state, masks, data, hparams):
-        traces[0] += 1
-        return engine.fns.iteration(state, masks, data, hparams)
-
-    step = jax.jit(counted)
+    step = jax.jit(helpers.max_traces(engine.fns.iteration))  # a retrace raises
     hp = dict(engine.fns.hparams)
     state, m = step(state, masks, engine.data, hp)
     assert {"nice_consistency", "nice_beta", "nice_r"} <= set(m)
@@ -288,10 +287,10 @@ def test_iteration_traces_once_across_every_nice_strength_and_beta(tmp_path):
     state = dict(state, parts={"nice": parallel.replicate(nice_state, engine.mesh)})
     state, m = step(state, masks, engine.data, hp)
     assert float(m["nice_consistency"]) == 0.0  # beta 0 (the G step's update comes after)
-    assert traces[0] == 1
     assert all(np.isfinite(float(v)) for v in m.values())
 
 
+@pytest.mark.slow
 def test_beta_resumes_after_kill(tmp_path, monkeypatch):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=10, size=20, channels=1)
     config = helpers.tiny_config(folder, num_steps=4)

@@ -19,6 +19,7 @@ import sys
 
 import helpers
 import numpy as np
+import pytest
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,6 +85,7 @@ def test_fid_report_and_data_modules_import_without_tf_tfds_clu(tmp_path):
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_folder_training_without_tf_tfds_clu(tmp_path):
     folder = helpers.make_image_folder(tmp_path / "images", n=8, size=28, channels=1)
     cfg = tmp_path / "cfg.py"

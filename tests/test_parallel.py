@@ -38,6 +38,7 @@ def _three_steps(config, workdir, devices, state0=None):
     return setup, state0, jax.device_get(state), losses
 
 
+@pytest.mark.slow
 def test_three_steps_on_four_devices_equal_one_device_with_batch_norm(tmp_path):
     folder = helpers.make_image_folder(tmp_path / "imgs", n=12, size=20, channels=1)
     config = helpers.tiny_config(folder)  # dcgan: G has batch norm; D batch 4, G batch 8

@@ -49,6 +49,7 @@ def _summaries(workdir):
     return out
 
 
+@pytest.mark.slow
 def test_every_run_row_equals_its_summary(finished):
     _, workdir, out, _ = finished
     sums = _summaries(workdir)
@@ -70,6 +71,7 @@ def test_every_run_row_equals_its_summary(finished):
         assert cells[8] == f"{s['final_kid_std'] * 1e3:.2f}"
 
 
+@pytest.mark.slow
 def test_group_mean_and_std_over_seeds_match_numpy(finished):
     _, workdir, out, result = finished
     sums = _summaries(workdir)
@@ -96,6 +98,7 @@ def test_group_mean_and_std_over_seeds_match_numpy(finished):
     assert [(h["step"], h["kimg"]) for h in hist["history"]] == [(4, 0.032)]
 
 
+@pytest.mark.slow
 def test_plots_are_pngs_with_the_expected_points(finished):
     config, _, out, result = finished
     for png in ("fid_vs_density.png", "fid_over_steps.png", "kid_over_steps.png",
@@ -126,6 +129,7 @@ def test_not_a_workdir_is_named(tmp_path):
     assert report.main([str(tmp_path / "empty")]) == 2
 
 
+@pytest.mark.slow
 def test_different_protocols_are_refused(finished, tmp_path):
     _, workdir, _, _ = finished
     other = str(tmp_path / "other")
@@ -140,6 +144,7 @@ def test_different_protocols_are_refused(finished, tmp_path):
         report.write_report([workdir, other], str(tmp_path / "out"))
 
 
+@pytest.mark.slow
 def test_metrics_log_holds_each_step_once_after_a_resume(tmp_path, monkeypatch):
     from tests.helpers import kill_at
 

@@ -72,6 +72,7 @@ def test_imp_workdir_errors_name_the_folder_and_the_keys(tmp_path):
     assert not os.path.exists(tmp_path / "ticket")  # nothing written
 
 
+@pytest.mark.slow
 def test_a_ticket_from_a_shared_imp_equals_the_ticket_trained_in_place(tmp_path):
     folder = make_image_folder(tmp_path / "imgs", n=16, size=16, channels=1)
     config = tiny_lottery_config(folder)

@@ -17,7 +17,7 @@ from jaxgan_lth.models import D_PERTURB, G_PERTURB, get_model
 from jaxgan_lth.models import sg2_ops as ops
 from jaxgan_lth.models import stylegan2 as sg2
 from jaxgan_lth.models.base import G_NOISE
-from tests.helpers import use_model
+from tests.helpers import max_traces, use_model
 
 RNG = np.random.default_rng(0)
 TINY = dict(channels=3, latent_dim=8, g_channels=8, d_channels=8, channel_base=128,
@@ -257,6 +257,7 @@ def tiny32():
     return G, D, g_vars, d_vars, z, x
 
 
+@pytest.mark.slow
 def test_shapes_at_32_and_noise_modes(tiny32):
     G, D, g_vars, d_vars, z, x = tiny32
     img = G.apply(g_vars, z, train=False)
@@ -282,6 +283,7 @@ def test_shapes_at_32_and_noise_modes(tiny32):
                                atol=1e-6)
 
 
+@pytest.mark.slow
 def test_without_noise_inputs(tiny32):
     """use_noise=False: no noise parameters or buffers, and G equals the noisy G with noise off."""
     G, _, g_vars, _, z, _ = tiny32
@@ -315,6 +317,7 @@ def test_shapes_at_64():
     assert logits.shape == (4,)
 
 
+@pytest.mark.slow
 def test_mapping_w_avg_update_truncation_and_mixing(tiny32):
     G, _, g_vars, _, z, _ = tiny32
     ws = G.apply(g_vars, z, method="mapping")
@@ -336,6 +339,7 @@ def test_mapping_w_avg_update_truncation_and_mixing(tiny32):
         G.apply(g_vars, z, train=True, mutable=["batch_stats"])
 
 
+@pytest.mark.slow
 def test_style_mixing_always_on_changes_train_images():
     G, _ = get_model("stylegan2", resolution=32, style_mixing_prob=1.0, **TINY)
     G0, _ = get_model("stylegan2", resolution=32, style_mixing_prob=0.0, **TINY)
@@ -347,6 +351,7 @@ def test_style_mixing_always_on_changes_train_images():
     assert not np.allclose(mixed, plain)
 
 
+@pytest.mark.slow
 def test_g_first_perturbation_point_is_the_4x4_block_output(tiny32):
     G, _, g_vars, _, z, _ = tiny32
     _, upd = G.apply(g_vars, z, train=False, mutable=["perturbations"])
@@ -358,6 +363,7 @@ def test_g_first_perturbation_point_is_the_4x4_block_output(tiny32):
     assert not np.allclose(clean, pert)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_runs_close_to_float32(tiny32):
     G, _, g_vars, _, z, _ = tiny32
     Gb, Db = get_model("stylegan2", resolution=32, dtype="bfloat16", **TINY)
@@ -533,6 +539,7 @@ def test_kimg_schedules():
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
     from configs import default
     from jaxgan_lth import loop, pipeline, schedules
@@ -557,16 +564,10 @@ def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
     assert float(fns.hparams["ema_decay"]) == pytest.approx(schedules.ema_beta(4, 0.01))
     state = loop.initial_state(engine, 0)
     masks = loop.dense_masks(state)
-    traces = [0]
-
-    def counted(*args):
-        traces[0] += 1  # runs only while jax traces
-        return fns.iteration(*args)
-
-    it = jax.jit(counted)
+    # the parts' new states and lax.cond branches do not retrace (a retrace raises)
+    it = jax.jit(max_traces(fns.iteration))
     s1, m1 = it(state, masks, engine.data, fns.hparams)
     s2, m2 = it(s1, masks, engine.data, fns.hparams)
-    assert traces[0] == 1  # the parts' new states and lax.cond branches do not retrace
     for m in (m1, m2):
         assert all(np.isfinite(np.asarray(v)).all() for v in m.values()), m
     assert float(m1["r1_penalty"]) > 0 and float(m1["pl_penalty"]) > 0
@@ -588,6 +589,7 @@ def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(s2))
 
 
+@pytest.mark.slow
 def test_nice_noise_points_in_the_residual_blocks(tiny32):
     from jaxgan_lth.models.base import D_NOISE, d_noise_variables
 

@@ -136,6 +136,7 @@ def test_fir_filter_matches_reference(ref):
                                rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_mapping_matches_reference(ref):
     G, v = _g_variables(ref)
     got = G.apply(v, jnp.asarray(ref["z"]), method="mapping", psi=0.7, cutoff=3)
@@ -159,6 +160,7 @@ def test_modulated_conv_matches_reference(ref):
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_generator_matches_reference(ref):
     G, v = _g_variables(ref)
     got = G.apply(v, jnp.asarray(ref["z"]), method="generate", psi=0.7, cutoff=3,
@@ -168,6 +170,7 @@ def test_generator_matches_reference(ref):
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_discriminator_matches_reference(ref):
     _, D = _models()
     v = D.init(jax.random.key(0), jnp.zeros((4, RES, RES, 3)), train=False)

@@ -320,6 +320,7 @@ def test_a_missing_data_folder_fails_before_any_folder_exists(folder, tmp_path):
 # ---- the run axis -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_vmapped_runs_equal_separate_runs(folder, tmp_path):
     config = _config(folder, seeds="0,1,2", hparams="adv_step_size=0.0,0.02,0.1",
                      mode="pgd", networks="gd")
@@ -360,6 +361,7 @@ def test_vmapped_runs_equal_separate_runs(folder, tmp_path):
     assert adv[0] == pytest.approx(0.0, abs=1e-6) and adv[2] > adv[1] > 0
 
 
+@pytest.mark.slow
 def test_run_axis_errors_are_named(folder, tmp_path):
     config = _config(folder)
     engine = loop.build_engine(config, str(tmp_path / "w"))
@@ -418,6 +420,7 @@ def _final_states(engine, stage_dir, k, step):
     return jax.device_get(stacked), meta
 
 
+@pytest.mark.slow
 def test_swept_train_stage_writes_every_run_and_resumes(folder, tmp_path, monkeypatch):
     config = _config(folder, seeds="0,1", hparams="ema_decay=0.5,0.9")
     config.keep_checkpoints = 2
@@ -517,6 +520,7 @@ def _ticket_engine(config, workdir):
     return loop.build_engine(stages_lib.stage_config(config, "ticket"), workdir)
 
 
+@pytest.mark.slow
 def test_vmapped_ticket_sweep_equals_separate_ticket_runs(ticket_sweep, tmp_path):
     config, workdir, summary = ticket_sweep
     ticket = summary["stages"]["ticket"]
@@ -564,6 +568,7 @@ def test_vmapped_ticket_sweep_equals_separate_ticket_runs(ticket_sweep, tmp_path
         assert np.all(np.asarray(p)[:, ~np.asarray(m)] == 0)
 
 
+@pytest.mark.slow
 def test_ticket_sweep_killed_mid_run_resumes_to_the_same_result(
         ticket_sweep, tmp_path, monkeypatch):
     config, full, _ = ticket_sweep
@@ -747,6 +752,7 @@ def test_shared_import_cycle_tool_finds_none():
 # ---- rewinding reads theta_0 back, it never recomputes it ----------------------------------
 
 
+@pytest.mark.slow
 def test_rewinding_returns_the_step0_checkpoint_even_when_init_changes(
         folder, tmp_path, monkeypatch):
     config = _config(folder, seeds="", stage="imp")
