@@ -47,7 +47,8 @@ setup(
         # tfds' file readers and its download_and_prepare import TensorFlow; tfds 4.9.10 imports
         # importlib_resources there without declaring it (tensorflow/datasets#11212).
         "tfds": ["tensorflow-datasets>=4.9.10", "tensorflow-cpu>=2.21", "importlib_resources"],
-        # clu's TensorBoard writer (jaxgan_lth/summaries.py); clu.metric_writers imports TF.
+        # clu's TensorBoard writer (jaxgan_lth/training/summaries.py); clu.metric_writers imports
+        # TF.
         "tensorboard": ["clu>=0.0.12", "tensorboard", "tensorflow-cpu>=2.21"],
         # JAX's CUDA plugin wheels: a CUDA 12.x driver needs cuda12, a 13.x driver takes cuda13
         # (jax 0.10.2 declares both extras).

@@ -42,7 +42,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from benchmarks import train_throughput  # noqa: E402
-from jaxgan_lth import run_axis  # noqa: E402
+from jaxgan_lth.training import run_axis  # noqa: E402
 
 
 def split_configs(arg: str) -> list[str]:

@@ -30,7 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import common, train_throughput  # noqa: E402
 from jaxgan_lth import models  # noqa: E402
-from jaxgan_lth import updates  # noqa: E402
+from jaxgan_lth.training import updates  # noqa: E402
 from jaxgan_lth.models import layers  # noqa: E402
 
 

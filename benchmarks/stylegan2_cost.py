@@ -64,7 +64,7 @@ def modconv_rows(protocol):
 
 def iteration_rows(protocol, tmp):
     from configs import default
-    from jaxgan_lth import loop
+    from jaxgan_lth.training import loop
     from tests.helpers import make_image_folder, tiny_config
 
     folder = make_image_folder(os.path.join(tmp, "imgs"), n=16, size=32, channels=3)

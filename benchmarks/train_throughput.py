@@ -34,7 +34,7 @@ import jax  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from jaxgan_lth import models  # noqa: E402
-from jaxgan_lth import step as step_lib  # noqa: E402
+from jaxgan_lth.training import step as step_lib  # noqa: E402
 from jaxgan_lth.sparsity import masks as masks_lib  # noqa: E402
 
 

@@ -4,7 +4,8 @@ Based on configs/default.py (DCGAN-sized nets, Fashion-MNIST 10%), with plain tr
 augmented like the ticket stage: DiffAugment "translation,cutout" and AdvAug mode "pgd"
 (Chen et al., NeurIPS 2021, Eq. 5; lam 0.5, PGD-1). The step size is a traced strength, so the
 8 runs (step sizes 0, 0.01, 0.05, 0.1 x seeds 0, 1) share one compiled program
-(jaxgan_lth/sweep.py, jaxgan_lth/loop.py); step size 0 is the no-AdvAug baseline (the
+(jaxgan_lth/training/sweep.py, jaxgan_lth/training/loop.py); step size 0 is the no-AdvAug baseline
+(the
 adversarial term then equals the clean loss). Each run writes DIR/train/runs/<name>/ (metrics,
 sample grids, summary.json), e.g. DIR/train/runs/seed1_adv_step_size0.05/, and the table of all
 runs is DIR/train/sweep.md.

@@ -147,7 +147,7 @@ def r1_config(gamma: float = 0.0) -> ml_collections.ConfigDict:
     # (DiffAugment TF low-shot, lazy_regularization=False)
     c.interval = 1
     # interval > 1: "separate_step" = the penalty x interval as D's own Adam step, D's Adam at
-    # lr * c, betas ** c, c = k / (k + 1) (stylegan2-ada-pytorch; jaxgan_lth/lazy_reg.py);
+    # lr * c, betas ** c, c = k / (k + 1) (stylegan2-ada-pytorch; jaxgan_lth/training/lazy_reg.py);
     # "loss_gain" = the penalty x interval in the main D loss, Adam unscaled (before issue 27)
     c.lazy = "separate_step"
     # gradient w.r.t. the reals before the D-input augmentations, through them (PyTorch code,
@@ -244,7 +244,7 @@ def base_config():
     # JAX's default precision of float32 matmuls and convolutions while the run's programs
     # (training, sample grids, G and D in evaluation) are traced: "default" (JAX's own: TF32 on
     # NVIDIA Ampere+ GPUs, one bfloat16 pass on TPUs), "high" (TF32 / 3 bfloat16 passes) or
-    # "highest" (full float32); CPUs compute float32 either way (jaxgan_lth/precision.py)
+    # "highest" (full float32); CPUs compute float32 either way (jaxgan_lth/training/precision.py)
     config.train.matmul_precision = "default"
     # JAX's persistent compilation cache: "" = off, "workdir" = DIR/jax_cache, else a folder;
     # a rerun reads compiled programs instead of compiling (programs that compiled in >= 1 s,
@@ -265,7 +265,7 @@ def base_config():
     config.train.ema_buffers = "copy"
     # > 0: EMA decay from a half-life in kimg (thousands of reals shown to D, d_batch_size *
     # n_dis per G step): 0.5 ** (images per step / (ema_kimg * 1000)), replacing ema_decay
-    # (StyleGAN2 ema_kimg 10; jaxgan_lth/schedules.py); 0 = use ema_decay
+    # (StyleGAN2 ema_kimg 10; jaxgan_lth/training/schedules.py); 0 = use ema_decay
     config.train.ema_kimg = 0.0
     # > 0: cap the EMA half-life at ema_rampup * images so far (ADA auto/cifar: 0.05); 0 = off
     config.train.ema_rampup = 0.0
@@ -365,7 +365,8 @@ def base_config():
     # weight's EMA takes G's value; False: it enters the masked average from 0 (updates.py)
     config.dst.sema = True
 
-    # ---- sweeps: any stage as K runs over seeds and traced strengths (jaxgan_lth/sweep.py) ---
+    # ---- sweeps: any stage as K runs over seeds and traced strengths
+    # (jaxgan_lth/training/sweep.py) ---
     # type_safe=False: seeds and hparams take a string (command line) or Python values (files)
     config.sweep = ml_collections.ConfigDict(type_safe=False)
     config.sweep.stages = ""  # stages run as sweeps, e.g. "ticket" or "imp,ticket"; "" = none

@@ -12,8 +12,8 @@ import os
 
 import ml_collections
 
-from jaxgan_lth import precision
 from jaxgan_lth.io_utils import write_json
+from jaxgan_lth.training import precision
 
 _CHOICES = {
     ("train", "loss"): ("hinge", "nonsaturating"),
@@ -34,7 +34,7 @@ RESUMABLE_CHANGES = (
 
 # Keys added after runs were started, with the value that reproduces the behaviour before them:
 # a workdir's config.json without such a key compares as if it held this value, so the run
-# resumes (issue 31's numerics keys, jaxgan_lth/precision.py).
+# resumes (issue 31's numerics keys, jaxgan_lth/training/precision.py).
 ADDED_KEYS = {
     "model.dtype": "float32", "train.matmul_precision": "default",
     "train.compilation_cache_dir": "", "eval.precision": "highest",
@@ -52,7 +52,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """Checks value ranges and choices of a run config.
 
     Includes the numerics keys ``train.matmul_precision``, ``train.compilation_cache_dir`` and
-    ``model.dtype`` (:func:`jaxgan_lth.precision.validate_config`).
+    ``model.dtype`` (:func:`jaxgan_lth.training.precision.validate_config`).
 
     Raises:
       ValueError: naming the key, the bad value and what is accepted.

@@ -160,7 +160,7 @@ def evaluate_run(workdir: str, stage: str = "", checkpoint: str = "latest",
         when they must be computed) is not writable; checked before any work.
       checkpointing.CorruptCheckpointError: the step fails its SHA-256 check (step named).
     """
-    from jaxgan_lth import precision
+    from jaxgan_lth.training import precision
 
     config = load_run_config(workdir)
     with precision.matmul_precision(config):  # the run's train.matmul_precision
@@ -174,8 +174,8 @@ def _evaluate_run(config, workdir: str, stage: str, checkpoint: str, num_samples
     """:func:`evaluate_run` on the run's loaded ``config`` (same arguments and errors)."""
     import jax
 
-    from jaxgan_lth import loop
     from jaxgan_lth import stages as stages_lib
+    from jaxgan_lth.training import loop
 
     stages = stages_lib.parse_stages(config)
     stage, cfg = resolve_stage(config, stage or stages[-1])

@@ -43,13 +43,14 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     for handler in pylogging.getLogger().handlers + pylogging.getLogger("absl").handlers:
         handler.addFilter(_DropLibraryInfo())
-    from jaxgan_lth import summaries
+    from jaxgan_lth.training import summaries
 
     # clu's writers import TF when both are installed; keep TF off the accelerators.
     summaries.hide_accelerators_from_tensorflow()
     import jax
 
-    from jaxgan_lth import parallel, pipeline, precision
+    from jaxgan_lth import parallel, pipeline
+    from jaxgan_lth.training import precision
 
     parallel.initialize_distributed()  # no-op unless launched as several processes
     logging.info("JAX devices: %s", jax.devices())

@@ -31,7 +31,7 @@ Multi-host (several processes, e.g. one per GPU node or per TPU VM worker):
 * Evaluation results and every decision a collective depends on (evaluate or skip, save
   ``best/`` or not, a run diverged) are process 0's, sent to all by :func:`broadcast_from_main`.
 * Metric files are written by process 0 only (the other processes' clu writers just log;
-  :mod:`jaxgan_lth.loop` also writes sample grids and summaries on process 0 only);
+  :mod:`jaxgan_lth.training.loop` also writes sample grids and summaries on process 0 only);
   Orbax writes checkpoints of the global arrays cooperatively from all processes.
 """
 

@@ -1,10 +1,11 @@
 """The pipeline of stages: ``train`` (dense), ``imp`` (find tickets), ``ticket`` (train one), ...
 
 This module sits on top of the stages (:mod:`jaxgan_lth.stages`, one interface and a registry)
-and the one loop (:mod:`jaxgan_lth.loop`): it validates the whole config before anything runs
+and the one loop (:mod:`jaxgan_lth.training.loop`): it validates the whole config before anything
+runs
 or any folder is written (:func:`validate_config`, which calls every registered stage's
 ``validate``) and runs the stages of :func:`jaxgan_lth.stages.plan` in order, each as one run or
-as a sweep of K runs (``config.sweep``, :mod:`jaxgan_lth.sweep`). It names no stage: each
+as a sweep of K runs (``config.sweep``, :mod:`jaxgan_lth.training.sweep`). It names no stage: each
 stage's config, folder, workdir checks and run come from the stage.
 
 The lottery-ticket stages follow Chen et al., NeurIPS 2021 (``../shared/seeds/001_*.txt``
@@ -46,12 +47,13 @@ import time
 
 import ml_collections
 
-from jaxgan_lth import checkpointing, config_lib, io_utils, parallel, precision, workdir_lock
+from jaxgan_lth import checkpointing, config_lib, io_utils, parallel, workdir_lock
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth import stages as stages_lib
-from jaxgan_lth import step as step_lib
-from jaxgan_lth import sweep as sweep_lib
+from jaxgan_lth.training import precision
+from jaxgan_lth.training import step as step_lib
+from jaxgan_lth.training import sweep as sweep_lib
 
 # ------------------------------------------------------------------------------------------------
 # Config validation
@@ -150,10 +152,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     checkpoint of the run has been saved or restored, so a config that fails on the workdir's
     checkpoints or masks (e.g. another model) leaves the workdir as it was.
 
-    The stages run inside :func:`jaxgan_lth.precision.matmul_precision` (``train.matmul_precision``:
+    The stages run inside :func:`jaxgan_lth.training.precision.matmul_precision`
+    (``train.matmul_precision``:
     training, sample grids, evaluation's generator). The persistent compilation cache
     (``train.compilation_cache_dir``) is set by :mod:`jaxgan_lth.main` before anything compiles;
-    a caller of this function sets it with :func:`jaxgan_lth.precision.set_compilation_cache`.
+    a caller of this function sets it with
+    :func:`jaxgan_lth.training.precision.set_compilation_cache`.
 
     Raises:
       ValueError: invalid config values (before anything is written), a workdir holding a run

@@ -8,7 +8,7 @@
 # shared by both fractions (ROOT/../study_fid_stats). Extra flags go to every arm. Every
 # completed invocation appends its wall time to ROOT/wall_times.jsonl; an interrupted one leaves
 # its heartbeat ROOT/.invocation_START.json (start and last time seen, to the minute), which
-# python -m jaxgan_lth.study counts too.
+# python -m jaxgan_lth.proj.study counts too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fraction="${1:?usage: launch/study.sh FRACTION|shots=N ROOT [flags]}"
@@ -21,7 +21,7 @@ mkdir -p "$root"
 start=$(date +%s)
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 # Heartbeat of this invocation: rewritten every 60 s, removed when it completes. A study killed
-# mid-way (e.g. at the end of a session) leaves it behind, and python -m jaxgan_lth.study adds
+# mid-way (e.g. at the end of a session) leaves it behind, and python -m jaxgan_lth.proj.study adds
 # its last_seen - start to the wall time of the resumed study.
 beat="$root/.invocation_$start.json"
 ( while kill -0 $$ 2>/dev/null; do  # stops with the launcher, even one killed with SIGKILL
@@ -40,7 +40,7 @@ for arm in imp dense_da dense_da_adv ticket ticket_random ticket_omp ticket_da t
 done
 end=$(date +%s)
 echo "== study wall time: $(( end - start )) s (this invocation)"
-# one line per completed invocation: python -m jaxgan_lth.study sums them into docs/results.md
+# one line per completed invocation: python -m jaxgan_lth.proj.study sums them into docs/results.md
 printf '{"start": %d, "end": %d, "seconds": %d, "fraction": "%s", "loadavg_end": "%s", "commit": "%s"}\n' \
   "$start" "$end" "$(( end - start ))" "$fraction" "$(cut -d' ' -f1-3 /proc/loadavg)" \
   "$commit" >> "$root/wall_times.jsonl"

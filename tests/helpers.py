@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from configs import default
-from jaxgan_lth import loop, run_axis
+from jaxgan_lth.training import loop, run_axis
 
 _WRAPS = itertools.count()
 

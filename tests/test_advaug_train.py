@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan_lth import loop, pipeline
+from jaxgan_lth import pipeline
+from jaxgan_lth.training import loop
 
 
 def _setup(tmp_path, **advaug):

@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxgan_lth import config_lib, models, pipeline, sweep
+from jaxgan_lth import config_lib, models, pipeline
 from jaxgan_lth import stages as stages_lib
 from jaxgan_lth.stages import lottery_config
+from jaxgan_lth.training import sweep
 
 
 @pytest.mark.parametrize("name", ["default", "sngan_cifar10", "biggan_cifar10", "advaug_sweep"])

@@ -128,7 +128,8 @@ def test_every_benchmark_imports_without_tf(tmp_path):
     site.mkdir()
     (site / "sitecustomize.py").write_text(helpers.import_blocker_source(BLOCKED))
     modules = [f"benchmarks.{b}" for b in BENCHMARKS] + [
-        "jaxgan_lth.step", "jaxgan_lth.loop", "jaxgan_lth.pipeline", "jaxgan_lth.evaluation"]
+        "jaxgan_lth.training.step", "jaxgan_lth.training.loop", "jaxgan_lth.pipeline",
+        "jaxgan_lth.evaluation"]
     code = (f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
             f"bad = [m for m in sys.modules if m.split('.')[0] in {BLOCKED!r}]\n"
             "assert not bad, bad\nprint('ok')")

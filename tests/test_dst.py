@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxgan_lth import checkpointing, loop, parallel, pipeline, updates
+from jaxgan_lth import checkpointing, parallel, pipeline
 from jaxgan_lth import stages as stages_lib
-from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import dst as dst_lib
 from jaxgan_lth.sparsity import erk, pruning
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.stages import baselines
 from jaxgan_lth.stages import dst as dst_stage
+from jaxgan_lth.training import loop, updates
+from jaxgan_lth.training import step as step_lib
 
 
 def _flat(tree):

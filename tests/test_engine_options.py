@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from jaxgan_lth import models, pipeline
-from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sparsity import pruning
 from jaxgan_lth.stages import lottery
+from jaxgan_lth.training import step as step_lib
 
 
 def _fns(config):

@@ -14,8 +14,9 @@ import helpers
 import numpy as np
 import pytest
 
-from jaxgan_lth import checkpointing, loop, pipeline, workdir_lock
+from jaxgan_lth import checkpointing, pipeline, workdir_lock
 from jaxgan_lth.stages import ticket_source
+from jaxgan_lth.training import loop
 
 pytestmark = pytest.mark.slow
 

@@ -55,7 +55,8 @@ PAPER256 = dict(batch=64, mbstd=8, channel_base=16384, lr=0.0025, gamma=1.0, ema
 
 @pytest.mark.parametrize("variant,want", [("ada", PAPER256), ("ada_auto", _train_py_auto(256))])
 def test_ada_presets_are_stylegan2_ada_train_py(variant, want, tmp_path):
-    from jaxgan_lth import lazy_reg, parts
+    from jaxgan_lth import parts
+    from jaxgan_lth.training import lazy_reg
 
     assert _train_py_auto(256)["gamma"] == pytest.approx(0.8192)
     assert (_train_py_auto(256)["batch"], _train_py_auto(256)["ema_kimg"]) == (16, 5.0)
@@ -85,7 +86,8 @@ def test_ada_presets_are_stylegan2_ada_train_py(variant, want, tmp_path):
 
 
 def test_diffaug_ada_is_the_old_ada_variant_and_cpu_keeps_its_measured_behaviour(tmp_path):
-    from jaxgan_lth import lazy_reg, parts
+    from jaxgan_lth import parts
+    from jaxgan_lth.training import lazy_reg
 
     old = stylegan2_fewshot.get_config("diffaug_ada")
     base = stylegan2_fewshot.get_config("diffaug")

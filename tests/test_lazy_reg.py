@@ -1,4 +1,5 @@
-"""Lazy regularisation as its own Adam step (jaxgan_lth/lazy_reg.py), by hand and in the step.
+"""Lazy regularisation as its own Adam step (jaxgan_lth/training/lazy_reg.py), by hand and in the
+step.
 
 stylegan2-ada-pytorch ``training/training_loop.py`` lines 197-208 and 270-290: for interval k,
 Adam(lr * c, betas ** c), c = k / (k + 1), for the main and the reg steps; the reg step (loss =
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxgan_lth import lazy_reg, loop, parts, pipeline
-from jaxgan_lth.updates import make_optimizer, masked_update
+from jaxgan_lth import parts, pipeline
+from jaxgan_lth.training import lazy_reg, loop
+from jaxgan_lth.training.updates import make_optimizer, masked_update
 
 
 def _r1(gamma, interval, lazy="separate_step"):

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxgan_lth import checkpointing, loop, pipeline, run_axis
+from jaxgan_lth import checkpointing, pipeline
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sparsity import pruning
 from jaxgan_lth.stages import lottery, lottery_config
+from jaxgan_lth.training import loop, run_axis
 
 
 def _flat(tree):

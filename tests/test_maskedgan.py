@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxgan_lth import loop, models, parallel, pipeline
-from jaxgan_lth import step as step_lib
+from jaxgan_lth import models, parallel, pipeline
 from jaxgan_lth.augment import masking
 from jaxgan_lth.parts import base as parts_base
 from jaxgan_lth.parts import maskedgan as mg
+from jaxgan_lth.training import loop
+from jaxgan_lth.training import step as step_lib
 
 # ---- shifted spatial masking ----------------------------------------------------------------
 

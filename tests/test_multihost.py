@@ -26,7 +26,8 @@ import multihost_worker
 import numpy as np
 import pytest
 
-from jaxgan_lth import checkpointing, loop, pipeline
+from jaxgan_lth import checkpointing, pipeline
+from jaxgan_lth.training import loop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

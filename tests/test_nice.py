@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxgan_lth import loop, models, parallel, parts, pipeline
+from jaxgan_lth import models, parallel, parts, pipeline
 from jaxgan_lth import stages as stages_lib
 from jaxgan_lth.models import base as model_base
 from jaxgan_lth.parts import nice as nice_lib
+from jaxgan_lth.training import loop
 
 MODELS = {
     "dcgan": dict(resolution=28, channels=1, latent_dim=8, g_channels=8, d_channels=8),

@@ -71,7 +71,8 @@ def _env(tmp_path):
 
 def test_fid_report_and_data_modules_import_without_tf_tfds_clu(tmp_path):
     modules = ["jaxgan_lth.fid", "jaxgan_lth.evaluate", "jaxgan_lth.report",
-               "jaxgan_lth.data", "jaxgan_lth.summaries", "jaxgan_lth.evaluation.evaluator",
+               "jaxgan_lth.data", "jaxgan_lth.training.summaries",
+               "jaxgan_lth.evaluation.evaluator",
                "jaxgan_lth.evaluation.features", "jaxgan_lth.evaluation.inception",
                "jaxgan_lth.evaluation.reference", "jaxgan_lth.evaluation.torchscript_reader"]
     code = (f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from jaxgan_lth import loop, parallel
+from jaxgan_lth import parallel
+from jaxgan_lth.training import loop
 
 
 def test_conftest_gives_four_fake_devices():

@@ -1,4 +1,5 @@
-"""The loop as a driver of periodic actions (jaxgan_lth/periodic.py, jaxgan_lth/loop.py):
+"""The loop as a driver of periodic actions (jaxgan_lth/training/periodic.py,
+jaxgan_lth/training/loop.py):
 when actions fire, and that metrics and states stay on the device at the other iterations."""
 
 import json
@@ -8,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgan_lth import loop, periodic, run_axis, sweep
+from jaxgan_lth.training import loop, periodic, run_axis, sweep
 
 
 class _Recorder(periodic.PeriodicAction):

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxgan_lth import config_lib, loop, pipeline, precision
+from jaxgan_lth import config_lib, pipeline
 from jaxgan_lth.models import get_model
+from jaxgan_lth.training import loop, precision
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

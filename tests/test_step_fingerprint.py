@@ -1,6 +1,6 @@
 """The step's numbers, pinned: a SHA-256 of the states and metrics of a few iterations.
 
-Three tiny configs reach every branch of :mod:`jaxgan_lth.step`: dcgan with DiffAugment,
+Three tiny configs reach every branch of :mod:`jaxgan_lth.training.step`: dcgan with DiffAugment,
 AdvAug (PGD on D and G), lazy R1 as D's own step, LeCam, epoch sampling, sparse masks and the
 EMA ramp-up; stylegan2 with lazy R1, lazy path length and the kimg EMA; dcgan with NICE, ADA,
 the AdvAug noise baseline on G with an un-augmented adversarial branch, network slimming's BN
@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxgan_lth import loop, pipeline
-from jaxgan_lth import step as step_lib
+from jaxgan_lth import pipeline
+from jaxgan_lth.training import loop
+from jaxgan_lth.training import step as step_lib
 from tests.helpers import make_image_folder, tiny_config, use_model
 
 RECORDED_WITH = ("0.10.2", "cpu", 4)  # jax version, backend, device count

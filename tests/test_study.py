@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from configs import study_fashion_mnist as study_cfg
-from jaxgan_lth import config_lib, io_utils, loop, pipeline, study
+from jaxgan_lth import config_lib, io_utils, pipeline
 from jaxgan_lth import stages as stages_lib
+from jaxgan_lth.proj import study
+from jaxgan_lth.training import loop
 from tests.helpers import make_image_folder, tiny_lottery_config
 
 

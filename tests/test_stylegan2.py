@@ -515,7 +515,7 @@ def test_pathlen_mean_and_penalty_by_hand_on_a_linear_generator():
 
 
 def test_kimg_schedules():
-    from jaxgan_lth import schedules
+    from jaxgan_lth.training import schedules
 
     assert schedules.ema_beta(16, 10.0) == pytest.approx(0.5 ** (16 / 10000))
     # the weight of a snapshot halves after ema_kimg: beta ** (10000 / 16) = 0.5
@@ -542,7 +542,8 @@ def test_kimg_schedules():
 @pytest.mark.slow
 def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
     from configs import default
-    from jaxgan_lth import loop, pipeline, schedules
+    from jaxgan_lth import pipeline
+    from jaxgan_lth.training import loop, schedules
     from tests.helpers import make_image_folder, tiny_config
 
     folder = make_image_folder(tmp_path / "imgs", n=8, size=32, channels=3)

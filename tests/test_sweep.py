@@ -1,5 +1,7 @@
-"""Sweeps: K runs of a stage over seeds and traced strengths (jaxgan_lth/sweep.py), trained by
-the one loop (jaxgan_lth/loop.py) vmapped or run by run; whole-config validation; layering."""
+"""Sweeps: K runs of a stage over seeds and traced strengths (jaxgan_lth/training/sweep.py),
+trained by
+the one loop (jaxgan_lth/training/loop.py) vmapped or run by run; whole-config validation;
+layering."""
 
 import ast
 import dataclasses
@@ -17,11 +19,12 @@ import numpy as np
 import pytest
 
 from configs import advaug_sweep
-from jaxgan_lth import checkpointing, config_lib, loop, parallel, pipeline, run_axis, sweep
+from jaxgan_lth import checkpointing, config_lib, parallel, pipeline
 from jaxgan_lth import stages as stages_lib
-from jaxgan_lth import step as step_lib
 from jaxgan_lth.sparsity import pruning
 from jaxgan_lth.stages import lottery
+from jaxgan_lth.training import loop, run_axis, sweep
+from jaxgan_lth.training import step as step_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "jaxgan_lth")
@@ -690,9 +693,10 @@ def test_the_cycle_finder_finds_a_planted_cycle(tmp_path):
 
 def test_no_import_cycle_inside_the_package():
     graph = import_graph(PACKAGE)
-    assert {"jaxgan_lth.step", "jaxgan_lth.loop", "jaxgan_lth.pipeline"} <= set(graph)
-    assert "jaxgan_lth.step" in graph["jaxgan_lth.loop"]  # the graph sees real imports
-    assert "jaxgan_lth.evaluation.evaluator" in graph["jaxgan_lth.loop"]  # function-level
+    step, loop = "jaxgan_lth.training.step", "jaxgan_lth.training.loop"
+    assert {step, loop, "jaxgan_lth.pipeline"} <= set(graph)
+    assert step in graph[loop]  # the graph sees real imports
+    assert "jaxgan_lth.evaluation.evaluator" in graph["jaxgan_lth.training.loop"]  # function-level
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
 
 
@@ -704,17 +708,26 @@ def test_no_import_cycle_inside_the_package():
 #: package) on all stages, the pipeline and the report on the registry; CLIs on top.
 LAYERS = [
     None,  # every other module: data, models, parts, augment, sparsity, evaluation, ...
-    {"jaxgan_lth.sweep", "jaxgan_lth.step"},
-    {"jaxgan_lth.run_axis"},
-    {"jaxgan_lth.loop"},
+    {"jaxgan_lth.training.sweep", "jaxgan_lth.training.step"},
+    {"jaxgan_lth.training.run_axis"},
+    {"jaxgan_lth.training.loop"},
     {"jaxgan_lth.stages.base", "jaxgan_lth.stages.baselines"},
     {"jaxgan_lth.stages.train", "jaxgan_lth.stages.dst", "jaxgan_lth.stages.lottery_config"},
     {"jaxgan_lth.stages.lottery"},
     {"jaxgan_lth.stages.imp", "jaxgan_lth.stages.ticket", "jaxgan_lth.stages.slimming"},
     {"jaxgan_lth.stages"},
     {"jaxgan_lth.pipeline", "jaxgan_lth.report"},
-    {"jaxgan_lth.main", "jaxgan_lth.evaluate"},
+    {"jaxgan_lth.main", "jaxgan_lth.evaluate", "jaxgan_lth.proj.study"},
 ]
+
+
+def test_layout_keeps_the_top_level_short_and_project_analysis_out_of_the_core():
+    top = sorted(f[:-3] for f in os.listdir(PACKAGE) if f.endswith(".py") and f != "__init__.py")
+    assert len(top) <= 10, top  # issue 30: the rest lives in subpackages (training/, stages/, ...)
+    graph = import_graph(PACKAGE)
+    into_proj = sorted((m, t) for m, ts in graph.items() for t in ts
+                       if t.startswith("jaxgan_lth.proj") and not m.startswith("jaxgan_lth.proj"))
+    assert not into_proj, f"the core imports project analysis: {into_proj}"
 
 
 def _layer(module):
@@ -732,9 +745,10 @@ def test_imports_go_one_way_from_parts_to_step_loop_pipeline_and_main():
                  if _layer(t) > 0 and _layer(t) >= _layer(m))
     assert not bad, f"imports against the layering {LAYERS[1:]}: {bad}"
     # the documented chain is really there
-    assert {"jaxgan_lth.parts", "jaxgan_lth.models"} <= graph["jaxgan_lth.step"]
-    assert {"jaxgan_lth.step", "jaxgan_lth.sweep"} <= graph["jaxgan_lth.loop"]
-    assert "jaxgan_lth.loop" in graph["jaxgan_lth.stages.base"]
+    assert {"jaxgan_lth.parts", "jaxgan_lth.models"} <= graph["jaxgan_lth.training.step"]
+    assert {"jaxgan_lth.training.step", "jaxgan_lth.training.sweep"} <= graph[
+        "jaxgan_lth.training.loop"]
+    assert "jaxgan_lth.training.loop" in graph["jaxgan_lth.stages.base"]
     assert "jaxgan_lth.stages" in graph["jaxgan_lth.pipeline"]
     assert "jaxgan_lth.pipeline" in graph["jaxgan_lth.main"]
 

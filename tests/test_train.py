@@ -12,8 +12,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxgan_lth import checkpointing, config_lib, loop, losses, parallel, pipeline, updates
+from jaxgan_lth import checkpointing, config_lib, parallel, pipeline
 from jaxgan_lth.sparsity import masks as masks_lib
+from jaxgan_lth.training import loop, losses, updates
 
 # ---- losses (hand-computed) -----------------------------------------------------------------
 

@@ -20,7 +20,7 @@ def _warn_from(module):
 @pytest.mark.parametrize("module", [
     "jax", "jax._src.nn.functions", "jaxlib.xla_client", "flax.linen.module", "optax",
     "optax._src.alias", "orbax.checkpoint._src.serialization", "chex", "clu.metrics",
-    "jaxgan_lth.step", "configs.default", "benchmarks.vs_pytorch", "helpers", "test_train",
+    "jaxgan_lth.training.step", "configs.default", "benchmarks.vs_pytorch", "helpers", "test_train",
 ])
 def test_deprecation_attributed_to_the_jax_stack_or_to_us_is_an_error(module):
     with pytest.raises(DeprecationWarning, match="old API"):

@@ -53,15 +53,15 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxgan_lth.losses import LOSSES, d_loss, g_loss
-from jaxgan_lth.losses import d_loss_fake as d_fake_loss
-from jaxgan_lth.losses import d_loss_real as d_real_loss
+from jaxgan_lth.training.losses import LOSSES, d_loss, g_loss
+from jaxgan_lth.training.losses import d_loss_fake as d_fake_loss
+from jaxgan_lth.training.losses import d_loss_real as d_real_loss
 
 Array = jax.Array
 Objective = Callable[[Array], Array]
 Head = Callable[[Array], Array]
 
-#: GAN loss kinds (the `config.train.loss` values); the losses live in `jaxgan_lth.losses`.
+#: GAN loss kinds (the `config.train.loss` values); the losses live in `jaxgan_lth.training.losses`.
 LOSS_KINDS = LOSSES
 #: PGD sign conventions, see the module docstring.
 DIRECTIONS = ("paper", "reference_code")

@@ -279,7 +279,8 @@ class StyleGAN2Generator(nn.Module):
             if not self.has_rng(G_NOISE):
                 raise ValueError(
                     f"stylegan2: style mixing in train mode draws from the {G_NOISE!r} PRNG "
-                    f"stream; apply with rngs={{{G_NOISE!r}: key}} (jaxgan_lth.step does) or "
+                    f"stream; apply with rngs={{{G_NOISE!r}: key}} (jaxgan_lth.training.step "
+                    "does) or "
                     "build with style_mixing_prob=0")
             k_cut, k_use, k_z = jax.random.split(self.make_rng(G_NOISE), 3)
             cut = jax.random.randint(k_cut, (), 1, self.num_ws)

@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 from typing_extensions import override
 
-from jaxgan_lth import losses
 from jaxgan_lth.augment import advaug
 from jaxgan_lth.parts import base
+from jaxgan_lth.training import losses
 
 MODES = ("none", "pgd", "noise")
 NETWORKS = ("g", "d", "gd")

@@ -1,7 +1,7 @@
 """The interfaces of a *part*: one method plugged into the composed GAN step.
 
 A part is one of three kinds, each a small interface the step builder
-(:mod:`jaxgan_lth.step`) wires without knowing the method:
+(:mod:`jaxgan_lth.training.step`) wires without knowing the method:
 
 * :class:`Augmentation` -- a D-input augmentation, applied to every image D sees (reals and
   fakes, D and G steps): ``x <- part.augment(key, x, state, hp)``; adaptive ones (ADA) update
@@ -38,7 +38,8 @@ Pytree = Any
 
 #: How a lazy regulariser (interval k > 1) is applied. ``"separate_step"``: its own Adam step
 #: every k G iterations, Adam scaled by c = k / (k + 1) (stylegan2-ada-pytorch, the default;
-#: :mod:`jaxgan_lth.lazy_reg`). ``"loss_gain"``: k x the penalty added to the main loss every
+#: :mod:`jaxgan_lth.training.lazy_reg`). ``"loss_gain"``: k x the penalty added to the main loss
+#: every
 #: k iterations, Adam unscaled (this package before issue 27).
 LAZY_MODES = ("separate_step", "loss_gain")
 
@@ -330,7 +331,7 @@ class LossTerm(Part):
         197-208, 270-290): every :meth:`lazy_interval` G iterations, after the network's main
         update, one more Adam step on :meth:`phase_term` alone, with the network's Adam scaled
         to ``lr * c``, ``betas ** c``, ``c = k / (k + 1)`` for the main steps too
-        (:mod:`jaxgan_lth.lazy_reg`). Then :meth:`d_term` / :meth:`g_term` add nothing.
+        (:mod:`jaxgan_lth.training.lazy_reg`). Then :meth:`d_term` / :meth:`g_term` add nothing.
         Default None: the term is part of the main loss.
         """
         return None

@@ -20,7 +20,8 @@ iterations with ``step % k == 0``, an extra Adam step of G on k x the penalty (t
 ``gain``) after G's main update (before the EMA update), at G's parameters after that update
 and on fresh latents (the reference's ``Greg`` phase draws its own ``gen_z``), and G's Adam,
 main steps included, runs with ``lr * c``, ``betas ** c``, ``c = k / (k + 1)``
-(:mod:`jaxgan_lth.lazy_reg`); ``"loss_gain"`` adds k x the penalty to G's main loss in those
+(:mod:`jaxgan_lth.training.lazy_reg`); ``"loss_gain"`` adds k x the penalty to G's main loss in
+those
 iterations with G's Adam unchanged (no extra step; this package before issue 27). With k = 1
 both add the penalty to every main G loss. The same noise draws serve the forward and its
 Jacobian (one ``g_noise`` key). G's statistics (``w_avg``) are not updated by this term's
@@ -149,7 +150,7 @@ class PathLength(base.LazyRegTerm):
     @override
     def g_term(self, ctx, state, hp):
         if self.lazy_phase():
-            return 0.0, {}, state  # its own step (jaxgan_lth.lazy_reg)
+            return 0.0, {}, state  # its own step (jaxgan_lth.training.lazy_reg)
         k = int(self.cfg.interval)
         if k == 1:
             penalty, pl_mean = self._term(ctx, state, hp)

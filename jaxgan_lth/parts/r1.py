@@ -24,7 +24,7 @@ Lazy regularisation (``interval`` = k > 1; reference ``D_reg_interval = 16``), `
   197-208, 270-290): the penalty x k (the reference's ``gain``) is D's loss in an extra Adam step
   after D's main update in G iterations with ``step % k == 0`` (after every D step of those
   iterations when ``n_dis > 1``), and D's Adam, main steps included, runs with ``lr * c``,
-  ``betas ** c``, ``c = k / (k + 1)`` (:mod:`jaxgan_lth.lazy_reg`). The penalty is taken at
+  ``betas ** c``, ``c = k / (k + 1)`` (:mod:`jaxgan_lth.training.lazy_reg`). The penalty is taken at
   D's parameters after the main update, on the main step's real batch.
 * ``"loss_gain"``: the penalty x k is added to the main D loss of those steps and D's Adam is
   unchanged (no extra step; this package before issue 27).
@@ -129,7 +129,7 @@ class R1(base.LazyRegTerm):
     @override
     def d_term(self, ctx, state, hp):
         if self.lazy_phase():
-            return 0.0, {}, state  # its own step (jaxgan_lth.lazy_reg)
+            return 0.0, {}, state  # its own step (jaxgan_lth.training.lazy_reg)
         k = int(self.cfg.interval)
         if k == 1:
             pen = self._penalty(ctx)

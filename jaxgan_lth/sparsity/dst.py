@@ -41,7 +41,7 @@ Optimizer state of inactive weights (``dst.inactive_moments``, :data:`INACTIVE_M
   moments of an inactive weight keep tracking its dense gradient (the gradient at weight 0),
   and a grown weight starts with warm moments; the update leaves every moment as it is and
   only zeroes the dropped weights. The step feeds Adam the gradient w.r.t. the effective
-  weights (``train.mask_grads=False``, :func:`jaxgan_lth.updates.masked_update`).
+  weights (``train.mask_grads=False``, :func:`jaxgan_lth.training.updates.masked_update`).
 * ``"zero"`` (this module's behaviour before issue 27, kept as an option): the step masks the
   gradient and the update zeroes the moments (``mu``, ``nu``) of grown and dropped weights,
   so a grown weight's first Adam update, with optax's bias correction by the global step
@@ -51,7 +51,8 @@ Optimizer state of inactive weights (``dst.inactive_moments``, :data:`INACTIVE_M
 The EMA generator is masked by the new mask at every G step (both reference branches do).
 With ``dst.sema`` (default, every released DST script passes ``--SEMA``) a grown weight's EMA
 takes G's value at its first G step after the growth; with ``dst.sema=False`` it enters the
-average from 0 (the reference's non-SEMA branch); see :func:`jaxgan_lth.updates.ema_update`.
+average from 0 (the reference's non-SEMA branch); see
+:func:`jaxgan_lth.training.updates.ema_update`.
 
 The update is one compiled function of ``(state, masks, data, key, counts, hparams)`` returning a
 state and masks of the same structure; the drop counts per layer are traced int32 scalars
@@ -165,7 +166,8 @@ def make_update(fns, growth: Mapping[str, str], inactive_moments: str = "dense")
     """The mask update ``update(state, masks, data, key, counts, hparams) -> (state, masks)``.
 
     Args:
-      fns: the run's :class:`jaxgan_lth.step.StepFns` (``g_grads`` / ``d_grads`` for gradient
+      fns: the run's :class:`jaxgan_lth.training.step.StepFns` (``g_grads`` / ``d_grads`` for
+      gradient
         growth, ``optimizers`` for the moments).
       growth: ``{"g": mode, "d": mode}`` from :data:`GROWTH_MODES`.
       inactive_moments: :data:`INACTIVE_MOMENTS`; "dense" leaves the Adam moments alone

@@ -34,9 +34,9 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import ml_collections
 
-from jaxgan_lth import loop
-from jaxgan_lth import sweep as sweep_lib
 from jaxgan_lth.sparsity import pruning
+from jaxgan_lth.training import loop
+from jaxgan_lth.training import sweep as sweep_lib
 
 NETS = ("g", "d")
 

@@ -35,9 +35,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import checkpointing, loop, run_axis
+from jaxgan_lth import checkpointing
 from jaxgan_lth import models as models_lib
 from jaxgan_lth.sparsity import pruning
+from jaxgan_lth.training import loop, run_axis
 
 Pytree = Any
 SMALL_DENSE_COUNTS = ("prunable", "all")

@@ -2,7 +2,8 @@
 
 G and D start from their initial weights under sparse masks (:mod:`jaxgan_lth.sparsity.erk`:
 ERK or uniform layer densities, ``dst.g_density`` / ``dst.d_density``, balanced or not) and
-train for ``dst.num_steps`` G steps through the one loop (:func:`jaxgan_lth.loop.train_runs`).
+train for ``dst.num_steps`` G steps through the one loop
+(:func:`jaxgan_lth.training.loop.train_runs`).
 With ``dst.updates`` the networks in ``dst.explore`` update their masks every
 ``dst.update_frequency`` G steps by prune and grow (:mod:`jaxgan_lth.sparsity.dst`), a hook of
 the loop; without, the ERK masks stay fixed (the static sparse-from-scratch control).
@@ -37,10 +38,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import checkpointing, io_utils, loop, parallel, run_axis
+from jaxgan_lth import checkpointing, io_utils, parallel
 from jaxgan_lth.sparsity import dst as dst_lib
 from jaxgan_lth.sparsity import erk, pruning
 from jaxgan_lth.stages.base import NETS, Context, Stage, register, strategy
+from jaxgan_lth.training import loop, run_axis
 
 Pytree = Any
 EXPLORE = ("g", "d", "gd")
@@ -191,7 +193,7 @@ def run_dst(config, stage_cfg, workdir: str, runs, strategy: str = "loop") -> di
       config: the full config (``dst`` and ``sparsity.prunable``).
       stage_cfg: the stage's config (``train.num_steps = dst.num_steps``).
       workdir: the run's folder.
-      runs: the K runs (:mod:`jaxgan_lth.sweep`).
+      runs: the K runs (:mod:`jaxgan_lth.training.sweep`).
       strategy: the run-axis strategy of a sweep.
     """
     engine = loop.build_engine(stage_cfg, workdir)
@@ -263,7 +265,7 @@ class DstStage(Stage):
         """``dst.num_steps`` and the step's sparse-update options (top-level part sections).
 
         ``train.mask_grads`` (``dst.inactive_moments == "zero"``) and ``train.sema``
-        (``dst.sema``) are the keys the step reads (:mod:`jaxgan_lth.updates`
+        (``dst.sema``) are the keys the step reads (:mod:`jaxgan_lth.training.updates`
         ``masked_update``, ``ema_update``); absent elsewhere: masked gradients, plain masked
         EMA.
         """

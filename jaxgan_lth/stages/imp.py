@@ -12,10 +12,10 @@ import re
 
 import ml_collections
 
-from jaxgan_lth import sweep as sweep_lib
 from jaxgan_lth.stages.base import Context, Stage, register
 from jaxgan_lth.stages.lottery import lottery_of
 from jaxgan_lth.stages.lottery_config import validate_imp_sections
+from jaxgan_lth.training import sweep as sweep_lib
 
 
 @register

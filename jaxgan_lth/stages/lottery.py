@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import checkpointing, io_utils, loop, parallel, run_axis
+from jaxgan_lth import checkpointing, io_utils, parallel
 from jaxgan_lth.sparsity import masks as masks_lib
 from jaxgan_lth.sparsity import pruning
 from jaxgan_lth.stages import baselines
@@ -36,6 +36,7 @@ from jaxgan_lth.stages.base import (
 )
 from jaxgan_lth.stages.lottery_config import imp_runs, imp_source_config
 from jaxgan_lth.stages.ticket_source import resolve_round
+from jaxgan_lth.training import loop, run_axis
 
 Pytree = Any
 

@@ -15,8 +15,8 @@ import ml_collections
 
 from jaxgan_lth import config_lib, io_utils
 from jaxgan_lth import parts as parts_lib
-from jaxgan_lth import sweep as sweep_lib
 from jaxgan_lth.stages.base import NETS, parse_stages, stage_config
+from jaxgan_lth.training import sweep as sweep_lib
 
 MASK_TYPES = ("imp", "random_like", "omp", "random_global", "dense", "slimming", "small_dense")
 PRUNE_NETS = ("g", "d", "gd")

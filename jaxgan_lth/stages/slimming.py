@@ -13,8 +13,6 @@ from __future__ import annotations
 import jax
 import ml_collections
 
-from jaxgan_lth import loop
-from jaxgan_lth import sweep as sweep_lib
 from jaxgan_lth.stages import baselines
 from jaxgan_lth.stages.base import (
     Context,
@@ -27,6 +25,8 @@ from jaxgan_lth.stages.base import (
 )
 from jaxgan_lth.stages.lottery import lottery_of
 from jaxgan_lth.stages.lottery_config import imp_runs
+from jaxgan_lth.training import loop
+from jaxgan_lth.training import sweep as sweep_lib
 
 
 @register

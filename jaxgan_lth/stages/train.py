@@ -1,7 +1,7 @@
 """Stage ``train``: dense GAN training (one run or a sweep) in ``DIR/train``.
 
 G and D train densely from their initial weights for ``train.num_steps`` G steps through the one
-loop (:func:`jaxgan_lth.loop.train_runs`) with the top-level part sections (``diffaug``,
+loop (:func:`jaxgan_lth.training.loop.train_runs`) with the top-level part sections (``diffaug``,
 ``advaug``, ``lecam``, ...); ``config.sweep.stages = "train"`` runs the swept grid.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import jax
 
-from jaxgan_lth import loop
 from jaxgan_lth.stages.base import Context, Stage, density_summary, pruned_nets, register, strategy
+from jaxgan_lth.training import loop
 
 
 @register

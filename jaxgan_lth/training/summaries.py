@@ -2,7 +2,8 @@
 
 clu's ``metric_writers`` (and the TensorFlow it imports) are optional at run time: a bare
 accelerator image has neither. Every metric the project reads back (``metrics.jsonl``,
-``eval.json``, ``summary.json``, sample PNGs) is written by :mod:`jaxgan_lth.loop` itself, so
+``eval.json``, ``summary.json``, sample PNGs) is written by :mod:`jaxgan_lth.training.loop` itself,
+so
 without clu only the TensorBoard event files are missing; :func:`create_writer` then returns a
 :class:`NullWriter` and logs once that summaries are off. Own code (no reference method).
 """

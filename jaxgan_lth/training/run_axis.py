@@ -4,7 +4,7 @@
   masks and strengths stacked ``[K, ...]``, the training set shared);
 * ``"loop"``: the single-run compiled iteration called once per run.
 
-Both give the results of K separate runs; the loop (:mod:`jaxgan_lth.loop`) checkpoints the
+Both give the results of K separate runs; the loop (:mod:`jaxgan_lth.training.loop`) checkpoints the
 stacked ``[K, ...]`` state whatever the strategy. Neither copies metrics to the host per
 iteration: :func:`host_metrics` fetches them when an action needs them.
 """
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan_lth import step as step_lib
+from jaxgan_lth.training import step as step_lib
 
 Pytree = Any
 
@@ -89,7 +89,7 @@ def host_metrics(metrics) -> dict[str, np.ndarray]:
     """``{name: [K]}`` numpy metrics of :meth:`RunAxis.__call__`'s output (either strategy).
 
     The one place the loop fetches metrics to the host (``jax.device_get``); it calls this only
-    at the steps where an action needs them (:mod:`jaxgan_lth.periodic`).
+    at the steps where an action needs them (:mod:`jaxgan_lth.training.periodic`).
     """
     if isinstance(metrics, dict):  # "vmap": {name: [K]}
         return {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}

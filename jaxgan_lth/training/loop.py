@@ -1,7 +1,7 @@
 """The one training loop: K runs (K = 1 is an ordinary run) of one stage, every stage.
 
 :func:`build_engine` loads the limited training set, builds the models and the composed step
-(:mod:`jaxgan_lth.step`); :func:`train_runs` trains K runs that differ in seed, traced
+(:mod:`jaxgan_lth.training.step`); :func:`train_runs` trains K runs that differ in seed, traced
 strengths and masks, with one of two strategies of the run axis:
 
 * ``"vmap"``: ``jax.jit(jax.vmap(iteration))``, all K runs in one batched program (states,
@@ -31,14 +31,15 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan_lth import checkpointing, io_utils, parallel, periodic
+from jaxgan_lth import checkpointing, io_utils, parallel
 from jaxgan_lth import data as data_lib
 from jaxgan_lth import models as models_lib
-from jaxgan_lth import step as step_lib
-from jaxgan_lth import sweep as sweep_lib
-from jaxgan_lth.run_axis import RunAxis, stack, unstack
 from jaxgan_lth.sparsity import masks as masks_lib
-from jaxgan_lth.sweep import RunSpec
+from jaxgan_lth.training import periodic
+from jaxgan_lth.training import step as step_lib
+from jaxgan_lth.training import sweep as sweep_lib
+from jaxgan_lth.training.run_axis import RunAxis, stack, unstack
+from jaxgan_lth.training.sweep import RunSpec
 
 Pytree = Any
 NETS = ("g", "d")
@@ -196,7 +197,8 @@ def train_runs(
     """Trains K runs from step 0 (or the latest checkpoint in ``stage_dir``) to ``num_steps``.
 
     A short driver: one iteration of the K runs, then the periodic actions of
-    :mod:`jaxgan_lth.periodic` in this order: the mask update (``hook``), logging with the NaN
+    :mod:`jaxgan_lth.training.periodic` in this order: the mask update (``hook``), logging with the
+    NaN
     guard (every ``config.log_every``), the sample grids (``config.sample_every``), the
     checkpoint (``config.checkpoint_every``; all three also at ``num_steps``) and the
     evaluation (``config.eval.every``, and once at the end). Metrics and states come to the
@@ -233,7 +235,7 @@ def train_runs(
       ``wall_time_s``, ``steps_per_s``, ``last_metrics`` and with an evaluator ``final_fid``,
       ``final_kid``, ``best_fid``, ``best_step``); otherwise ``{"num_runs", "steps",
       "wall_time_s", "iterations_per_s", "runs": {name: run summary}}`` (see
-      :func:`jaxgan_lth.sweep.sweep_summary`).
+      :func:`jaxgan_lth.training.sweep.sweep_summary`).
 
     Raises:
       FloatingPointError: every run's losses became nan/inf (a single run: at once).

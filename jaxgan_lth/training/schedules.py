@@ -16,7 +16,8 @@ stylegan2-ada-pytorch ``training/training_loop.py``). Here one G iteration shows
   the regulariser as an extra optimizer step every ``k`` minibatches and compensates the
   ``k + 1`` steps per ``k`` minibatches with ``lr * c`` and ``beta ** c``, ``c = k / (k + 1)``
   (:func:`lazy_regularization_adam`). The step does the same for R1 / path length with
-  ``lazy = "separate_step"`` (the default; :mod:`jaxgan_lth.lazy_reg`); ``lazy = "loss_gain"``
+  ``lazy = "separate_step"`` (the default; :mod:`jaxgan_lth.training.lazy_reg`); ``lazy =
+  "loss_gain"``
   adds ``k`` times the penalty to the main loss of every ``k``-th step instead, Adam unscaled.
 """
 
@@ -74,7 +75,7 @@ def lazy_regularization_adam(lr: float, betas: tuple[float, float],
 
     Returns ``(lr * c, (b1 ** c, b2 ** c))`` with ``c = interval / (interval + 1)``; e.g.
     ``(0.002, (0, 0.99))`` every 16 steps -> ``(0.0018824, (0, 0.99057))``. Used by
-    :func:`jaxgan_lth.lazy_reg.adam_settings` for lazy ``"separate_step"`` regularisers.
+    :func:`jaxgan_lth.training.lazy_reg.adam_settings` for lazy ``"separate_step"`` regularisers.
 
     Raises:
       ValueError: ``interval < 1``.

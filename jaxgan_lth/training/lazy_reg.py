@@ -23,9 +23,9 @@ from typing import Any, Callable, Sequence
 
 import jax
 
-from jaxgan_lth import schedules
 from jaxgan_lth.sparsity import masks as masks_lib
-from jaxgan_lth.updates import masked_update
+from jaxgan_lth.training import schedules
+from jaxgan_lth.training.updates import masked_update
 
 Pytree = Any
 
@@ -53,7 +53,8 @@ def adam_settings(lr: float, betas: Sequence[float], decay_steps: int | None,
     """``(lr, betas, decay_steps)`` of a network's Adam with a reg step every ``interval``.
 
     ``interval`` None: unchanged. Else ``lr * c`` and ``betas ** c``, ``c = k / (k + 1)``
-    (:func:`jaxgan_lth.schedules.lazy_regularization_adam`), and a linear decay spread over the
+    (:func:`jaxgan_lth.training.schedules.lazy_regularization_adam`), and a linear decay spread
+    over the
     main plus the reg steps (``decay_steps * (k + 1) / k``, rounded up), so it still ends at 0.
     """
     if interval is None:

@@ -1,4 +1,4 @@
-"""``python -m jaxgan_lth.study ROOT [ROOT ...] --out docs/results.md``: the study's write-up.
+"""``python -m jaxgan_lth.proj.study ROOT [ROOT ...] --out docs/results.md``: the study's write-up.
 
 Turns the reports of ``launch/study.sh`` (``ROOT/report/report.json``, one ROOT per data
 fraction, see ``configs/study_fashion_mnist.py``) into one Markdown page: a table per fraction
@@ -331,7 +331,7 @@ def _read_digest(path: str) -> dict:
         d = None
     if not isinstance(d, dict) or d.get("format") != DIGEST_FORMAT:
         raise ValueError(f"{path!r} is not a study digest of format {DIGEST_FORMAT} (written "
-                         "by python -m jaxgan_lth.study as results/<root>/digest.json); "
+                         "by python -m jaxgan_lth.proj.study as results/<root>/digest.json); "
                          f"found format {d.get('format') if isinstance(d, dict) else None!r}.")
     return d
 
@@ -474,10 +474,10 @@ def write_results(roots: Sequence[str], out: str, preamble: str = "",
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m jaxgan_lth.study ROOT|DIGEST [...] --out FILE [--preamble FILE]``."""
+    """CLI: ``python -m jaxgan_lth.proj.study ROOT|DIGEST [...] --out FILE [--preamble FILE]``."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m jaxgan_lth.study",
+    ap = argparse.ArgumentParser(prog="python -m jaxgan_lth.proj.study",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("roots", nargs="+",
                     help="study folders, or results/<root>/digest.json files of earlier calls")

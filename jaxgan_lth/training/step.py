@@ -22,7 +22,7 @@ D metrics are the mean over the ``n_dis`` D steps.
 The step is module-level pure functions taking the run's static :class:`StepSpec` first
 (:func:`init`, :func:`d_update`, :func:`g_update`, :func:`iteration`, :func:`sample`,
 :func:`d_logits`; the losses :func:`d_loss` / :func:`g_loss` and their gradients are in
-:mod:`jaxgan_lth.step_losses`), as the Flax examples' ``train_step``: compile one with
+:mod:`jaxgan_lth.training.step_losses`), as the Flax examples' ``train_step``: compile one with
 ``jax.jit(functools.partial(iteration, spec))``. :func:`make_step_fns` builds the spec from a
 config and binds it into a :class:`StepFns`.
 
@@ -36,7 +36,7 @@ recompiles the step.
 Real batches are drawn inside the compiled step from the limited training set, which lives on
 the accelerator (:mod:`jaxgan_lth.data.sampling`: with replacement, or without replacement
 within an epoch from a permutation kept in ``state["sampler"]``). The parameter updates
-(Adam, masked updates, EMA G) are :mod:`jaxgan_lth.updates`.
+(Adam, masked updates, EMA G) are :mod:`jaxgan_lth.training.updates`.
 """
 
 from __future__ import annotations
@@ -48,25 +48,26 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgan_lth import lazy_reg, parallel, schedules
 from jaxgan_lth import models as models_lib
+from jaxgan_lth import parallel
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth.data.sampling import init_sampler
-from jaxgan_lth.step_config import (  # noqa: F401 (re-exported)
+from jaxgan_lth.training import lazy_reg, schedules
+from jaxgan_lth.training.step_config import (  # noqa: F401 (re-exported)
     StepSpec,
     build_spec,
     sample_latent,
     scan_unroll,
     validate_config,
 )
-from jaxgan_lth.step_losses import (  # noqa: F401 (re-exported)
+from jaxgan_lth.training.step_losses import (  # noqa: F401 (re-exported)
     TERMS_SALT,
     d_grads,
     d_loss,
     g_grads,
     g_loss,
 )
-from jaxgan_lth.updates import add_bn_l1, current_lr, ema_update, masked_update
+from jaxgan_lth.training.updates import add_bn_l1, current_lr, ema_update, masked_update
 
 Pytree = Any
 

@@ -1,11 +1,12 @@
-"""Step-level config of :mod:`jaxgan_lth.step`: :class:`StepSpec`, the step's static half.
+"""Step-level config of :mod:`jaxgan_lth.training.step`: :class:`StepSpec`, the step's static half.
 
 :func:`build_spec` reads a run's config once into a frozen :class:`StepSpec` (modules, parts,
 optimizers, batch sizes, the loss, ``n_dis`` ...); the step's pure functions
-(:mod:`jaxgan_lth.step`, :mod:`jaxgan_lth.step_losses`) take it as their first argument, as the
+(:mod:`jaxgan_lth.training.step`, :mod:`jaxgan_lth.training.step_losses`) take it as their first
+argument, as the
 Flax examples' module-level ``train_step`` takes its static settings. Also the keys no part
 owns (:func:`validate_config`) and the D-scan unroll (:func:`scan_unroll`); re-exported by
-:mod:`jaxgan_lth.step`.
+:mod:`jaxgan_lth.training.step`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgan_lth import lazy_reg, schedules
 from jaxgan_lth import models as models_lib
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth.data.sampling import SAMPLING
 from jaxgan_lth.sparsity import masks as masks_lib
-from jaxgan_lth.updates import EMA_BUFFERS, make_optimizer
+from jaxgan_lth.training import lazy_reg, schedules
+from jaxgan_lth.training.updates import EMA_BUFFERS, make_optimizer
 
 
 def scan_unroll(setting: int, n_dis: int) -> int | bool:
@@ -87,8 +88,9 @@ class StepSpec:
       generator, discriminator: the flax modules (:func:`jaxgan_lth.models.get_model`).
       parts: the parts the config switches on (:func:`jaxgan_lth.parts.build`), registry order.
       tx_g, tx_d: the optax optimizers of G and D (their states: ``state["g_opt"]`` /
-        ``state["d_opt"]``), Adam scaled for lazy regularisation (:mod:`jaxgan_lth.lazy_reg`).
-      loss: ``train.loss`` (:mod:`jaxgan_lth.losses`).
+        ``state["d_opt"]``), Adam scaled for lazy regularisation
+        (:mod:`jaxgan_lth.training.lazy_reg`).
+      loss: ``train.loss`` (:mod:`jaxgan_lth.training.losses`).
       n_dis: D steps per G step.
       unroll: the D scan's ``unroll`` (:func:`scan_unroll`; True = unrolled in Python).
       d_batch_size, g_batch_size: images per D step (reals and as many fakes) / per G step.
@@ -98,7 +100,7 @@ class StepSpec:
       epoch_sampling: ``data.sampling == "epoch"`` (the permutation lives in the state).
       num_real: N, images in the training set (epoch sampling).
       mesh: the device mesh sampled batches are split over (None = one device).
-      ema_buffers, ema_start: :func:`jaxgan_lth.updates.ema_update`'s options.
+      ema_buffers, ema_start: :func:`jaxgan_lth.training.updates.ema_update`'s options.
       ema_rampup: ``train.ema_rampup`` (0 = off).
       ema_decay: the EMA decay's default (``train.ema_decay``, or from ``train.ema_kimg``).
       bn_l1: ``train.g_bn_l1`` (network slimming's sparsity training; 0 = off).
@@ -108,7 +110,7 @@ class StepSpec:
       g_point_shape: shape ``[B, ...]`` of G's first-layer output (``g_first``) when a part
         perturbs G, else None.
       d_lazy, d_k, g_lazy, g_k: the lazily regularising loss terms of D / G and their
-        interval (:func:`jaxgan_lth.lazy_reg.phase_terms`).
+        interval (:func:`jaxgan_lth.training.lazy_reg.phase_terms`).
     """
 
     generator: Any

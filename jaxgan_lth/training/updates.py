@@ -1,6 +1,6 @@
 """Parameter updates of the step: Adam (TTUR), masked updates, network slimming's L1, EMA G.
 
-Pure functions on pytrees; :mod:`jaxgan_lth.step` composes them into the D and G updates.
+Pure functions on pytrees; :mod:`jaxgan_lth.training.step` composes them into the D and G updates.
 Masks are bool pytrees shaped like the parameters (:mod:`jaxgan_lth.sparsity.masks`).
 """
 

@@ -1,10 +1,11 @@
 """The losses of the composed GAN step and their gradients, as pure functions of a StepSpec.
 
 :func:`d_loss` / :func:`g_loss` are D's and G's losses as functions of their parameters (the
-adversarial loss of :mod:`jaxgan_lth.losses`, a feature perturbation, the loss terms of the
+adversarial loss of :mod:`jaxgan_lth.training.losses`, a feature perturbation, the loss terms of the
 parts); :func:`d_grads` / :func:`g_grads` draw the step's batch and return the gradient. The
-updates built on them are :func:`jaxgan_lth.step.d_update` / :func:`jaxgan_lth.step.g_update`.
-Every function takes the run's :class:`jaxgan_lth.step_config.StepSpec` first and knows no
+updates built on them are :func:`jaxgan_lth.training.step.d_update` /
+:func:`jaxgan_lth.training.step.g_update`.
+Every function takes the run's :class:`jaxgan_lth.training.step_config.StepSpec` first and knows no
 method: it asks the parts (:mod:`jaxgan_lth.parts`).
 """
 
@@ -15,12 +16,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxgan_lth import losses, parallel
 from jaxgan_lth import models as models_lib
+from jaxgan_lth import parallel
 from jaxgan_lth import parts as parts_lib
 from jaxgan_lth.data.sampling import sample_real, sample_real_epoch
 from jaxgan_lth.sparsity import masks as masks_lib
-from jaxgan_lth.step_config import StepSpec, sample_latent
+from jaxgan_lth.training import losses
+from jaxgan_lth.training.step_config import StepSpec, sample_latent
 
 Pytree = Any
 

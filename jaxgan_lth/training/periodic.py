@@ -1,6 +1,7 @@
 """Periodic actions of the training loop: checkpoint, log, sample grid, evaluate, mask update.
 
-The loop (:func:`jaxgan_lth.loop.train_runs`) is a short driver: after every iteration of the
+The loop (:func:`jaxgan_lth.training.loop.train_runs`) is a short driver: after every iteration of
+the
 K runs it calls each action with the G step and the :class:`Runs` (the shape of
 ``clu.periodic_actions``: ``action(step, ...)`` fires at every multiple of ``every_steps``
 and at ``on_steps``). :class:`Runs` keeps the states and metrics on the device and fetches
@@ -30,7 +31,7 @@ import numpy as np
 from absl import logging
 
 from jaxgan_lth import checkpointing, io_utils, parallel
-from jaxgan_lth import summaries as summary_writers
+from jaxgan_lth.training import summaries as summary_writers
 
 Pytree = Any
 
@@ -44,7 +45,8 @@ class PeriodicAction(abc.ABC):
     The shape of ``clu.periodic_actions.PeriodicAction`` (``every_steps``, ``on_steps``,
     ``__call__(step, ...) -> bool``), reduced to what the loop needs. Own code, not clu's class:
     ``clu.periodic_actions`` imports ``clu.metric_writers`` and with it TensorFlow, and the
-    runtime must work without clu (see :mod:`jaxgan_lth.summaries`); clu's actions also take no
+    runtime must work without clu (see :mod:`jaxgan_lth.training.summaries`); clu's actions also
+    take no
     context, while ours take the :class:`Runs`. There is no ``every_secs``: a firing step must
     not depend on wall time, so a resumed run repeats its actions exactly.
 
@@ -80,7 +82,7 @@ class Runs:
     of ``tests/test_sweep.py``); the axis is taken as it comes.
 
     Args:
-      axis: a :class:`jaxgan_lth.run_axis.RunAxis` (its ``join``, ``split``, ``stacked``,
+      axis: a :class:`jaxgan_lth.training.run_axis.RunAxis` (its ``join``, ``split``, ``stacked``,
         ``host_metrics`` and the call of one iteration).
       states: K per-run states (replicated on ``mesh``).
       masks: K mask trees ``{"g": ..., "d": ...}`` (bool, or 0/1 arrays).
