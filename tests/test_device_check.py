@@ -79,6 +79,7 @@ def test_fresh_env_lacks_the_packages(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="bash script, Linux CI")
+@pytest.mark.slow
 def test_cpu_smoke_in_fresh_env(tmp_path):
     py = _fresh_env(tmp_path / "venv")
     out_dir = tmp_path / "out"

@@ -76,7 +76,7 @@ def test_fid_report_and_data_modules_import_without_tf_tfds_clu(tmp_path):
                "jaxgan_lth.evaluation.features", "jaxgan_lth.evaluation.inception",
                "jaxgan_lth.evaluation.reference", "jaxgan_lth.evaluation.torchscript_reader"]
     code = (f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
-            "from jaxgan_lth import summaries\n"
+            "from jaxgan_lth.training import summaries\n"
             "assert not summaries.clu_available()\n"
             "assert not summaries.hide_accelerators_from_tensorflow()\n"
             f"bad = [m for m in sys.modules if m.split('.')[0] in {BLOCKED!r}]\n"

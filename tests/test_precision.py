@@ -391,6 +391,7 @@ def test_evaluator_passes_eval_precision_and_batch_size_and_records_the_precisio
 
     class Recorder(helpers.FakeExtractor):
         def __init__(self, weights_path=None, *, batch_size=50, precision="highest"):
+            super().__init__()
             made.append((batch_size, precision))
             self.precision = precision
 
