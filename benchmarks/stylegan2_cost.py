@@ -63,7 +63,7 @@ def modconv_rows(protocol):
 
 
 def iteration_rows(protocol, tmp):
-    from configs import default
+    from jaxgan_lth import parts
     from jaxgan_lth.training import loop
     from tests.helpers import make_image_folder, tiny_config
 
@@ -80,9 +80,9 @@ def iteration_rows(protocol, tmp):
         config.train.n_dis = 1
         config.train.g_batch_size = config.train.d_batch_size = 8
         if variant == "r1":
-            config.r1 = default.r1_config(1.0)
+            config.r1 = parts.R1.default_config(1.0)
         if variant == "pathlen":
-            config.pathlen = default.pathlen_config(2.0)
+            config.pathlen = parts.PathLength.default_config(2.0)
             config.pathlen.interval = 1
         engine = loop.build_engine(config, tmp)
         state = loop.initial_state(engine, 0)

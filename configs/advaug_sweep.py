@@ -18,14 +18,15 @@ On a GPU add --config.sweep.strategy=vmap (one batched program for all runs).
 """
 
 from configs import default
+from jaxgan_lth import parts
 
 
 def get_config():
     """Returns the AdvAug step-size sweep config (8 runs of the dense stage)."""
     config = default.base_config()
     config.stages = "train"
-    config.diffaug = default.diffaug_config(policy="translation,cutout")
-    config.advaug = default.advaug_config(mode="pgd")
+    config.diffaug = parts.DiffAugment.default_config(policy="translation,cutout")
+    config.advaug = parts.AdvAug.default_config(mode="pgd")
     config.sweep.stages = "train"
     config.sweep.seeds = "0,1"
     config.sweep.hparams = "adv_step_size=0.0,0.01,0.05,0.1"

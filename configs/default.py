@@ -7,6 +7,8 @@ Override any key on the command line, e.g. `--config.train.num_steps=500`.
 
 import ml_collections
 
+from jaxgan_lth import parts
+
 
 def parse_arg(arg: str | None, keys: tuple[str, ...], example: str) -> dict[str, str]:
     """``"k1=v1,k2=v2"`` (a ``get_config(arg)`` argument, big_vision's form) as a dict of strings.
@@ -33,162 +35,8 @@ def parse_arg(arg: str | None, keys: tuple[str, ...], example: str) -> dict[str,
     return out
 
 
-def diffaug_config(policy: str = "", fill: float = 0.0) -> ml_collections.ConfigDict:
-    """DiffAugment (Zhao et al., NeurIPS 2020) section: a comma-separated policy of
-    "color", "translation" (ratio 1/8), "cutout" (ratio 1/2); "" = off. ``fill`` is the value of
-    translation's uncovered pixels and of cutout's rectangle in [-1, 1]: 0 (mid-grey) is the
-    reference; -1 (black) suits black-background data (docs/results.md, leak table)."""
-    return ml_collections.ConfigDict({"policy": policy, "fill": fill})
-
-
-def advaug_config(mode: str = "none") -> ml_collections.ConfigDict:
-    """AdvAug (Chen et al., NeurIPS 2021, Eq. 5, App. A1) section; defaults from the paper."""
-    c = ml_collections.ConfigDict()
-    c.mode = mode  # "none", "pgd" (AdvAug) or "noise" (feature-noise baseline, paper Table 6)
-    # whose updates are augmented: "d" perturbs D's pooled features (reals and fakes) in the D
-    # step, "g" perturbs G's first-layer output in the G step (the paper's two feature points)
-    c.networks = "gd"
-    c.num_steps = 1  # PGD steps (PGD-1 in the paper)
-    c.step_size = 0.01  # PGD step size (gamma of the released code)
-    c.radius = 0.0  # L-infinity radius of the projection; 0 = no projection (released code)
-    c.random_start = False  # start PGD uniformly inside the radius (needs radius > 0)
-    c.lam = 0.5  # weight of the adversarial loss: (1 - lam) * clean + lam * adversarial
-    # "paper": delta maximises the loss of the player being updated; "reference_code": the
-    # released code's signs (delta raises D's output on every branch), seed_repos.md 1.3
-    c.direction = "paper"
-    c.noise_scale = 0.1  # mode "noise": scale of the noise
-    # mode "noise": "uniform" (scale * U[0,1), released code) or "gaussian"
-    c.noise_kind = "uniform"
-    # False: in the G step only the clean branch goes through the D-input augmentations; the
-    # perturbed branch's fakes reach D un-augmented (UDEG BigGAN train_eval.py)
-    c.augment_adv_branch = True
-    return c
-
-
-def ada_config(pipeline: str = "") -> ml_collections.ConfigDict:
-    """ADA (Karras et al., NeurIPS 2020) section; stylegan2-ada-pytorch's constants."""
-    c = ml_collections.ConfigDict()
-    c.pipeline = pipeline  # "bgc" (reference default), "bg", "blit", "geom", "color"; "" = off
-    c.p_init = 0.0  # initial augmentation probability p (reference 0)
-    c.adjust = True  # adapt p (False: fixed p = p_init, the reference's --aug=fixed)
-    c.target = 0.6  # target of r_t = mean(sign(D(x_real_aug))) (reference --target 0.6)
-    c.interval = 4  # D steps between adjustments of p (reference ada_interval 4)
-    c.kimg = 500.0  # thousands of real images for p to move by 1 (reference ada_kimg 500)
-    c.p_max = 0.0  # upper clamp of p; 0 = none (reference: clamped at 0 only; StudioGAN 1)
-    return c
-
-
-def lecam_config(weight: float = 0.0) -> ml_collections.ConfigDict:
-    """LeCam (Tseng et al., CVPR 2021) section, google/lecam-gan BigGAN-CIFAR values."""
-    c = ml_collections.ConfigDict()
-    c.weight = weight  # lambda of R_LC; 0 = off (BigGAN-CIFAR code: 0.3)
-    c.decay = 0.9  # EMA decay of the anchors (BigGAN-CIFAR code 0.9; paper / StyleGAN2 0.99)
-    c.start = 1000  # G iteration after which R_LC is added (anchors = batch means before it)
-    c.anchor_init = 0.0  # initial anchors (overwritten while the iteration < start)
-    # False: the BigGAN-CIFAR anchors above; True: lecam_loss.py's zero-debiased EMAs (needs
-    # start = 0; see lecam_stylegan2_config)
-    c.zero_debias = False
-    return c
-
-
-def lecam_stylegan2_config(weight: float = 0.0) -> ml_collections.ConfigDict:
-    """LeCam's StyleGAN2 form (google/lecam-gan ``stylegan2/lecam_loss.py``): decay 0.99,
-    zero-debiased anchors, no start delay; its scripts' lambda: 1e-6 (CIFAR-10 10%, ``--cfg
-    cifar``), 3e-7 (FFHQ-1k, ``--cfg paper256``)."""
-    c = lecam_config(weight)
-    c.decay = 0.99  # assign_moving_average(decay=0.99, zero_debias=True)
-    c.start = 0  # no start delay
-    c.zero_debias = True
-    return c
-
-
-def nice_config(enabled: bool = False) -> ml_collections.ConfigDict:
-    """NICE (Ni & Koniusz, NeurIPS 2023) section: a reconstruction (no released code; see
-    jaxgan_lth/parts/nice.py). Controller constants are CHAIN's (same authors); the rest ours."""
-    c = ml_collections.ConfigDict()
-    c.enabled = enabled  # adaptive noise in D's later blocks (+ the consistency loss)
-    # how many of D's noise blocks, counted from the last, get the noise (ours; dcgan has 2:
-    # its two convs; sngan/biggan 4 residual blocks)
-    c.num_blocks = 2
-    c.consistency = True  # add the consistency loss (one extra D forward); False = noise only
-    # weight of mean over the 2B reals and fakes of ||f1 - f2||^2 (pooled features of two noise
-    # draws) in D's loss (ours: unverified; ~2 at beta 0.1, default dcgan at init, random data)
-    c.weight = 1.0
-    c.beta_init = 0.0  # initial noise std beta (ours; CHAIN's p starts at 0)
-    c.target = 0.5  # eta: beta rises while EMA(mean(sign(D(x_real)))) > target (CHAIN tau 0.5)
-    c.step = 0.001  # beta change per D step (CHAIN delta_p 0.001)
-    c.beta_max = 1.0  # beta clamped to [0, beta_max] (CHAIN clamps p to [0, 1])
-    c.ema = 0.9  # EMA decay of mean(sign(D(x_real))) (CHAIN's ema_Dreal 0.9)
-    c.start = 0  # G iteration from which beta adapts (ours; CHAIN: 5000, longer than our runs)
-    c.noise_in_g_step = True  # D keeps its noise when it judges G's fakes (ours: unverified)
-    return c
-
-
-def maskedgan_config(ops: str = "") -> ml_collections.ConfigDict:
-    """MaskedGAN (Huang et al., NeurIPS 2022) section: a reconstruction (no released code; see
-    jaxgan_lth/augment/masking.py). Every constant is ours; the paper's are unverified."""
-    c = ml_collections.ConfigDict()
-    c.ops = ops  # comma-separated: "spatial" (shifted patch masking), "spectral"; "" = off
-    c.spatial_ratio = 0.25  # fraction of grid patches zeroed per image (cutout's area, 1/4)
-    c.patch_size = 4  # patch side in pixels; must divide the resolution (7x7 grid at 28 px)
-    c.spectral_ratio = 0.2  # mean FFT-band drop probability (GenCo drops 12/56 = 0.21)
-    c.num_bands = 8  # Chebyshev frequency rings (GenCo: 64 rings of 2 px at 256 px)
-    c.band_p_max = 0.5  # no band dropped with probability above this
-    c.band_step = 0.001  # balancing controller step per D step (CHAIN's delta_p)
-    c.band_decay = 0.9  # EMA decay of D's per-band reliance (CHAIN's EMA)
-    return c
-
-
-def r1_config(gamma: float = 0.0) -> ml_collections.ConfigDict:
-    """R1 gradient penalty (Mescheder et al. 2018) section, stylegan2-ada-pytorch loss.py."""
-    c = ml_collections.ConfigDict()
-    c.gamma = gamma  # R1 weight gamma (L_D += gamma/2 * R1); 0 = off (DiffAugment low-shot: 10)
-    # G iterations between penalties (lazy R1 of stylegan2-ada-pytorch: 16); 1 = every step
-    # (DiffAugment TF low-shot, lazy_regularization=False)
-    c.interval = 1
-    # interval > 1: "separate_step" = the penalty x interval as D's own Adam step, D's Adam at
-    # lr * c, betas ** c, c = k / (k + 1) (stylegan2-ada-pytorch; jaxgan_lth/training/lazy_reg.py);
-    # "loss_gain" = the penalty x interval in the main D loss, Adam unscaled (before issue 27)
-    c.lazy = "separate_step"
-    # gradient w.r.t. the reals before the D-input augmentations, through them (PyTorch code,
-    # TF ns_DiffAugment_r1); False: w.r.t. the augmented reals (TF ns_r1_DiffAugment)
-    c.through_augment = True
-    # "shared": through the main D loss's augmentation of the reals, same draws (TF
-    # ns_DiffAugment_r1); "redrawn": a new draw for the penalty (before issue 27)
-    c.augment = "shared"
-    return c
-
-
-def pathlen_config(weight: float = 0.0) -> ml_collections.ConfigDict:
-    """Path-length regularisation (StyleGAN2 eq. 4) section; needs model.name = "stylegan2"."""
-    c = ml_collections.ConfigDict()
-    c.weight = weight  # pl_weight; 0 = off (stylegan2-ada configs: 2; DiffAugment TF low-shot: 0)
-    c.interval = 4  # G iterations between penalties (G_reg_interval); penalty x interval
-    # interval > 1: "separate_step" (G's own Adam step, Adam scaled; stylegan2-ada-pytorch) or
-    # "loss_gain" (in the main G loss, Adam unscaled; before issue 27); see r1_config
-    c.lazy = "separate_step"
-    c.decay = 0.01  # EMA decay of the running mean path length pl_mean (pl_decay)
-    c.batch_shrink = 2  # the penalty's batch is g_batch_size // batch_shrink (pl_batch_shrink)
-    return c
-
-
-def base_config():
-    """The base `ml_collections.ConfigDict`: every key, documented inline.
-
-    These are the library's defaults before the CPU recipe of :func:`get_config` (the dcgan
-    with sum pooling, 600-step stages): the paper configs (``sngan_cifar10``,
-    ``biggan_cifar10``, ``stylegan2_fewshot``) and the studies already run
-    (``study_fashion_mnist``, ``advaug_sweep``) build on this, so their settings do not move
-    when the main job's recipe does.
-    """
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-    # Stages run by `python -m jaxgan_lth.main`, comma-separated, in order:
-    #   "train"       dense GAN training (DIR/train)
-    #   "imp,ticket"  lottery tickets: IMP rounds with rewinding, then train the ticket
-    #   "dst"         sparse-to-sparse training from scratch (STU-GAN; static with updates off)
-    config.stages = "imp,ticket"
-
+def _add_data(config: ml_collections.ConfigDict) -> None:
+    """``config.data``: the data set and the limited training subset."""
     # ---- data ----------------------------------------------------------------------------------
     config.data = ml_collections.ConfigDict()
     config.data.name = "fashion_mnist"  # tfds name (fashion_mnist, cifar10, cifar100) or "folder"
@@ -211,6 +59,9 @@ def base_config():
     # it is refused before training unless this is True
     config.data.allow_folder_subset = False
 
+
+def _add_model(config: ml_collections.ConfigDict) -> None:
+    """``config.model``: the model registry name and its sizes."""
     # ---- models --------------------------------------------------------------------------------
     config.model = ml_collections.ConfigDict()
     config.model.name = "dcgan"  # registry name: dcgan, sngan, biggan
@@ -234,6 +85,9 @@ def base_config():
     #   mbstd_group = 4        # minibatch-stddev group; D batches must be multiples of it
     #   use_noise = True       # G's per-pixel noise inputs (False: none; reference use_noise)
 
+
+def _add_train(config: ml_collections.ConfigDict) -> None:
+    """``config.train``: the GAN's optimisation (losses, Adam, EMA generator, numerics)."""
     # ---- training ------------------------------------------------------------------------------
     config.train = ml_collections.ConfigDict()
     config.train.num_steps = 2000  # generator iterations
@@ -274,17 +128,19 @@ def base_config():
     # from ticket.slimming_l1 for its dense run
     config.train.g_bn_l1 = 0.0
 
-    # ---- augmentation of plain training and IMP rounds (the ticket has its own below) --------
-    config.diffaug = diffaug_config(policy="")
-    config.advaug = advaug_config(mode="none")
-    config.ada = ada_config(pipeline="")
-    config.lecam = lecam_config(weight=0.0)
-    config.nice = nice_config(enabled=False)
-    config.maskedgan = maskedgan_config(ops="")
-    # StyleGAN2 regularisers, in every stage (the ticket has no copies of these sections)
-    config.r1 = r1_config(gamma=0.0)
-    config.pathlen = pathlen_config(weight=0.0)
 
+def _add_parts(config: ml_collections.ConfigDict) -> None:
+    """One section per registered part (``jaxgan_lth.parts.REGISTRY``), every part off."""
+    # ---- parts (jaxgan_lth/parts): augmentations and regularisers, every one off --------------
+    # one section per registered part, its default_config() (keys documented there): used by
+    # plain training and the IMP rounds; the ticket has its own copies below (parts with
+    # ticket_copy), the others (the StyleGAN2 regularisers r1, pathlen) serve every stage
+    for part in parts.REGISTRY.values():
+        config[part.section] = part.default_config()
+
+
+def _add_sparsity_and_imp(config: ml_collections.ConfigDict) -> None:
+    """``config.sparsity`` (what is prunable, how IMP prunes) and ``config.imp``."""
     # ---- sparsity: which weights are prunable and how IMP prunes them ----------------------
     config.sparsity = ml_collections.ConfigDict()
     config.sparsity.prune = "g"  # "g" (released code), "d" or "gd"
@@ -310,6 +166,9 @@ def base_config():
     config.imp.rewind_step = 0  # 0 = rewind to theta_0; k > 0 = late rewinding to round 0 step k
     config.imp.reset_d = True  # reset D to its initial weights every round (else keep trained D)
 
+
+def _add_ticket(config: ml_collections.ConfigDict) -> None:
+    """``config.ticket``: the ticket stage, with its own part sections."""
     # ---- stage "ticket": train the found ticket from the rewound weights ----------------------
     config.ticket = ml_collections.ConfigDict()
     config.ticket.round = -1  # mask m_r to train; -1 = the last (m_R)
@@ -329,14 +188,17 @@ def base_config():
     # of G's parameters (dcgan: linear_in is not prunable and holds most of them)
     config.ticket.small_dense_count = "prunable"
     config.ticket.num_steps = 600  # the same budget as an IMP round (dense = round 0)
+    # the ticket's own part sections (parts with ticket_copy), in place of the top-level ones
+    for part in parts.REGISTRY.values():
+        if part.ticket_copy:
+            config.ticket[part.section] = part.default_config()
     # stage 2 "trains the ticket toughly": data-level DiffAugment + feature-level AdvAug
-    config.ticket.diffaug = diffaug_config(policy="translation,cutout")
-    config.ticket.advaug = advaug_config(mode="pgd")
-    config.ticket.ada = ada_config(pipeline="")
-    config.ticket.lecam = lecam_config(weight=0.0)
-    config.ticket.nice = nice_config(enabled=False)
-    config.ticket.maskedgan = maskedgan_config(ops="")
+    config.ticket.diffaug.policy = "translation,cutout"
+    config.ticket.advaug.mode = "pgd"
 
+
+def _add_dst(config: ml_collections.ConfigDict) -> None:
+    """``config.dst``: sparse-to-sparse training from scratch (STU-GAN)."""
     # ---- stage "dst": sparse G and D trained from scratch (STU-GAN, jaxgan_lth/stages/dst.py)
     # uses the top-level part sections (diffaug, advaug, ...) as the train stage does
     config.dst = ml_collections.ConfigDict()
@@ -365,6 +227,9 @@ def base_config():
     # weight's EMA takes G's value; False: it enters the masked average from 0 (updates.py)
     config.dst.sema = True
 
+
+def _add_sweep_and_eval(config: ml_collections.ConfigDict) -> None:
+    """``config.sweep`` (runs over seeds and traced strengths) and ``config.eval``."""
     # ---- sweeps: any stage as K runs over seeds and traced strengths
     # (jaxgan_lth/training/sweep.py) ---
     # type_safe=False: seeds and hparams take a string (command line) or Python values (files)
@@ -402,6 +267,37 @@ def base_config():
     # a shipped classifier labels this many EMA samples at every evaluation; 0 = off
     config.eval.coverage_samples = 1000
     config.eval.coverage_min_fraction = 0.02  # a class is covered with >= this share of them
+
+
+def base_config():
+    """The base `ml_collections.ConfigDict`: every key, documented inline.
+
+    The sections are built by the ``_add_*`` functions above (keys documented there); the
+    parts' sections (top level, and the ticket's copies) by each registered part's
+    ``default_config()`` (``jaxgan_lth/parts/*.py``, keys documented there).
+
+    These are the library's defaults before the CPU recipe of :func:`get_config` (the dcgan
+    with sum pooling, 600-step stages): the paper configs (``sngan_cifar10``,
+    ``biggan_cifar10``, ``stylegan2_fewshot``) and the studies already run
+    (``study_fashion_mnist``, ``advaug_sweep``) build on this, so their settings do not move
+    when the main job's recipe does.
+    """
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    # Stages run by `python -m jaxgan_lth.main`, comma-separated, in order:
+    #   "train"       dense GAN training (DIR/train)
+    #   "imp,ticket"  lottery tickets: IMP rounds with rewinding, then train the ticket
+    #   "dst"         sparse-to-sparse training from scratch (STU-GAN; static with updates off)
+    config.stages = "imp,ticket"
+
+    _add_data(config)
+    _add_model(config)
+    _add_train(config)
+    _add_parts(config)
+    _add_sparsity_and_imp(config)
+    _add_ticket(config)
+    _add_dst(config)
+    _add_sweep_and_eval(config)
 
     # ---- logging and checkpoints ---------------------------------------------------------------
     config.log_every = 50  # G steps between scalar logs / progress lines
@@ -458,7 +354,7 @@ def get_config(variant: str = ""):
     config.imp.rounds = 2
     config.imp.num_steps = 3000
     config.ticket.num_steps = 3000
-    config.ticket.diffaug = diffaug_config(policy="translation", fill=-1.0)
+    config.ticket.diffaug = parts.DiffAugment.default_config(policy="translation", fill=-1.0)
     config.ticket.advaug.networks = "d"
     config.eval.num_samples = 500
     config.sample_every = 1000

@@ -57,6 +57,7 @@ Usage (the launcher passes the same)::
 import ml_collections
 
 from configs import default, stylegan2_fewshot
+from jaxgan_lth import parts
 
 ARMS = ("baseline", "diffaug", "ada", "ticket_da", "ticket_da_adv")
 SEEDS = "0,1,2"
@@ -108,7 +109,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # ---- the ticket (the lottery paper's few-shot pipeline, one IMP round) ----
     config.sparsity.prune = "g"
     config.imp.rounds = 1
-    config.ticket.diffaug = default.diffaug_config(policy=POLICY)
+    config.ticket.diffaug = parts.DiffAugment.default_config(policy=POLICY)
     config.ticket.advaug.mode = "none"
     config.ticket.advaug.networks = "gd"
     config.ticket.advaug.num_steps = 1
@@ -122,7 +123,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arm == "diffaug":
         config.diffaug.policy = POLICY
     elif arm == "ada":
-        config.ada = default.ada_config("bgc")
+        config.ada = parts.ADA.default_config("bgc")
         config.ada.kimg = ADA_KIMG
     elif arm == "ticket_da_adv":
         config.ticket.advaug.mode = "pgd"

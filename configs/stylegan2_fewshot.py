@@ -47,7 +47,7 @@ Differences from the TF code, on purpose: each iteration here is one D step then
 LeCam, when switched on (``--config.lecam.weight``), takes its StyleGAN2 form in every variant
 (google/lecam-gan ``stylegan2/lecam_loss.py``: zero-debiased anchors, decay 0.99, no start
 delay; its scripts' weights 1e-6 at CIFAR-10 ``--cfg cifar``, 3e-7 at FFHQ-1k ``--cfg
-paper256``): :func:`configs.default.lecam_stylegan2_config`.
+paper256``): :meth:`jaxgan_lth.parts.LeCam.stylegan2_config`.
 
 The ADA variants differ from stylegan2-ada-pytorch in: fp32 throughout (the reference runs the
 4 highest resolutions in fp16 with ``conv_clamp`` 256), the run length (300 kimg, this file's
@@ -58,6 +58,7 @@ defaults to off there; on here as in every few-shot variant), and the G-then-D o
 import ml_collections
 
 from configs import default
+from jaxgan_lth import parts
 
 VARIANTS = ("diffaug", "baseline", "ada", "ada_auto", "diffaug_ada", "ticket", "cpu")
 
@@ -127,8 +128,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.pathlen.weight = 0.0
     config.diffaug.policy = "color,translation,cutout"
     # LeCam's StyleGAN2 form when switched on (weight 0 = off); see the module docstring
-    config.lecam = default.lecam_stylegan2_config(0.0)
-    config.ticket.lecam = default.lecam_stylegan2_config(0.0)
+    config.lecam = parts.LeCam.stylegan2_config(0.0)
+    config.ticket.lecam = parts.LeCam.stylegan2_config(0.0)
     # ---- evaluation: fid5k-train ----
     config.eval.num_samples = 5000
     config.eval.reference_split = "train"
@@ -201,7 +202,7 @@ def _ada(config, spec: dict) -> None:
     """
     batch = spec["batch"]
     config.diffaug.policy = ""
-    config.ada = default.ada_config("bgc")
+    config.ada = parts.ADA.default_config("bgc")
     config.ada.target, config.ada.interval, config.ada.kimg = 0.6, 4, 500.0
     config.model.channel_base = spec["channel_base"]
     config.model.g_channels = config.model.d_channels = 512  # channel_max

@@ -20,7 +20,7 @@ from jaxgan_lth.training.updates import make_optimizer, masked_update
 
 def _r1(gamma, interval, lazy="separate_step"):
     config = default.get_config()
-    config.r1 = default.r1_config(gamma)
+    config.r1 = parts.R1.default_config(gamma)
     config.r1.interval = interval
     config.r1.lazy = lazy
     config.r1.through_augment = False
@@ -99,7 +99,7 @@ def _engine(tmp_path, lazy, interval=2, policy="color,translation,cutout"):
     config.train.n_dis = 1
     config.train.g_lr, config.train.d_lr = 0.001, 0.004
     config.train.d_betas = (0.0, 0.9)
-    config.r1 = default.r1_config(1.0)
+    config.r1 = parts.R1.default_config(1.0)
     config.r1.interval = interval
     config.r1.lazy = lazy
     config.diffaug.policy = policy

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxgan_lth import models, parallel, pipeline
+from jaxgan_lth import models, parallel, parts, pipeline
 from jaxgan_lth.augment import masking
 from jaxgan_lth.parts import base as parts_base
 from jaxgan_lth.parts import maskedgan as mg
@@ -140,7 +140,7 @@ def test_band_reliance_and_balance_update_by_hand():
 def _part(ops="spectral", **kw):
     config = default.get_config()
     config.data.resolution = 32
-    config.maskedgan = default.maskedgan_config(ops=ops)
+    config.maskedgan = parts.MaskedGAN.default_config(ops=ops)
     for k, v in kw.items():
         config.maskedgan[k] = v
     return mg.MaskedGAN(config)

@@ -138,7 +138,7 @@ def test_second_draw_shares_weights_with_the_training_forward():
 
 def _nice(**overrides):
     config = default.get_config()
-    config.nice = default.nice_config(enabled=True)
+    config.nice = parts.NICE.default_config(enabled=True)
     for k, v in overrides.items():
         config.nice[k] = v
     return config, nice_lib.NICE(config)

@@ -12,7 +12,7 @@ from jaxgan_lth.parts.lecam import LeCam
 
 def _lecam(weight=0.3, decay=0.9, start=2, anchor_init=7.0):
     config = default.get_config()
-    config.lecam = default.lecam_config(weight=weight)
+    config.lecam = parts.LeCam.default_config(weight=weight)
     config.lecam.decay = decay
     config.lecam.start = start
     config.lecam.anchor_init = anchor_init
@@ -95,7 +95,7 @@ def test_lecam_zero_debiased_anchors_by_hand():
     d^(t - i) (sum_i (1 - d) d^(t - i) v_i / (1 - d^t)), and R_LC is added from step 0.
     """
     config = default.get_config()
-    config.lecam = default.lecam_stylegan2_config(weight=1e-6)
+    config.lecam = parts.LeCam.stylegan2_config(weight=1e-6)
     parts.validate_config(config)
     lecam = LeCam(config)
     assert (lecam.cfg.decay, lecam.cfg.start, lecam.zero_debias) == (0.99, 0, True)
@@ -156,6 +156,16 @@ def test_a_part_missing_a_required_hook_cannot_be_built():
 
     with pytest.raises(TypeError, match="enabled"):
         NoEnabled(default.get_config())
+
+    class NoSection(base.LossTerm):  # its config section undeclared (no default_config)
+        name, section = "no_section", "lecam"
+
+        @classmethod
+        def enabled(cls, config):
+            return True
+
+    with pytest.raises(TypeError, match="default_config"):
+        NoSection(default.get_config())
     # the registered parts implement every hook
     for name, cls in parts.REGISTRY.items():
         assert not cls.__abstractmethods__, (name, cls.__abstractmethods__)

@@ -23,8 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
-from jaxgan_lth import pipeline
+from jaxgan_lth import parts, pipeline
 from jaxgan_lth.training import loop
 from jaxgan_lth.training import step as step_lib
 from tests.helpers import make_image_folder, tiny_config, use_model
@@ -45,7 +44,7 @@ def _dcgan_diffaug_advaug_r1(config):
     config.diffaug.policy = "color,translation,cutout"
     config.advaug.mode = "pgd"
     config.advaug.networks = "gd"
-    config.r1 = default.r1_config(1.0)
+    config.r1 = parts.R1.default_config(1.0)
     config.r1.interval = 2
     config.lecam.weight = 0.3
     config.lecam.start = 0
@@ -62,16 +61,16 @@ def _stylegan2_lazy_r1_pathlen(config):
     config.train.n_dis = 1
     config.train.g_batch_size = 4
     config.train.ema_kimg = 0.01
-    config.r1 = default.r1_config(1.0)
+    config.r1 = parts.R1.default_config(1.0)
     config.r1.interval = 2
-    config.pathlen = default.pathlen_config(2.0)
+    config.pathlen = parts.PathLength.default_config(2.0)
     config.pathlen.interval = 2
     config.diffaug.policy = "translation"
     return config
 
 
 def _dcgan_nice_ada_dst(config):
-    config.nice = default.nice_config(enabled=True)
+    config.nice = parts.NICE.default_config(enabled=True)
     config.nice.beta_init = 0.05
     config.ada.pipeline = "bgc"
     config.ada.p_init = 0.3

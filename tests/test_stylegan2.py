@@ -384,7 +384,7 @@ def _r1_part(gamma=10.0, interval=1, through_augment=True, lazy="separate_step",
     from jaxgan_lth import parts
 
     config = default.get_config()
-    config.r1 = default.r1_config(gamma)
+    config.r1 = parts.R1.default_config(gamma)
     config.r1.interval = interval
     config.r1.through_augment = through_augment
     config.r1.lazy = lazy
@@ -475,7 +475,7 @@ def test_pathlen_mean_and_penalty_by_hand_on_a_linear_generator():
         return jnp.einsum("blw,lwp->bp", ws, a).reshape(ws.shape[0], hw, hw, c)
 
     config = default.get_config()
-    config.pathlen = default.pathlen_config(2.0)
+    config.pathlen = parts.PathLength.default_config(2.0)
     config.pathlen.lazy = "loss_gain"  # the penalty x interval in the main loss
     use_model(config, "stylegan2")  # validation: the generator has ws_of / synthesis
     config.data.resolution, config.data.channels = 32, 3
@@ -541,8 +541,7 @@ def test_kimg_schedules():
 
 @pytest.mark.slow
 def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
-    from configs import default
-    from jaxgan_lth import pipeline
+    from jaxgan_lth import parts, pipeline
     from jaxgan_lth.training import loop, schedules
     from tests.helpers import make_image_folder, tiny_config
 
@@ -555,8 +554,8 @@ def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
     config.train.n_dis = 1
     config.train.g_batch_size = 4
     config.train.ema_kimg = 0.01  # 10 images: beta = 0.5 ** (4 / 10)
-    config.r1 = default.r1_config(1.0)
-    config.pathlen = default.pathlen_config(2.0)
+    config.r1 = parts.R1.default_config(1.0)
+    config.pathlen = parts.PathLength.default_config(2.0)
     config.pathlen.interval = 2
     config.diffaug.policy = "translation"
     pipeline.validate_config(config)

@@ -2,7 +2,9 @@
 
 ``REGISTRY`` maps a part name to its class (scenic-style registry); the step builder takes every
 part the config switches on, in registry order (augmentations are applied in this order).
-Adding a method = one module here, one registry line, one config section.
+Adding a method = one module here and one registry line: the part declares its config section
+once (:meth:`Part.default_config`), from which ``configs/default.py`` builds the default config's
+section and, where :attr:`Part.ticket_copy`, the ticket's copy (``config.ticket.<section>``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def traced_hparams() -> dict[str, tuple[type[base.Part], HParam]]:
 
 __all__ = [
     "REGISTRY", "ADA", "AdvAug", "Augmentation", "DContext", "DiffAugment",
-    "FeaturePerturbation", "GContext", "HParam", "LeCam", "LossTerm", "Part", "PathLength", "R1",
+    "FeaturePerturbation", "GContext", "HParam", "LeCam", "LossTerm", "MaskedGAN", "NICE", "Part",
+    "PathLength", "R1",
     "build", "traced_hparams", "validate_config",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from typing_extensions import override
 
 from jaxgan_lth.augment import ada
@@ -72,6 +73,24 @@ class ADA(base.Augmentation):
         "ada_target": base.HParam("target", -1.0, 1.0),
         "ada_kimg": base.HParam("kimg", 1e-6, None),
     }
+
+    @classmethod
+    @override
+    def default_config(cls, pipeline: str = "") -> ml_collections.ConfigDict:
+        """ADA (Karras et al., NeurIPS 2020) section; stylegan2-ada-pytorch's constants.
+
+        Args:
+          pipeline: the augmentation pipeline (:mod:`jaxgan_lth.augment.ada`); "" = off.
+        """
+        c = ml_collections.ConfigDict()
+        c.pipeline = pipeline  # "bgc" (reference default), "bg", "blit", "geom", "color"; "" = off
+        c.p_init = 0.0  # initial augmentation probability p (reference 0)
+        c.adjust = True  # adapt p (False: fixed p = p_init, the reference's --aug=fixed)
+        c.target = 0.6  # target of r_t = mean(sign(D(x_real_aug))) (reference --target 0.6)
+        c.interval = 4  # D steps between adjustments of p (reference ada_interval 4)
+        c.kimg = 500.0  # thousands of real images for p to move by 1 (reference ada_kimg 500)
+        c.p_max = 0.0  # upper clamp of p; 0 = none (reference: clamped at 0 only; StudioGAN 1)
+        return c
 
     @classmethod
     @override

@@ -1,6 +1,6 @@
 """Part ``advaug``: AdvAug, PGD on intermediate features (Chen et al., NeurIPS 2021, Eq. 5).
 
-Config section ``advaug`` (defaults in ``configs/default.py::advaug_config``): ``mode``
+Config section ``advaug`` (defaults in :meth:`AdvAug.default_config`): ``mode``
 (``none``, ``pgd`` = AdvAug, ``noise`` = the feature-noise baseline of the paper's Table 6),
 ``networks`` (``d``: D's pooled features in the D step; ``g``: G's first-layer output in the
 G step; ``gd``), ``num_steps``, ``step_size``, ``radius``, ``random_start``, ``lam``,
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from typing_extensions import override
 
 from jaxgan_lth.augment import advaug
@@ -50,6 +51,35 @@ class AdvAug(base.FeaturePerturbation):
         "adv_lam": base.HParam("lam", 0.0, 1.0),
         "adv_noise_scale": base.HParam("noise_scale"),
     }
+
+    @classmethod
+    @override
+    def default_config(cls, mode: str = "none") -> ml_collections.ConfigDict:
+        """AdvAug (Chen et al., NeurIPS 2021, Eq. 5, App. A1) section; defaults from the paper.
+
+        Args:
+          mode: :data:`MODES`; "none" = off.
+        """
+        c = ml_collections.ConfigDict()
+        c.mode = mode  # "none", "pgd" (AdvAug) or "noise" (feature-noise baseline, paper Table 6)
+        # whose updates are augmented: "d" perturbs D's pooled features (reals and fakes) in the D
+        # step, "g" perturbs G's first-layer output in the G step (the paper's two feature points)
+        c.networks = "gd"
+        c.num_steps = 1  # PGD steps (PGD-1 in the paper)
+        c.step_size = 0.01  # PGD step size (gamma of the released code)
+        c.radius = 0.0  # L-infinity radius of the projection; 0 = no projection (released code)
+        c.random_start = False  # start PGD uniformly inside the radius (needs radius > 0)
+        c.lam = 0.5  # weight of the adversarial loss: (1 - lam) * clean + lam * adversarial
+        # "paper": delta maximises the loss of the player being updated; "reference_code": the
+        # released code's signs (delta raises D's output on every branch), seed_repos.md 1.3
+        c.direction = "paper"
+        c.noise_scale = 0.1  # mode "noise": scale of the noise
+        # mode "noise": "uniform" (scale * U[0,1), released code) or "gaussian"
+        c.noise_kind = "uniform"
+        # False: in the G step only the clean branch goes through the D-input augmentations; the
+        # perturbed branch's fakes reach D un-augmented (UDEG BigGAN train_eval.py)
+        c.augment_adv_branch = True
+        return c
 
     @classmethod
     @override

@@ -17,7 +17,9 @@ A part of any kind may also change D's *training forwards* (:attr:`Part.modifies
 forward of D (D step, G step, and :attr:`DContext.d_features`), e.g. NICE's adaptive noise in D's
 blocks (the ``d_noise`` collection of :mod:`jaxgan_lth.models.base`).
 
-Every part owns one config section (its :attr:`Part.section`), validates it
+Every part owns one config section (its :attr:`Part.section`), declares it once with its
+default values (:meth:`Part.default_config`; ``configs/default.py`` builds the default config's
+sections, and the ticket's copies where :attr:`Part.ticket_copy`, from the registry), validates it
 (:meth:`Part.validate`, with the part's own constants), names the *traced strengths* it reads
 (:attr:`Part.HPARAMS`: swept without recompiling) and may keep state between steps
 (:meth:`Part.init_state`): that state lives in ``state["parts"][name]`` of the train-state
@@ -88,6 +90,9 @@ class Part(abc.ABC):
         sweep names them without a section.
       modifies_d: the part implements :meth:`d_forward` (the step calls it only then, so a
         config without such a part compiles the step it always did).
+      ticket_copy: the ticket stage has its own copy of the section (``config.ticket.<section>``,
+        used in place of the top-level one by the ticket stage); False: the top-level section
+        serves every stage (R1, path length).
     """
 
     name: ClassVar[str] = ""
@@ -96,6 +101,8 @@ class Part(abc.ABC):
     HPARAMS: ClassVar[dict[str, HParam]] = {}
     #: Whether :meth:`d_forward` adds collections/rngs to D's training forwards.
     modifies_d: ClassVar[bool] = False
+    #: Whether ``config.ticket`` holds its own copy of the section (see the class docstring).
+    ticket_copy: ClassVar[bool] = True
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
@@ -105,6 +112,24 @@ class Part(abc.ABC):
     @abc.abstractmethod
     def enabled(cls, config: ml_collections.ConfigDict) -> bool:
         """Whether ``config`` switches this part on (the section exists and is active)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def default_config(cls, **overrides: Any) -> ml_collections.ConfigDict:
+        """The part's config section with its default values: every key, documented inline.
+
+        The one place a section's keys and defaults are written: ``configs/default.py`` builds
+        ``config.<section>`` (and ``config.ticket.<section>`` where :attr:`ticket_copy`) from it,
+        and the other configs call it to replace a section. The section switches the part off
+        unless an override switches it on.
+
+        Args:
+          **overrides: the part's switch (e.g. DiffAugment's ``policy``), as keyword arguments
+            of the subclass's signature.
+
+        Returns:
+          A new ``ml_collections.ConfigDict`` (type-safe, unlocked) each call.
+        """
 
     @classmethod
     def validate(cls, config: ml_collections.ConfigDict, prefix: str = "") -> None:

@@ -10,6 +10,7 @@ black-background data such as Fashion-MNIST), traced as ``diffaug_fill``. The ma
 
 from __future__ import annotations
 
+import ml_collections
 from typing_extensions import override
 
 from jaxgan_lth.augment import diffaugment
@@ -22,6 +23,20 @@ class DiffAugment(base.Augmentation):
     name = "diffaug"
     section = "diffaug"
     HPARAMS = {"diffaug_fill": base.HParam("fill", -1.0, 1.0)}
+
+    @classmethod
+    @override
+    def default_config(cls, policy: str = "", fill: float = 0.0) -> ml_collections.ConfigDict:
+        """DiffAugment (Zhao et al., NeurIPS 2020) section.
+
+        Args:
+          policy: a comma-separated policy of "color", "translation" (ratio 1/8), "cutout"
+            (ratio 1/2); "" = off.
+          fill: the value of translation's uncovered pixels and of cutout's rectangle in
+            [-1, 1]: 0 (mid-grey) is the reference; -1 (black) suits black-background data
+            (docs/results.md, leak table).
+        """
+        return ml_collections.ConfigDict({"policy": policy, "fill": fill})
 
     @classmethod
     @override

@@ -24,7 +24,7 @@ step with the current batch included, and R_LC is added from the first step (no 
 
 Its scripts use lambda 1e-6 (``run_train_cifar.sh``, ``--cfg cifar``) and 3e-7
 (``run_train_ffhq.sh``, FFHQ-1k, ``--cfg paper256``), with g = 0.99
-(:func:`configs.default.lecam_stylegan2_config`).
+(:meth:`LeCam.stylegan2_config`).
 
 Config section ``lecam``: ``weight`` (lambda; 0 = off; 0.3 for BigGAN-CIFAR), ``decay``
 (gamma; 0.9 BigGAN-CIFAR code, 0.99 paper/StyleGAN2), ``start`` (G iterations; 1000 in
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from typing_extensions import override
 
 from jaxgan_lth.parts import base
@@ -54,6 +55,40 @@ class LeCam(base.LossTerm):
         "lecam_weight": base.HParam("weight"),
         "lecam_decay": base.HParam("decay", 0.0, 1.0, high_open=True),
     }
+
+    @classmethod
+    @override
+    def default_config(cls, weight: float = 0.0) -> ml_collections.ConfigDict:
+        """LeCam (Tseng et al., CVPR 2021) section, google/lecam-gan BigGAN-CIFAR values.
+
+        Args:
+          weight: lambda of R_LC; 0 = off.
+        """
+        c = ml_collections.ConfigDict()
+        c.weight = weight  # lambda of R_LC; 0 = off (BigGAN-CIFAR code: 0.3)
+        c.decay = 0.9  # EMA decay of the anchors (BigGAN-CIFAR code 0.9; paper / StyleGAN2 0.99)
+        c.start = 1000  # G iteration after which R_LC is added (anchors = batch means before it)
+        c.anchor_init = 0.0  # initial anchors (overwritten while the iteration < start)
+        # False: the BigGAN-CIFAR anchors above; True: lecam_loss.py's zero-debiased EMAs (needs
+        # start = 0; see stylegan2_config)
+        c.zero_debias = False
+        return c
+
+    @classmethod
+    def stylegan2_config(cls, weight: float = 0.0) -> ml_collections.ConfigDict:
+        """LeCam's StyleGAN2 form of the section (google/lecam-gan ``stylegan2/lecam_loss.py``).
+
+        :meth:`default_config` with decay 0.99, zero-debiased anchors, no start delay.
+
+        Args:
+          weight: lambda; its scripts': 1e-6 (CIFAR-10 10%, ``--cfg cifar``), 3e-7 (FFHQ-1k,
+            ``--cfg paper256``); 0 = off.
+        """
+        c = cls.default_config(weight)
+        c.decay = 0.99  # assign_moving_average(decay=0.99, zero_debias=True)
+        c.start = 0  # no start delay
+        c.zero_debias = True
+        return c
 
     @classmethod
     @override

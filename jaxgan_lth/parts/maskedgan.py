@@ -6,7 +6,7 @@ like DiffAugment to every image D sees (reals and fakes, D and G steps), after t
 before it in the registry (DiffAugment): balanced spectral masking first, then shifted spatial
 masking (so masked patches stay exactly 0). The order and using both at once are ours.
 
-Config section ``maskedgan`` (``configs/default.py::maskedgan_config``): ``ops``
+Config section ``maskedgan`` (:meth:`MaskedGAN.default_config`): ``ops``
 (comma-separated from :data:`OPS`; ``""`` = off), ``spatial_ratio``, ``patch_size``,
 ``spectral_ratio``, ``num_bands``, ``band_p_max``, ``band_step``, ``band_decay``. Every constant is
 ours (the paper's are unverified): ``spatial_ratio`` 0.25 (the area DiffAugment's cutout
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from typing_extensions import override
 
 from jaxgan_lth.augment import masking
@@ -71,6 +72,28 @@ class MaskedGAN(base.Augmentation):
         "mask_band_step": base.HParam("band_step"),
         "mask_band_decay": base.HParam("band_decay", 0.0, 1.0, high_open=True),
     }
+
+    @classmethod
+    @override
+    def default_config(cls, ops: str = "") -> ml_collections.ConfigDict:
+        """MaskedGAN (Huang et al., NeurIPS 2022) section.
+
+        A reconstruction (no released code; see jaxgan_lth/augment/masking.py). Every constant
+        is ours; the paper's are unverified.
+
+        Args:
+          ops: comma-separated names from :data:`OPS`; "" = off.
+        """
+        c = ml_collections.ConfigDict()
+        c.ops = ops  # comma-separated: "spatial" (shifted patch masking), "spectral"; "" = off
+        c.spatial_ratio = 0.25  # fraction of grid patches zeroed per image (cutout's area, 1/4)
+        c.patch_size = 4  # patch side in pixels; must divide the resolution (7x7 grid at 28 px)
+        c.spectral_ratio = 0.2  # mean FFT-band drop probability (GenCo drops 12/56 = 0.21)
+        c.num_bands = 8  # Chebyshev frequency rings (GenCo: 64 rings of 2 px at 256 px)
+        c.band_p_max = 0.5  # no band dropped with probability above this
+        c.band_step = 0.001  # balancing controller step per D step (CHAIN's delta_p)
+        c.band_decay = 0.9  # EMA decay of D's per-band reliance (CHAIN's EMA)
+        return c
 
     @classmethod
     @override

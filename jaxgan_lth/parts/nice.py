@@ -28,7 +28,7 @@ that NICE uses this template is an inference)::
     beta <- clip(beta + step * sign(r - target), 0, beta_max)     # from G iteration `start`
     L_D  += weight * mean_{2B} ||f1 - f2||_2^2                  # reals and fakes
 
-Constants (config section ``nice``, ``configs/default.py::nice_config``): ``target`` 0.5,
+Constants (config section ``nice``, :meth:`NICE.default_config`): ``target`` 0.5,
 ``step`` 0.001 per D step, ``ema`` 0.9 and the clamp ``[0, 1]`` are CHAIN's (``tau``,
 ``delta_p``, the EMA of ``ema_Dreal``, ``p``'s clamp; carried over to beta). Ours (NICE's
 values are unverified): ``beta_init`` 0; ``start`` 0 (CHAIN starts at iteration 5000, longer
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from typing_extensions import override
 
 from jaxgan_lth import models as models_lib
@@ -103,6 +104,36 @@ class NICE(base.LossTerm):
         "nice_beta_max": base.HParam("beta_max"),
         "nice_ema": base.HParam("ema", 0.0, 1.0, high_open=True),
     }
+
+    @classmethod
+    @override
+    def default_config(cls, enabled: bool = False) -> ml_collections.ConfigDict:
+        """NICE (Ni & Koniusz, NeurIPS 2023) section.
+
+        A reconstruction (no released code; see the module docstring). Controller constants are
+        CHAIN's (same authors); the rest ours.
+
+        Args:
+          enabled: switch the part on.
+        """
+        c = ml_collections.ConfigDict()
+        c.enabled = enabled  # adaptive noise in D's later blocks (+ the consistency loss)
+        # how many of D's noise blocks, counted from the last, get the noise (ours; dcgan has 2:
+        # its two convs; sngan/biggan 4 residual blocks)
+        c.num_blocks = 2
+        c.consistency = True  # add the consistency loss (one extra D forward); False = noise only
+        # weight of mean over the 2B reals and fakes of ||f1 - f2||^2 (pooled features of two
+        # noise draws) in D's loss (ours: unverified; ~2 at beta 0.1, default dcgan at init,
+        # random data)
+        c.weight = 1.0
+        c.beta_init = 0.0  # initial noise std beta (ours; CHAIN's p starts at 0)
+        c.target = 0.5  # eta: beta rises while EMA(mean(sign(D(x_real)))) > target (CHAIN tau 0.5)
+        c.step = 0.001  # beta change per D step (CHAIN delta_p 0.001)
+        c.beta_max = 1.0  # beta clamped to [0, beta_max] (CHAIN clamps p to [0, 1])
+        c.ema = 0.9  # EMA decay of mean(sign(D(x_real))) (CHAIN's ema_Dreal 0.9)
+        c.start = 0  # G iteration from which beta adapts (ours; CHAIN: 5000, longer than our runs)
+        c.noise_in_g_step = True  # D keeps its noise when it judges G's fakes (ours: unverified)
+        return c
 
     @classmethod
     @override

@@ -44,6 +44,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from typing_extensions import override
 
 from jaxgan_lth import models as models_lib
@@ -75,10 +76,30 @@ class PathLength(base.LazyRegTerm):
     name = "pathlen"
     lazy_network = "g"
     section = "pathlen"
+    ticket_copy = False  # one section for every stage
     HPARAMS = {
         "pathlen_weight": base.HParam("weight"),
         "pathlen_decay": base.HParam("decay", 0.0, 1.0),
     }
+
+    @classmethod
+    @override
+    def default_config(cls, weight: float = 0.0) -> ml_collections.ConfigDict:
+        """Path-length regularisation (StyleGAN2 eq. 4) section; needs model.name = "stylegan2".
+
+        Args:
+          weight: pl_weight; 0 = off.
+        """
+        c = ml_collections.ConfigDict()
+        # pl_weight; 0 = off (stylegan2-ada configs: 2; DiffAugment TF low-shot: 0)
+        c.weight = weight
+        c.interval = 4  # G iterations between penalties (G_reg_interval); penalty x interval
+        # interval > 1: "separate_step" (G's own Adam step, Adam scaled; stylegan2-ada-pytorch) or
+        # "loss_gain" (in the main G loss, Adam unscaled; before issue 27); see R1.default_config
+        c.lazy = "separate_step"
+        c.decay = 0.01  # EMA decay of the running mean path length pl_mean (pl_decay)
+        c.batch_shrink = 2  # the penalty's batch is g_batch_size // batch_shrink (pl_batch_shrink)
+        return c
 
     @classmethod
     @override

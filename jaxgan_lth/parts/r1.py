@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from typing_extensions import override
 
 from jaxgan_lth.parts import base
@@ -73,7 +74,34 @@ class R1(base.LazyRegTerm):
     name = "r1"
     lazy_network = "d"
     section = "r1"
+    ticket_copy = False  # one section for every stage
     HPARAMS = {"r1_gamma": base.HParam("gamma")}
+
+    @classmethod
+    @override
+    def default_config(cls, gamma: float = 0.0) -> ml_collections.ConfigDict:
+        """R1 gradient penalty (Mescheder et al. 2018) section, stylegan2-ada-pytorch loss.py.
+
+        Args:
+          gamma: R1 weight gamma; 0 = off.
+        """
+        c = ml_collections.ConfigDict()
+        c.gamma = gamma  # R1 weight gamma (L_D += gamma/2 * R1); 0 = off (DiffAugment low-shot: 10)
+        # G iterations between penalties (lazy R1 of stylegan2-ada-pytorch: 16); 1 = every step
+        # (DiffAugment TF low-shot, lazy_regularization=False)
+        c.interval = 1
+        # interval > 1: "separate_step" = the penalty x interval as D's own Adam step, D's Adam at
+        # lr * c, betas ** c, c = k / (k + 1) (stylegan2-ada-pytorch;
+        # jaxgan_lth/training/lazy_reg.py); "loss_gain" = the penalty x interval in the main D
+        # loss, Adam unscaled (before issue 27)
+        c.lazy = "separate_step"
+        # gradient w.r.t. the reals before the D-input augmentations, through them (PyTorch code,
+        # TF ns_DiffAugment_r1); False: w.r.t. the augmented reals (TF ns_r1_DiffAugment)
+        c.through_augment = True
+        # "shared": through the main D loss's augmentation of the reals, same draws (TF
+        # ns_DiffAugment_r1); "redrawn": a new draw for the penalty (before issue 27)
+        c.augment = "shared"
+        return c
 
     @classmethod
     @override
