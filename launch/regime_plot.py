@@ -1,5 +1,11 @@
 """``python launch/regime_plot.py OUT.png DIGEST.json [DIGEST.json ...]``: the regime's curves.
 
+Also writes ``OUT.md`` (the PNG's name with ``.md``): per digest a table of every evaluation
+(G step, FID of each run, their mean) with D's accuracy on training and held-out reals at that
+step (the mean over the runs of the ``SMOOTH`` log points up to it), the best FID's step and
+the verdicts of issue 28's regime test: the final gap between the two accuracies (at least
+``MIN_GAP``) and whether the mean FID rose after its best (the last evaluation above the best).
+
 Draws, from digests of ``launch/regime_digest.py`` (nothing typed by hand), two panels side by
 side: FID against G steps (one line per digest, the mean over its runs with each run's curve
 faint; the protocol of the first digest in the title) and D's accuracy on its training reals
@@ -20,6 +26,8 @@ import numpy as np  # noqa: E402
 
 #: Log points of the running mean of the D-accuracy curves (raw curves are batch-noisy).
 SMOOTH = 5
+#: Issue 28's regime: held-out real accuracy at least this far below training real accuracy.
+MIN_GAP = 0.15
 
 
 def _runs(d: dict) -> list[dict]:
@@ -82,6 +90,50 @@ def plot(digests: list[dict], out: str) -> None:
     plt.close(fig)
 
 
+def _acc_at(runs: list[dict], step: int, key: str) -> float:
+    vals = []
+    for r in runs:
+        pts = [p[key] for p in r["d_overfitting"] if p["step"] <= step][-SMOOTH:]
+        if pts:
+            vals.append(float(np.mean(pts)))
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def table(d: dict) -> list[str]:
+    """Markdown lines of one digest: FID and D accuracy per evaluation, then the verdicts."""
+    runs = _runs(d)
+    names = list(d["runs"]) if "runs" in d else [d.get("run", "run")]
+    steps = sorted({h["step"] for r in runs for h in r["fid_history"]})
+    fid = {(i, h["step"]): h["fid"] for i, r in enumerate(runs) for h in r["fid_history"]}
+    lines = [f"### {label(d)} (`{d.get('run')}`, commit {d.get('commit')})", "",
+             "| G step | " + " | ".join(f"FID {n}" for n in names) + " | mean FID | "
+             "D acc. train reals | D acc. held-out reals |",
+             "|---" * (len(names) + 4) + "|"]
+    means = []
+    for st in steps:
+        vals = [fid.get((i, st)) for i in range(len(runs))]
+        full = [v for v in vals if v is not None]
+        m = float(np.mean(full)) if len(full) == len(vals) else None
+        means.append((st, m))
+        cells = " | ".join("" if v is None else f"{v:.1f}" for v in vals)
+        lines.append(f"| {st} | {cells} | {'' if m is None else f'{m:.1f}'} | "
+                     f"{_acc_at(runs, st, 'd_acc_train_real'):.2f} | "
+                     f"{_acc_at(runs, st, 'd_acc_heldout_real'):.2f} |")
+    done = [(st, m) for st, m in means if m is not None]
+    last = max(p["step"] for r in runs for p in r["d_overfitting"])
+    gap = _acc_at(runs, last, "d_acc_train_real") - _acc_at(runs, last, "d_acc_heldout_real")
+    lines.append("")
+    if done:
+        best = min(done, key=lambda t: t[1])
+        rose = done[-1][1] > best[1]
+        lines.append(f"Best mean FID {best[1]:.1f} at G step {best[0]}; last {done[-1][1]:.1f} "
+                     f"at step {done[-1][0]}: FID {'rose' if rose else 'did not rise'} after its "
+                     "best.")
+    lines.append(f"D accuracy gap (train - held-out reals) at step {last}: {gap:.2f} "
+                 f"({'at least' if gap >= MIN_GAP else 'below'} {MIN_GAP}).")
+    return lines + [""]
+
+
 def main(argv) -> int:
     """Plots ``argv[1:]`` into ``argv[0]``; returns the exit status (2: usage)."""
     if len(argv) < 2:
@@ -92,7 +144,12 @@ def main(argv) -> int:
         with open(path) as f:
             digests.append(json.load(f))
     plot(digests, argv[0])
-    print(f"wrote {argv[0]}")
+    md = os.path.splitext(argv[0])[0] + ".md"
+    with open(md, "w") as f:
+        f.write("\n".join(["<!-- written by launch/regime_plot.py from "
+                            + ", ".join(os.path.basename(p) for p in argv[1:]) + " -->", ""]
+                           + [line for d in digests for line in table(d)]))
+    print(f"wrote {argv[0]} and {md}")
     return 0
 
 
