@@ -52,6 +52,7 @@ class _Watched:
         return float(self.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["vmap", "loop"])
 def test_no_transfer_to_the_host_at_iterations_where_no_action_fires(strategy, tmp_path,
                                                                       monkeypatch):

@@ -75,6 +75,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_bfloat16_compute_with_float32_parameters_statistics_and_outputs(name):
     model, kwargs = TINY[name]
@@ -153,6 +154,7 @@ def engines(tmp_path_factory):
             for dt in ("float32", "bfloat16")}
 
 
+@pytest.mark.slow
 def test_matmul_precision_reaches_every_matmul_and_conv_of_iteration_and_sampling(engines):
     engine = engines["float32"]
     state = loop.initial_state(engine, 0)

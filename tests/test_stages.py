@@ -134,6 +134,7 @@ def test_slimming_ticket_without_its_dense_run_is_refused(folder, tmp_path):
         lot.ticket_masks(like)
 
 
+@pytest.mark.slow
 def test_evaluate_accepts_the_dst_stage(folder, tmp_path):
     config = _config(folder)
     config.stages = "dst"

@@ -152,6 +152,7 @@ def test_step_results_match_the_pinned_digest(name, tmp_path):
     assert _fingerprint(name, tmp_path) == PINNED[name]
 
 
+@pytest.mark.slow
 def test_jit_of_iteration_partial_traces_once_and_equals_the_bound_step(tmp_path):
     """``jax.jit(functools.partial(iteration, spec))``, the module-level step with the spec
     bound, compiles once across new masks and strengths and gives StepFns' numbers."""

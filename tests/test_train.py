@@ -112,6 +112,7 @@ def tiny_engine(tmp_path_factory):
     return _engine(tmp_path_factory.mktemp("tiny"))
 
 
+@pytest.mark.slow
 def test_iteration_does_not_retrace_for_new_masks_batches_and_hparams(tiny_engine):
     engine = tiny_engine
     state, masks = _state_and_masks(engine)
@@ -133,6 +134,7 @@ def lecam_engine(tmp_path_factory):
     return _engine(tmp_path_factory.mktemp("lecam"), lecam__weight=0.3, lecam__start=1)
 
 
+@pytest.mark.slow
 def test_iteration_traces_once_across_masks_every_strength_and_part_state(lecam_engine):
     engine = lecam_engine
     assert set(engine.fns.hparams) == {"ema_decay", "lecam_weight", "lecam_decay"}
