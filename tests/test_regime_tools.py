@@ -64,7 +64,10 @@ def test_table_verdicts_by_hand(swept, tmp_path):
     text = "\n".join(plot.table(d))
     # mean FIDs 210, 140, 165: best 140 at step 1000, the last (165) above it
     assert "| 1000 | 150.0 | 130.0 | 140.0 |" in text
-    assert "Best mean FID 140.0 at G step 1000; last 165.0 at step 1500: FID rose" in text
+    assert "Best mean FID 140.0 at G step 1000; last 165.0 at step 1500 (+17.9%): FID rose" in text
+    flat = json.loads(json.dumps(d))
+    flat["runs"]["seed0"]["fid_history"][-1]["fid"] = 130.0  # mean 145: +3.6%
+    assert "(+3.6%): FID did not rise" in "\n".join(plot.table(flat))
     # last log step 1000: running mean of the last 5 points (steps 600..1000): train 0.9,
     # held-out 0.9 - 0.8 = 0.1 -> gap 0.8
     assert "gap (train - held-out reals) at step 1000: 0.80 (at least 0.15)" in text
