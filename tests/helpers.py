@@ -152,6 +152,26 @@ def use_model(config, name):
     return config
 
 
+def tiny_stylegan2(config):
+    """The tiny StyleGAN2 of the step tests: channel base 128, one mapping layer, the
+    non-saturating loss, n_dis 1, G batch 4, EMA over 0.01 kimg (10 images), R1 gamma 1 (every
+    step), path length weight 2 every 2nd G step, DiffAugment ``translation``."""
+    from jaxgan_lth import parts
+
+    use_model(config, "stylegan2")
+    config.model.channel_base = 128
+    config.model.mapping_layers = 1
+    config.train.loss = "nonsaturating"
+    config.train.n_dis = 1
+    config.train.g_batch_size = 4
+    config.train.ema_kimg = 0.01
+    config.r1 = parts.R1.default_config(1.0)
+    config.pathlen = parts.PathLength.default_config(2.0)
+    config.pathlen.interval = 2
+    config.diffaug.policy = "translation"
+    return config
+
+
 def assert_trees_equal(a, b):
     """Asserts two pytrees have equal leaves, bit for bit (the failing leaf's path named)."""
     la, lb = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)

@@ -26,7 +26,7 @@ import pytest
 from jaxgan_lth import parts, pipeline
 from jaxgan_lth.training import loop
 from jaxgan_lth.training import step as step_lib
-from tests.helpers import make_image_folder, tiny_config, use_model
+from tests.helpers import make_image_folder, tiny_config, tiny_stylegan2
 
 RECORDED_WITH = ("0.10.2", "cpu", 4)  # jax version, backend, device count
 PINNED = {
@@ -54,18 +54,8 @@ def _dcgan_diffaug_advaug_r1(config):
 
 
 def _stylegan2_lazy_r1_pathlen(config):
-    use_model(config, "stylegan2")
-    config.model.channel_base = 128
-    config.model.mapping_layers = 1
-    config.train.loss = "nonsaturating"
-    config.train.n_dis = 1
-    config.train.g_batch_size = 4
-    config.train.ema_kimg = 0.01
-    config.r1 = parts.R1.default_config(1.0)
+    tiny_stylegan2(config)
     config.r1.interval = 2
-    config.pathlen = parts.PathLength.default_config(2.0)
-    config.pathlen.interval = 2
-    config.diffaug.policy = "translation"
     return config
 
 

@@ -541,23 +541,13 @@ def test_kimg_schedules():
 
 @pytest.mark.slow
 def test_train_iterations_with_r1_pathlen_and_kimg_ema(tmp_path):
-    from jaxgan_lth import parts, pipeline
+    from jaxgan_lth import pipeline
     from jaxgan_lth.training import loop, schedules
-    from tests.helpers import make_image_folder, tiny_config
+    from tests.helpers import make_image_folder, tiny_config, tiny_stylegan2
 
     folder = make_image_folder(tmp_path / "imgs", n=8, size=32, channels=3)
     config = tiny_config(folder, resolution=32, channels=3, num_steps=2)
-    use_model(config, "stylegan2")
-    config.model.channel_base = 128
-    config.model.mapping_layers = 1
-    config.train.loss = "nonsaturating"
-    config.train.n_dis = 1
-    config.train.g_batch_size = 4
-    config.train.ema_kimg = 0.01  # 10 images: beta = 0.5 ** (4 / 10)
-    config.r1 = parts.R1.default_config(1.0)
-    config.pathlen = parts.PathLength.default_config(2.0)
-    config.pathlen.interval = 2
-    config.diffaug.policy = "translation"
+    tiny_stylegan2(config)  # EMA over 0.01 kimg = 10 images: beta = 0.5 ** (4 / 10)
     pipeline.validate_config(config)
     engine = loop.build_engine(config, str(tmp_path))
     fns = engine.fns
