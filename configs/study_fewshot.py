@@ -13,8 +13,9 @@ the folder (the folder is the reference: the held-out 75 make it a test of gener
 well as of fit), every ``EVAL_EVERY`` G steps, so the FID-over-steps curve shows a rise after
 its best where the baseline overfits.
 
-One study = one folder ROOT per 100-shot set with one workdir per *arm* (``launch/study.sh``
-with ``STUDY=fewshot`` runs them in order, 3 seeds each, at equal G steps):
+One study = one folder ROOT per 100-shot set with one workdir per *arm*
+(``launch/study_fewshot.sh FOLDER ROOT`` runs them in order, 3 seeds each, at equal G steps,
+and writes each arm's digest when it finishes):
 
 ================  ========  ===================================================================
 arm               stage     what it trains
